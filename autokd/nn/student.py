@@ -1,0 +1,94 @@
+"""ArchSpec → nn.Module: the NAGO student (REFERENCE §2). Channels and merges come from `autokd.space.plan`."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from autokd.nn.ops import ConvOp, DagBlock, GatedSum, pool_to
+from autokd.space.plan import STEM, Source, graph_input_channels, top_plan
+from autokd.space.spec import HEAD_CHANNELS, HEAD_DROPOUT, ArchSpec, CellSpec
+
+
+def _cell(cell: CellSpec, in_channels: int, width: int) -> DagBlock:
+    modules = []
+    for m_in, module in zip(graph_input_channels(cell.graph, in_channels, width), cell.modules):
+        ops = [ConvOp(op_in, width) for op_in in graph_input_channels(module, m_in, width)]
+        modules.append(DagBlock(module, ops))
+    return DagBlock(cell.graph, modules)
+
+
+class TopMerge(nn.Module):
+    """Pools each source to `size`, gates or 1×1-projects it (per the plan), and sums."""
+
+    def __init__(self, sources: tuple[Source, ...], size: tuple[int, int], channels: int) -> None:
+        super().__init__()
+        self.size = size
+        self.source_ids = [s.node for s in sources]
+        self.kinds = [s.kind for s in sources]
+        gated = [i for i, s in enumerate(sources) if s.kind == "gate"]
+        self.gate_index = {i: k for k, i in enumerate(gated)}
+        self.gate = GatedSum(len(gated)) if gated else None
+        self.proj = nn.ModuleDict({str(i): nn.Conv2d(s.channels, channels, 1, bias=True)
+                                   for i, s in enumerate(sources) if s.kind == "project"})
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        if len(xs) == 1 and self.kinds[0] == "identity":
+            return pool_to(xs[0], self.size)
+        total = None
+        for i, x in enumerate(xs):
+            x = pool_to(x, self.size)
+            if self.kinds[i] == "project":
+                y = self.proj[str(i)](x)
+            else:
+                y = x * torch.sigmoid(self.gate.weight[self.gate_index[i]]).to(x.dtype)
+            total = y if total is None else total + y
+        return total
+
+
+class Student(nn.Module):
+    def __init__(self, spec: ArchSpec) -> None:
+        super().__init__()
+        c_in, c0 = spec.input_shape[0], spec.stem_channels
+        stride = 2 if spec.stem_downsample == 4 else 1
+        self.stem = nn.Sequential(
+            nn.Conv2d(c_in, c0, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c0), nn.ReLU(inplace=True),
+            nn.Conv2d(c0, c0, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c0))
+        plans, out = top_plan(spec)
+        self.merges = nn.ModuleList(TopMerge(p.sources, p.size, p.width) for p in plans)
+        self.cells = nn.ModuleList(_cell(c, p.in_channels, p.width) for c, p in zip(spec.cells, plans))
+        self.sources = [[s.node for s in p.sources] for p in plans]
+        self.output_merge = TopMerge(out.sources, out.size, out.channels)
+        self.head = nn.Sequential(
+            nn.ReLU(inplace=False), nn.Conv2d(out.channels, HEAD_CHANNELS, 1, bias=False),
+            nn.BatchNorm2d(HEAD_CHANNELS), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Dropout(HEAD_DROPOUT), nn.Linear(HEAD_CHANNELS, spec.num_classes))
+        self.n_outputs = len(out.sources)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stem = self.stem(x)
+        outs: list[torch.Tensor] = []
+        for merge, cell, srcs in zip(self.merges, self.cells, self.sources):
+            inputs = [stem if s == STEM else outs[s] for s in srcs]
+            outs.append(cell(merge(inputs)))
+        om = self.output_merge
+        pooled = [pool_to(outs[s], om.size) for s in om.source_ids]
+        feats = [om.proj[str(i)](p) if om.kinds[i] == "project" else p for i, p in enumerate(pooled)]
+        y = feats[0] if len(feats) == 1 else torch.stack(feats).mean(0)
+        return self.head(y)
+
+
+def build_student(spec: ArchSpec) -> Student:
+    """Build the module for an architecture; the same spec always gives the same parameter names and shapes."""
+    return Student(spec)

@@ -1,0 +1,141 @@
+"""Search-space files (`search_spaces/*.yaml`) ↔ ConfigSpace `ConfigurationSpace`, and θ validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+import ConfigSpace as CS
+import yaml
+
+from autokd.errors import UserError
+
+THETA_KEYS = ("G1_nodes", "G1_K", "G1_P", "G2_nodes", "G2_P", "G3_nodes", "G3_K", "G3_P")
+KD_KEYS = ("temperature", "alpha")
+DEFAULT_KD = {"temperature": 4.0, "alpha": 0.9}  # RepDistiller/CRD recipe (REFERENCE §1)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str  # "int", "float" or "constant"
+    lower: float = 0.0
+    upper: float = 0.0
+    value: float = 0.0
+
+    def check(self, value: Any, where: str) -> int | float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{where}: {self.name} must be a number, got {value!r}")
+        if self.type == "constant":
+            if value != self.value:
+                raise UserError(f"{where}: {self.name} is fixed at {self.value} in this space, got {value}")
+            return value
+        if self.type == "int" and int(value) != value:
+            raise UserError(f"{where}: {self.name} must be an integer, got {value}")
+        if not self.lower <= value <= self.upper:
+            raise UserError(f"{where}: {self.name}={value} is outside [{self.lower}, {self.upper}]")
+        return int(value) if self.type == "int" else float(value)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    generator: tuple[Param, ...]
+    kd: tuple[Param, ...]
+
+    def params(self) -> tuple[Param, ...]:
+        return self.generator + self.kd
+
+    def to_configspace(self, seed: int | None = None) -> CS.ConfigurationSpace:
+        cs = CS.ConfigurationSpace(name=self.name, seed=seed)
+        for p in self.params():
+            if p.type == "int":
+                cs.add(CS.UniformIntegerHyperparameter(p.name, int(p.lower), int(p.upper)))
+            elif p.type == "float":
+                cs.add(CS.UniformFloatHyperparameter(p.name, p.lower, p.upper))
+            else:
+                cs.add(CS.Constant(p.name, p.value))
+        return cs
+
+    def check_theta(self, theta: Mapping[str, Any], where: str = "generator") -> dict[str, int | float]:
+        """Validated θ with exactly the generator keys; unknown, missing or out-of-range keys are bad input."""
+        if not isinstance(theta, Mapping):
+            raise UserError(f"{where} must be an object with keys {', '.join(THETA_KEYS)}")
+        known = {p.name: p for p in self.generator}
+        unknown = sorted(set(theta) - set(known))
+        if unknown:
+            raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; expected {', '.join(THETA_KEYS)}")
+        missing = [k for k in THETA_KEYS if k not in theta]
+        if missing:
+            raise UserError(f"{where}: missing key(s) {', '.join(missing)}")
+        return {k: known[k].check(theta[k], where) for k in THETA_KEYS}
+
+    def check_kd(self, kd: Mapping[str, Any] | None, where: str = "kd") -> dict[str, float]:
+        """τ and α with defaults (τ=4, α=0.9, or the space's constant); unknown or out-of-range keys are bad input."""
+        if kd is None:
+            kd = {}
+        if not isinstance(kd, Mapping):
+            raise UserError(f"{where} must be an object with keys temperature, alpha")
+        unknown = sorted(set(kd) - set(KD_KEYS))
+        if unknown:
+            raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; expected temperature, alpha")
+        known = {p.name: p for p in self.kd}
+        out: dict[str, float] = {}
+        for key in KD_KEYS:
+            p = known.get(key)
+            if key in kd:
+                rng = p or Param(key, "float", 1.0 if key == "temperature" else 0.0,
+                                 10.0 if key == "temperature" else 1.0)
+                out[key] = float(rng.check(kd[key], where))
+            else:
+                out[key] = float(p.value) if p is not None and p.type == "constant" else DEFAULT_KD[key]
+        return out
+
+
+def _param(name: str, obj: Any, source: str) -> Param:
+    if not isinstance(obj, dict) or obj.get("type") not in ("int", "float", "constant"):
+        raise UserError(f"search space {source}: {name} needs type int, float or constant")
+    try:
+        if obj["type"] == "constant":
+            return Param(name, "constant", value=float(obj["value"]))
+        lo, hi = float(obj["lower"]), float(obj["upper"])
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"search space {source}: {name} needs numeric lower/upper (or value)") from None
+    if lo >= hi:
+        raise UserError(f"search space {source}: {name} has lower {lo} >= upper {hi}")
+    return Param(name, obj["type"], lo, hi)
+
+
+def load_space(name_or_path: str = "nago") -> SearchSpace:
+    """Load a built-in space by name (`nago`, `nago-nokd`) or a YAML file by path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise UserError(f"search space file {path}: {exc.strerror}") from None
+    else:
+        res = resources.files("autokd.search_spaces").joinpath(f"{name_or_path}.yaml")
+        if not res.is_file():
+            raise UserError(f"unknown search space {name_or_path!r}; built-in: nago, nago-nokd, or a .yaml path")
+        text = res.read_text()
+    try:
+        obj = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UserError(f"search space {name_or_path}: invalid YAML ({exc})") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("generator"), dict):
+        raise UserError(f"search space {name_or_path}: needs a 'generator' mapping")
+    gen = tuple(_param(k, v, name_or_path) for k, v in obj["generator"].items())
+    if tuple(p.name for p in gen) != THETA_KEYS:
+        raise UserError(f"search space {name_or_path}: generator keys must be {', '.join(THETA_KEYS)}")
+    kd = tuple(_param(k, v, name_or_path) for k, v in (obj.get("kd") or {}).items())
+    if any(p.name not in KD_KEYS for p in kd):
+        raise UserError(f"search space {name_or_path}: kd keys must be among temperature, alpha")
+    return SearchSpace(str(obj.get("name", path.stem)), gen, kd)
+
+
+def config_to_plain(config: Mapping[str, Any]) -> dict[str, int | float]:
+    """ConfigSpace / hpbandster values may be numpy scalars: convert to JSON builtins."""
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in dict(config).items()}

@@ -1,0 +1,84 @@
+"""The generator file (`autokd.generator/1`): θ, KD settings, parameter limit and provenance (DESIGN.md)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autokd.errors import UserError
+from autokd.fsutil import write_atomic
+from autokd.space.configspace import load_space
+from autokd.space.generator import DEFAULT_PARAM_LIMIT
+
+GENERATOR_FORMAT = "autokd.generator/1"
+TOP_KEYS = {"format", "space", "generator", "kd", "param_limit", "source"}
+
+
+@dataclass(frozen=True)
+class GeneratorFile:
+    generator: dict[str, int | float]
+    kd: dict[str, float]
+    space: str = "nago"
+    param_limit: int | None = None  # None: the dataset's default
+    source: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"format": GENERATOR_FORMAT, "space": self.space, "generator": self.generator,
+                               "kd": self.kd}
+        if self.param_limit is not None:
+            out["param_limit"] = self.param_limit
+        if self.source:
+            out["source"] = self.source
+        return out
+
+
+def generator_from_json(obj: Any, where: str = "generator file") -> GeneratorFile:
+    """Validate a generator object: only `generator` is required; unknown keys or out-of-range values are errors."""
+    if not isinstance(obj, dict):
+        raise UserError(f"{where}: expected a JSON object with a 'generator' key")
+    unknown = sorted(set(obj) - TOP_KEYS)
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(TOP_KEYS))}")
+    if "format" in obj and obj["format"] != GENERATOR_FORMAT:
+        raise UserError(f"{where}: format {obj['format']!r} is not {GENERATOR_FORMAT!r}")
+    if "generator" not in obj:
+        raise UserError(f"{where}: missing the required 'generator' object")
+    space_name = obj.get("space", "nago")
+    if space_name not in ("nago", "nago-nokd"):
+        raise UserError(f"{where}: unknown space {space_name!r}; expected nago or nago-nokd")
+    space = load_space(space_name)
+    theta = space.check_theta(obj["generator"], f"{where}: generator")
+    kd = space.check_kd(obj.get("kd"), f"{where}: kd")
+    limit = obj.get("param_limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1000):
+        raise UserError(f"{where}: param_limit must be an integer >= 1000, got {limit!r}")
+    source = obj.get("source") or {}
+    if not isinstance(source, dict):
+        raise UserError(f"{where}: source must be an object")
+    return GeneratorFile(theta, kd, space_name, limit, source)
+
+
+def load_generator(path: str | Path) -> GeneratorFile:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise UserError(f"generator file {p} not found") from None
+    except OSError as exc:
+        raise UserError(f"generator file {p}: {exc.strerror}") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"generator file {p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    return generator_from_json(obj, f"generator file {p}")
+
+
+def save_generator(path: str | Path, gen: GeneratorFile) -> None:
+    write_atomic(path, json.dumps(gen.to_json(), indent=1, sort_keys=True) + "\n")
+
+
+def default_param_limit(input_shape: tuple[int, int, int]) -> int:
+    """4.0M for small images, 6.0M for large ones (REFERENCE §1)."""
+    return DEFAULT_PARAM_LIMIT if min(input_shape[1:]) <= 64 else 6_000_000

@@ -1,0 +1,1 @@
+"""Experiment settings of the paper and the Fashion-MNIST default (YAML, loaded by autokd.config)."""

@@ -1,0 +1,1 @@
+"""Search-space definitions shipped with autokd (YAML, loaded by autokd.space.configspace)."""
