@@ -1,0 +1,71 @@
+"""Loading a dataset by name and splitting it: search uses a seeded train/validation split of the training set,
+retrain uses train/test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from autokd.data.readers import ImageSet, read_dataset
+from autokd.data.registry import DatasetInfo, dataset_info, resolve
+from autokd.errors import DatasetError
+
+DEFAULT_VAL_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class Dataset:
+    info: DatasetInfo
+    train: ImageSet
+    test: ImageSet
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.info.input_shape
+
+
+_CACHE: dict[tuple, Dataset] = {}
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None, image_size: int | None = None) -> Dataset:
+    """Read the dataset's files (resolved as in registry.resolve); memoised per process."""
+    info = dataset_info(name)
+    if image_size is not None:
+        if info.reader != "imagefolder":
+            raise DatasetError(f"--image-size applies to image-folder datasets, not {name}")
+        info = replace(info, input_shape=(3, int(image_size), int(image_size)))
+    key = (info, str(data_dir))
+    if key not in _CACHE:
+        folder = resolve(name, data_dir)
+        train, test, classes = read_dataset(info, folder)
+        if info.num_classes == 0:
+            info = replace(info, num_classes=classes)
+        _CACHE[key] = Dataset(info, train, test, classes)
+    return _CACHE[key]
+
+
+def train_val_split(train: ImageSet, val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0,
+                    subset: int | None = None) -> tuple[ImageSet, ImageSet]:
+    """Seeded split of the training set. `subset` N keeps N training and max(N // 5, 100) validation images."""
+    n = len(train)
+    if not 0.0 < val_fraction < 1.0:
+        raise DatasetError(f"validation fraction must be in (0, 1), got {val_fraction}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+    n_val = max(1, int(round(n * val_fraction)))
+    val_idx, train_idx = perm[:n_val], perm[n_val:]
+    if subset is not None:
+        if subset < 2:
+            raise DatasetError(f"--subset must be at least 2, got {subset}")
+        train_idx = train_idx[:subset]
+        val_idx = val_idx[:max(subset // 5, min(100, n_val))]
+    return train.subset(train_idx), train.subset(val_idx)
+
+
+def test_subset(test: ImageSet, subset: int | None, seed: int = 0) -> ImageSet:
+    if subset is None or subset >= len(test):
+        return test
+    perm = torch.randperm(len(test), generator=torch.Generator().manual_seed(int(seed)))
+    return test.subset(perm[:subset])

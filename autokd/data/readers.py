@@ -1,0 +1,157 @@
+"""Readers of the datasets' own file formats into uint8 image tensors (N, C, H, W) and int64 labels (N,)."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from autokd.data.registry import DatasetInfo
+from autokd.errors import DatasetError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    images: torch.Tensor  # uint8 (N, C, H, W)
+    labels: torch.Tensor  # int64 (N,)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, index: torch.Tensor) -> "ImageSet":
+        return ImageSet(self.images[index], self.labels[index])
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (optionally gzipped): magic 0x00 0x00 dtype ndim, big-endian dims, then row-major data."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError) as exc:
+        raise DatasetError(f"{path}: cannot read IDX file ({exc}); the file is corrupt, replace it") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise DatasetError(f"{path}: not an unsigned-byte IDX file; replace it with the official one")
+    ndim = data[3]
+    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise DatasetError(f"{path}: IDX header says {dims} but holds {body.size} bytes; the file is truncated")
+    return body.reshape(dims)
+
+
+def _idx_pair(d: Path, prefix: str) -> ImageSet:
+    images = read_idx(d / f"{prefix}-images-idx3-ubyte.gz")
+    labels = read_idx(d / f"{prefix}-labels-idx1-ubyte.gz")
+    if images.shape[0] != labels.shape[0]:
+        raise DatasetError(f"{d}: {prefix} images ({images.shape[0]}) and labels ({labels.shape[0]}) differ")
+    return ImageSet(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            return pickle.load(fh, encoding="bytes")
+    except (OSError, pickle.UnpicklingError, EOFError) as exc:
+        raise DatasetError(f"{path}: cannot read CIFAR batch ({exc}); replace it with the official file") from None
+
+
+def _cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    obj = _unpickle(path)
+    if b"data" not in obj or label_key not in obj:
+        raise DatasetError(f"{path}: CIFAR batch lacks b'data' or {label_key!r}; is it the python version?")
+    data = np.asarray(obj[b"data"], dtype=np.uint8)
+    if data.ndim != 2 or data.shape[1] != 3072:
+        raise DatasetError(f"{path}: CIFAR data must be N×3072 uint8, got {data.shape}")
+    return data.reshape(-1, 3, 32, 32), np.asarray(obj[label_key], dtype=np.int64)
+
+
+def _cifar(paths: list[Path], label_key: bytes) -> ImageSet:
+    parts = [_cifar_batch(p, label_key) for p in paths]
+    return ImageSet(torch.from_numpy(np.concatenate([p[0] for p in parts])),
+                    torch.from_numpy(np.concatenate([p[1] for p in parts])))
+
+
+def _image_folder(root: Path, classes: list[str], size: tuple[int, int]) -> ImageSet:
+    from PIL import Image  # pillow: only image-folder datasets need it
+
+    images, labels = [], []
+    for label, cls in enumerate(classes):
+        cdir = root / cls
+        files = sorted(p for p in cdir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if cdir.is_dir() else []
+        for f in files:
+            try:
+                with Image.open(f) as im:
+                    # Resize the shorter side to the target, then centre-crop: keeps the aspect ratio.
+                    im = im.convert("RGB")
+                    w, h = im.size
+                    scale = max(size[1] / w, size[0] / h)
+                    im = im.resize((max(size[1], round(w * scale)), max(size[0], round(h * scale))),
+                                   Image.BILINEAR)
+                    left, top = (im.size[0] - size[1]) // 2, (im.size[1] - size[0]) // 2
+                    im = im.crop((left, top, left + size[1], top + size[0]))
+                    images.append(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy())
+            except OSError as exc:
+                raise DatasetError(f"{f}: cannot read image ({exc}); remove or replace it") from None
+            labels.append(label)
+    if not images:
+        raise DatasetError(f"{root}: no images found (expected {root}/<class>/*.jpg)")
+    return ImageSet(torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64))
+
+
+def image_folder_classes(d: Path) -> list[str]:
+    classes = sorted(p.name for p in (d / "train").iterdir() if p.is_dir())
+    if len(classes) < 2:
+        raise DatasetError(f"{d}/train must hold one folder per class (at least 2), found {len(classes)}")
+    return classes
+
+
+def synthetic(info: DatasetInfo, seed: int = 0) -> tuple[ImageSet, ImageSet]:
+    """Random uint8 images with random labels (for throughput benchmarks, not for learning)."""
+    g = torch.Generator().manual_seed(seed)
+    c, h, w = info.input_shape
+
+    def make(n: int) -> ImageSet:
+        return ImageSet(torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=g),
+                        torch.randint(0, info.num_classes, (n,), generator=g))
+
+    return make(info.train_size), make(info.test_size)
+
+
+def read_dataset(info: DatasetInfo, d: Path) -> tuple[ImageSet, ImageSet, int]:
+    """(train, test, num_classes) from the resolved folder; checks labels against the class count."""
+    if info.reader == "idx":
+        train, test = _idx_pair(d, "train"), _idx_pair(d, "t10k")
+    elif info.reader == "cifar10":
+        train = _cifar([d / f"data_batch_{i}" for i in range(1, 6)], b"labels")
+        test = _cifar([d / "test_batch"], b"labels")
+    elif info.reader == "cifar100":
+        train, test = _cifar([d / "train"], b"fine_labels"), _cifar([d / "test"], b"fine_labels")
+    elif info.reader == "imagefolder":
+        classes = image_folder_classes(d)
+        test_dir = d / "test" if (d / "test").is_dir() else d / "val"
+        train = _image_folder(d / "train", classes, info.input_shape[1:])
+        test = _image_folder(test_dir, classes, info.input_shape[1:])
+        if info.num_classes and len(classes) != info.num_classes:
+            raise DatasetError(f"{d}: {info.name} has {info.num_classes} classes, found {len(classes)} folders")
+        return train, test, len(classes)
+    elif info.reader == "synthetic":
+        train, test = synthetic(info)
+    else:
+        raise DatasetError(f"no reader {info.reader!r} for dataset {info.name}")
+    for part, s in (("train", train), ("test", test)):
+        lo, hi = int(s.labels.min()), int(s.labels.max())
+        if lo < 0 or hi >= info.num_classes:
+            raise DatasetError(f"{info.name} {part} labels span {lo}..{hi}, but the dataset has "
+                               f"{info.num_classes} classes; wrong files for this dataset?")
+        if tuple(s.images.shape[1:]) != info.input_shape:
+            raise DatasetError(f"{info.name} {part} images are {tuple(s.images.shape[1:])}, expected "
+                               f"{info.input_shape}")
+    return train, test, info.num_classes

@@ -1,0 +1,46 @@
+"""Shared fixtures. Tests run on CPU; a GPU test marks itself with @pytest.mark.gpu and skips without CUDA."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+DEFAULT_THETA = {"G1_nodes": 6, "G1_K": 4, "G1_P": 0.5, "G2_nodes": 4, "G2_P": 0.6,
+                 "G3_nodes": 5, "G3_K": 2, "G3_P": 0.3}
+SMALL_THETA = {"G1_nodes": 3, "G1_K": 2, "G1_P": 0.5, "G2_nodes": 3, "G2_P": 0.8,
+               "G3_nodes": 3, "G3_K": 2, "G3_P": 0.3}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own autokd cache, so no test reads what another (or the user) wrote."""
+    monkeypatch.setenv("AUTOKD_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("AUTOKD_DATA", raising=False)
+
+
+@pytest.fixture
+def generator_file(tmp_path):
+    def write(theta=None, **extra):
+        path = tmp_path / "gen.json"
+        obj = {"format": "autokd.generator/1", "space": "nago", "generator": dict(theta or DEFAULT_THETA)}
+        obj.update(extra)
+        path.write_text(json.dumps(obj))
+        return path
+    return write
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,61 @@
+import ConfigSpace as CS
+import pytest
+
+from autokd.errors import UserError
+from autokd.space.configspace import THETA_KEYS, load_space
+from autokd.space.genfile import generator_from_json, load_generator
+from tests.conftest import DEFAULT_THETA
+
+
+def test_nago_space_has_reference_ranges_and_kd():
+    cs = load_space("nago").to_configspace(seed=0)
+    hp = {h.name: h for h in cs.values()}
+    assert set(hp) == set(THETA_KEYS) | {"temperature", "alpha"}
+    assert (hp["G1_nodes"].lower, hp["G1_nodes"].upper) == (3, 10)
+    assert (hp["G1_K"].lower, hp["G1_K"].upper) == (2, 5)
+    assert (hp["G2_P"].lower, hp["G2_P"].upper) == (0.2, 1.0)
+    assert (hp["G3_P"].lower, hp["G3_P"].upper) == (0.1, 1.0)
+    assert (hp["temperature"].lower, hp["temperature"].upper) == (1.0, 10.0)
+    assert (hp["alpha"].lower, hp["alpha"].upper) == (0.0, 1.0)
+
+
+def test_nokd_space_fixes_alpha_at_zero_and_has_no_temperature():
+    cs = load_space("nago-nokd").to_configspace(seed=0)
+    names = {h.name for h in cs.values()}
+    assert "temperature" not in names and isinstance(cs["alpha"], CS.Constant) and cs["alpha"].value == 0.0
+    assert all(dict(c)["alpha"] == 0.0 for c in cs.sample_configuration(5))
+
+
+def test_generator_file_defaults_kd_to_tau4_alpha09():
+    g = generator_from_json({"generator": DEFAULT_THETA})
+    assert g.kd == {"temperature": 4.0, "alpha": 0.9} and g.space == "nago"
+
+
+@pytest.mark.parametrize("obj,msg", [
+    ({"generator": {**DEFAULT_THETA, "G4_nodes": 3}}, "unknown key"),
+    ({"generator": {**DEFAULT_THETA, "G1_nodes": 11}}, "outside"),
+    ({"generator": {**DEFAULT_THETA, "G1_P": 0.0}}, "outside"),
+    ({"generator": {**DEFAULT_THETA, "G2_nodes": 4.5}}, "integer"),
+    ({"generator": {k: v for k, v in DEFAULT_THETA.items() if k != "G3_K"}}, "missing"),
+    ({"generator": DEFAULT_THETA, "kd": {"temperature": 20}}, "outside"),
+    ({"generator": DEFAULT_THETA, "kd": {"beta": 1}}, "unknown key"),
+    ({"generator": DEFAULT_THETA, "colour": "red"}, "unknown key"),
+    ({"generator": DEFAULT_THETA, "space": "nago-nokd", "kd": {"alpha": 0.5}}, "fixed at 0"),
+    ({"kd": {"alpha": 0.5}}, "missing the required"),
+    ([1, 2], "JSON object"),
+])
+def test_bad_generator_objects_are_rejected(obj, msg):
+    with pytest.raises(UserError, match=msg):
+        generator_from_json(obj)
+
+
+def test_malformed_json_file(tmp_path):
+    p = tmp_path / "g.json"
+    p.write_text('{"generator": {')
+    with pytest.raises(UserError, match="not valid JSON"):
+        load_generator(p)
+
+
+def test_unknown_space_name():
+    with pytest.raises(UserError, match="unknown search space"):
+        load_space("darts")
