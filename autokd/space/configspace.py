@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -11,6 +10,7 @@ import ConfigSpace as CS
 import yaml
 
 from autokd.errors import UserError
+from autokd.resources import resource_dir
 
 THETA_KEYS = ("G1_nodes", "G1_K", "G1_P", "G2_nodes", "G2_P", "G3_nodes", "G3_K", "G3_P")
 KD_KEYS = ("temperature", "alpha")
@@ -117,7 +117,7 @@ def load_space(name_or_path: str = "nago") -> SearchSpace:
         except OSError as exc:
             raise UserError(f"search space file {path}: {exc.strerror}") from None
     else:
-        res = resources.files("autokd.search_spaces").joinpath(f"{name_or_path}.yaml")
+        res = resource_dir("search_spaces") / f"{name_or_path}.yaml"
         if not res.is_file():
             raise UserError(f"unknown search space {name_or_path!r}; built-in: nago, nago-nokd, or a .yaml path")
         text = res.read_text()
