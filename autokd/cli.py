@@ -121,6 +121,105 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- evaluate
+def _progress_to_stderr(prefix: str):
+    def report(p: dict[str, Any]) -> None:
+        print(f"{prefix}: epoch {p['epoch']}/{p['epochs']}, loss {p['train_loss']:.4f}, {p['seconds']:.0f}s "
+              f"elapsed, ~{p['eta_seconds']:.0f}s left", file=sys.stderr, flush=True)
+    return report
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from autokd.data.dataset import load_dataset, train_val_split
+    from autokd.kd.teacher import OnTheFlyTeacher, resolve_teacher
+    from autokd.nn.student import build_student
+    from autokd.space.genfile import default_param_limit, load_generator
+    from autokd.space.generator import sample_architecture
+    from autokd.space.plan import count_macs
+    from autokd.space.spec import load_arch
+    from autokd.train import KDConfig, TrainConfig, train_and_evaluate
+
+    ds = load_dataset(args.dataset, args.data_dir)
+    kd_settings = {"temperature": 4.0, "alpha": 0.9}
+    if args.generator:
+        gen = load_generator(args.generator)
+        kd_settings = dict(gen.kd)
+        limit = args.param_limit or gen.param_limit or default_param_limit(ds.input_shape)
+        spec = sample_architecture(gen.generator, args.seed, ds.input_shape, ds.num_classes, limit)
+    else:
+        spec = load_arch(args.arch)
+        if tuple(spec.input_shape) != tuple(ds.input_shape) or spec.num_classes != ds.num_classes:
+            raise UserError(f"architecture {args.arch} is for inputs {tuple(spec.input_shape)} and "
+                            f"{spec.num_classes} classes, but {args.dataset} has {tuple(ds.input_shape)} and "
+                            f"{ds.num_classes}; sample one for this dataset")
+    for key in ("temperature", "alpha"):
+        if getattr(args, key) is not None:
+            kd_settings[key] = getattr(args, key)
+    teacher = None
+    if args.teacher:
+        t = resolve_teacher(args.teacher, ds, smoke=args.preset == "smoke", device=args.device, quiet=args.json)
+        teacher = OnTheFlyTeacher(t, ds.info.mean, ds.info.std)
+    train, val = train_val_split(ds.train, seed=args.seed, subset=args.subset)
+    torch.manual_seed(args.seed)
+    model = build_student(spec)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    kd = KDConfig(**kd_settings) if teacher is not None else None
+    result = train_and_evaluate(model, train, val, ds.info.mean, ds.info.std, cfg, device=args.device,
+                                teacher=teacher, kd=kd, macs=count_macs(spec),
+                                progress=None if args.json else _progress_to_stderr(f"arch {spec.arch_id}"))
+    out = {**result.to_json(), "arch_id": spec.arch_id, "dataset": args.dataset, "train_images": len(train),
+           "val_images": len(val), "teacher": args.teacher, "kd": kd_settings if teacher is not None else None}
+    if args.json:
+        emit_json(out)
+    elif result.status == "ok":
+        print(f"arch {spec.arch_id}: val_acc {result.val_acc:.4f} (val loss {result.val_loss:.4f}) after "
+              f"{args.epochs:g} epochs on {len(train)} images, {result.params:,} params, {result.seconds:.1f}s")
+    else:
+        print(f"arch {spec.arch_id}: failed: {result.error}", file=sys.stderr)
+    return EXIT_OK if result.status == "ok" else EXIT_FAILED
+
+
+# ---------------------------------------------------------------- teacher
+def cmd_teacher_train(args: argparse.Namespace) -> int:
+    from autokd.data.dataset import load_dataset
+    from autokd.kd.teacher import save_checkpoint, teacher_cache_path, train_teacher
+    from autokd.nn.teachers import teacher_arch
+
+    teacher_arch(args.arch)
+    ds = load_dataset(args.dataset, args.data_dir)
+    smoke = args.preset == "smoke"
+    out = args.out or teacher_cache_path(ds.info.name, args.arch, smoke)
+    ckpt, result = train_teacher(args.arch, ds, epochs=args.epochs, smoke=smoke, seed=args.seed,
+                                 device=args.device, progress=_progress_to_stderr(f"teacher {args.arch}"))
+    save_checkpoint(out, ckpt)
+    print(f"teacher {args.arch} on {ds.info.name}: test accuracy {result.val_acc:.4f} on {ckpt['test_images']} "
+          f"images, {result.params:,} params, {result.seconds:.0f}s → {out}")
+    return EXIT_OK
+
+
+def cmd_teacher_list(args: argparse.Namespace) -> int:
+    from autokd.data.registry import cache_root
+    from autokd.kd.teacher import load_checkpoint
+    from autokd.nn.teachers import TEACHERS
+
+    print("built-in teacher architectures:")
+    for name, t in TEACHERS.items():
+        print(f"  {name:<10} {t.description}; recipe {t.recipe.epochs:g} epochs, batch {t.recipe.batch_size}, "
+              f"lr {t.recipe.lr}")
+    found = sorted((cache_root() / "teachers").glob("*.pt"))
+    print(f"cached checkpoints in {cache_root() / 'teachers'}:" if found else "no cached teacher checkpoints")
+    for path in found:
+        try:
+            m = load_checkpoint(path)
+            print(f"  {path.name:<32} {m['arch']:<10} {m['dataset']:<14} test_acc {m['test_acc']:.4f} "
+                  f"({m['epochs']:g} epochs{', smoke' if m.get('smoke') else ''})")
+        except UserError as exc:
+            print(f"  {path.name:<32} unreadable: {exc}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="autokd", description="Knowledge-distillation-aware architecture search (AutoKD).")
@@ -138,6 +237,41 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--draw", help="write a PNG of the three graph levels here")
     s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     s.set_defaults(func=cmd_sample)
+
+    e = sub.add_parser("evaluate", help="sample (or load) one student and train it, with or without a teacher")
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--generator", help="generator file to sample the student from")
+    src.add_argument("--arch", help="architecture file (autokd.arch/1)")
+    e.add_argument("--dataset", required=True)
+    e.add_argument("--teacher", help="built-in teacher name (darts, resnet18, wrn-40-2) or checkpoint path")
+    e.add_argument("--epochs", type=float, default=1.0, help="training budget in epochs (default 1)")
+    e.add_argument("--subset", type=_positive_int, help="train on N images (validate on N/5)")
+    e.add_argument("--seed", type=int, default=0, help="architecture, split and training seed")
+    e.add_argument("--param-limit", type=_positive_int)
+    e.add_argument("--temperature", type=float, help="KD temperature (default: generator file, else 4)")
+    e.add_argument("--alpha", type=float, help="KD weight (default: generator file, else 0.9)")
+    e.add_argument("--batch-size", type=_positive_int, default=128)
+    e.add_argument("--lr", type=float, default=0.1)
+    e.add_argument("--preset", choices=("smoke", "paper"), default="paper", help="teacher size when one is trained")
+    e.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    e.add_argument("--data-dir")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    t = sub.add_parser("teacher", help="train or list teachers")
+    tsub = t.add_subparsers(dest="teacher_command", required=True, parser_class=_Parser)
+    tt = tsub.add_parser("train", help="train a teacher and write its checkpoint")
+    tt.add_argument("--arch", required=True, help="darts, resnet18 or wrn-40-2")
+    tt.add_argument("--dataset", required=True)
+    tt.add_argument("--epochs", type=float, help="default: the recipe's (600 for darts)")
+    tt.add_argument("--out", help="checkpoint path (default: the cache, where --teacher NAME finds it)")
+    tt.add_argument("--preset", choices=("smoke", "paper"), default="paper", help="smoke: small network, subset")
+    tt.add_argument("--seed", type=int, default=0)
+    tt.add_argument("--device")
+    tt.add_argument("--data-dir")
+    tt.set_defaults(func=cmd_teacher_train)
+    tl = tsub.add_parser("list", help="built-in teacher architectures and cached checkpoints")
+    tl.set_defaults(func=cmd_teacher_list)
 
     d = sub.add_parser("datasets", help="list datasets and where their files resolve")
     d.add_argument("--data-dir", help="look here first")

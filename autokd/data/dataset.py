@@ -37,7 +37,7 @@ def load_dataset(name: str, data_dir: str | Path | None = None, image_size: int 
         if info.reader != "imagefolder":
             raise DatasetError(f"--image-size applies to image-folder datasets, not {name}")
         info = replace(info, input_shape=(3, int(image_size), int(image_size)))
-    key = (info, str(data_dir))
+    key = (info.name, info.input_shape, str(data_dir))
     if key not in _CACHE:
         folder = resolve(name, data_dir)
         train, test, classes = read_dataset(info, folder)

@@ -11,13 +11,13 @@ from typing import Iterator
 
 import torch
 
-from autokd.data.augment import Augment, apply_view, cutout, random_views
+from autokd.data.augment import Augment, apply_view, random_views
 from autokd.data.readers import ImageSet
 
 
 @dataclass(frozen=True)
 class Batch:
-    x: torch.Tensor  # float (B, C, H, W), normalised, augmented
+    x: torch.Tensor  # float (B, C, H, W), normalised, cropped and flipped; cutout is the trainer's (student only)
     y: torch.Tensor  # int64 (B,)
     index: torch.Tensor  # int64 (B,) positions in the loader's ImageSet (for the teacher-logit cache)
     view: torch.Tensor  # int64 (B,) augmentation view index (0 = identity when not augmenting)
@@ -67,7 +67,4 @@ class DeviceLoader:
             u8 = self.images[idx]
             if aug is not None and aug.views > 1:
                 u8 = apply_view(u8, view, aug.pad)
-            x = self.normalise(u8)
-            if aug is not None and aug.cutout > 0:
-                x = cutout(x, aug.cutout, gen)
-            yield Batch(x, self.labels[idx], idx, view)
+            yield Batch(self.normalise(u8), self.labels[idx], idx, view)

@@ -1,0 +1,55 @@
+"""Teacher architectures by name: how to build each, at paper size and at smoke size, and its training recipe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+
+from autokd.data.augment import Augment
+from autokd.errors import TeacherError
+from autokd.nn.darts import DartsNetwork
+from autokd.nn.resnet import ResNet18, WideResNet
+from autokd.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class TeacherArch:
+    name: str
+    build: Callable[..., nn.Module]  # (num_classes, in_channels, **args) → module
+    args: dict[str, Any]  # paper-size arguments
+    smoke_args: dict[str, Any]  # small enough to train on a 2-core CPU in a minute or two
+    recipe: TrainConfig  # full training recipe
+    smoke_epochs: float = 2.0
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# DARTS recipe (REFERENCE §3): 600 epochs, SGD 0.025, momentum 0.9, wd 3e-4, cosine, batch 96, clip 5,
+# crop+flip+cutout 16, auxiliary weight 0.4, drop path 0.2.
+_DARTS_RECIPE = TrainConfig(epochs=600, batch_size=96, lr=0.025, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
+                            augment=Augment(pad=4, flip=True, cutout=16), aux_weight=0.4, drop_path=0.2)
+# ResNet/WRN: the common CIFAR recipe (SGD 0.1 / 0.05, wd 5e-4, cosine, crop+flip) at 200 epochs.
+_RESNET_RECIPE = TrainConfig(epochs=200, batch_size=128, lr=0.1, weight_decay=5e-4, nesterov=True)
+_WRN_RECIPE = TrainConfig(epochs=200, batch_size=64, lr=0.05, weight_decay=5e-4, nesterov=True)
+
+TEACHERS: dict[str, TeacherArch] = {
+    "darts": TeacherArch("darts", DartsNetwork, {"C": 36, "layers": 20, "auxiliary": True},
+                         {"C": 8, "layers": 5, "auxiliary": True}, _DARTS_RECIPE,
+                         description="DARTS V2 cell network (3.35M params at C=36, 20 cells)"),
+    "resnet18": TeacherArch("resnet18", ResNet18, {"width": 64}, {"width": 8}, _RESNET_RECIPE,
+                            description="ResNet-18, CIFAR variant (11.2M params)"),
+    "wrn-40-2": TeacherArch("wrn-40-2", WideResNet, {"depth": 40, "widen": 2}, {"depth": 10, "widen": 1},
+                            _WRN_RECIPE, description="Wide ResNet 40-2 (2.2M params)"),
+}
+
+
+def teacher_arch(name: str) -> TeacherArch:
+    if name not in TEACHERS:
+        raise TeacherError(f"unknown teacher {name!r}; built-in: {', '.join(TEACHERS)}, or a checkpoint path")
+    return TEACHERS[name]
+
+
+def build_teacher(name: str, num_classes: int, in_channels: int, args: dict[str, Any]) -> nn.Module:
+    return teacher_arch(name).build(num_classes=num_classes, in_channels=in_channels, **args)

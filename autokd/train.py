@@ -1,0 +1,205 @@
+"""train_and_evaluate: train a network for a budget in epochs and score it; failures are results, not crashes."""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from autokd.data.augment import Augment, cutout
+from autokd.data.loader import Batch, DeviceLoader
+from autokd.data.readers import ImageSet
+from autokd.kd.loss import kd_loss
+
+TeacherFn = Callable[[Batch], torch.Tensor]  # a batch → teacher logits (B, K) for exactly the student's views
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Search-time recipe by default (Vega's NAGO config: batch 128, SGD 0.1, momentum 0.9, wd 1e-4, crop+flip)."""
+
+    epochs: float  # the budget; fractional budgets train that fraction of an epoch's steps
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    nesterov: bool = False
+    grad_clip: float | None = None  # max global grad norm
+    augment: Augment = Augment(pad=4, flip=True, cutout=0)
+    aux_weight: float = 0.0  # weight of an auxiliary head's CE (DARTS: 0.4)
+    drop_path: float = 0.0  # final drop-path probability, ramped linearly over the epochs (DARTS: 0.2)
+    eval_batch_size: int = 1000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class KDConfig:
+    temperature: float = 4.0
+    alpha: float = 0.9
+
+
+@dataclass
+class EvalResult:
+    status: str  # "ok" or "failed"
+    val_acc: float | None = None  # top-1 on the evaluation set, in [0, 1]
+    val_loss: float | None = None  # cross entropy on the evaluation set
+    train_loss: float | None = None  # mean training loss of the last epoch
+    params: int = 0
+    macs: int | None = None  # per image
+    seconds: float = 0.0
+    peak_memory_mb: float | None = None  # CUDA: peak allocated; CPU: the process's peak RSS
+    epochs: float = 0.0
+    steps: int = 0
+    device: str = "cpu"
+    error: str | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    if requested and requested != "auto":
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def count_macs_of(model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> int:
+    """MACs per image of any module, from torch's FLOP counter (2 FLOPs per multiply-accumulate)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        model(torch.zeros(1, *input_shape, device=device))
+    model.train(was_training)
+    return int(fc.get_total_flops() // 2)
+
+
+def _logits(out: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    return out[0] if isinstance(out, tuple) else out
+
+
+@torch.no_grad()
+def evaluate_accuracy(model: nn.Module, loader: DeviceLoader) -> tuple[float, float]:
+    """(top-1 accuracy, mean cross entropy) over every image of the loader."""
+    model.eval()
+    use_amp = loader.device.type == "cuda"
+    correct = torch.zeros((), device=loader.device)
+    loss = torch.zeros((), device=loader.device)
+    for batch in loader.epoch(0):
+        with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext():
+            logits = _logits(model(batch.x)).float()
+        correct += (logits.argmax(1) == batch.y).sum()
+        loss += F.cross_entropy(logits, batch.y, reduction="sum")
+    n = loader.num_images
+    return float(correct) / n, float(loss) / n
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def train_and_evaluate(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, ...],
+                       std: tuple[float, ...], cfg: TrainConfig, device: torch.device | str | None = None,
+                       teacher: TeacherFn | None = None, kd: KDConfig | None = None, macs: int | None = None,
+                       progress: Progress | None = None) -> EvalResult:
+    """Train `model` for `cfg.epochs` with SGD and a cosine schedule annealed to exactly that budget, then score it
+    on `val`. With a teacher and kd, the loss is the KD loss; otherwise cross entropy. On CUDA: bf16 autocast and
+    channels_last; on CPU: fp32. NaN/inf loss, out-of-memory and any exception return status "failed" with the
+    reason (KeyboardInterrupt still propagates)."""
+    dev = pick_device(str(device) if device is not None else None)
+    t0 = time.perf_counter()
+    params = sum(p.numel() for p in model.parameters())
+    result = EvalResult(status="failed", params=params, macs=macs, epochs=float(cfg.epochs), device=str(dev))
+    try:
+        _train(model, train, val, mean, std, cfg, dev, teacher, kd, result, progress)
+        result.status = "ok"
+    except torch.cuda.OutOfMemoryError as exc:
+        result.error = f"out of memory: {str(exc).splitlines()[0]}"
+    except FloatingPointError as exc:
+        result.error = str(exc)
+    except Exception as exc:  # a trial's failure is data for the search, never a crash of the caller
+        result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        result.seconds = time.perf_counter() - t0
+        result.peak_memory_mb = round(_peak_memory_mb(dev), 1)
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    return result
+
+
+def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, ...], std: tuple[float, ...],
+           cfg: TrainConfig, dev: torch.device, teacher: TeacherFn | None, kd: KDConfig | None,
+           result: EvalResult, progress: Progress | None) -> None:
+    cuda = dev.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(dev)
+    model.to(dev, memory_format=torch.channels_last if cuda else torch.preserve_format)
+    if result.macs is None:
+        result.macs = count_macs_of(model, tuple(train.images.shape[1:]), dev)
+    train_loader = DeviceLoader(train, cfg.batch_size, dev, mean, std, cfg.augment, shuffle=True, seed=cfg.seed,
+                                drop_last=len(train) > cfg.batch_size, channels_last=cuda)
+    val_loader = DeviceLoader(val, cfg.eval_batch_size, dev, mean, std, channels_last=cuda)
+    steps_per_epoch = len(train_loader)
+    total_steps = max(1, round(cfg.epochs * steps_per_epoch))
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN, biases and merge gates
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
+                           {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, momentum=cfg.momentum,
+                          nesterov=cfg.nesterov)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * s / total_steps)))
+    use_kd = teacher is not None and kd is not None and kd.alpha > 0
+    gen = torch.Generator().manual_seed(cfg.seed + 7919)  # cutout positions
+    step, n_epochs = 0, math.ceil(total_steps / steps_per_epoch)
+    t_start = time.perf_counter()
+    for epoch in range(n_epochs):
+        model.train()
+        if hasattr(model, "drop_path_prob"):
+            model.drop_path_prob = cfg.drop_path * epoch / max(1, n_epochs)
+        loss_sum = torch.zeros((), device=dev)
+        seen = 0
+        for batch in train_loader.epoch(epoch):
+            if step >= total_steps:
+                break
+            t_logits = teacher(batch) if use_kd else None  # the teacher sees the view without cutout
+            x = cutout(batch.x, cfg.augment.cutout, gen) if cfg.augment.cutout > 0 else batch.x
+            with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext():
+                out = model(x)
+            logits = _logits(out)
+            loss = kd_loss(logits, batch.y, t_logits, kd.temperature, kd.alpha) if use_kd else \
+                F.cross_entropy(logits.float(), batch.y)
+            if isinstance(out, tuple) and cfg.aux_weight > 0 and out[1] is not None:
+                loss = loss + cfg.aux_weight * F.cross_entropy(out[1].float(), batch.y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            loss_sum += loss.detach()
+            seen += 1
+            step += 1
+        mean_loss = float(loss_sum) / max(1, seen)  # one host sync per epoch
+        if not math.isfinite(mean_loss):
+            raise FloatingPointError(f"training loss became {mean_loss} in epoch {epoch + 1}")
+        result.train_loss, result.steps = mean_loss, step
+        elapsed = time.perf_counter() - t_start
+        entry = {"epoch": epoch + 1, "train_loss": mean_loss, "seconds": elapsed}
+        result.history.append(entry)
+        if progress is not None:
+            progress({**entry, "epochs": n_epochs, "eta_seconds": elapsed / (epoch + 1) * (n_epochs - epoch - 1)})
+    result.val_acc, result.val_loss = evaluate_accuracy(model, val_loader)
+    if not math.isfinite(result.val_loss):
+        raise FloatingPointError(f"validation loss is {result.val_loss}")

@@ -1,0 +1,98 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from autokd.data.augment import Augment
+from autokd.data.dataset import load_dataset, train_val_split
+from autokd.nn.student import build_student
+from autokd.space.generator import sample_architecture
+from autokd.train import KDConfig, TrainConfig, train_and_evaluate
+from tests.conftest import FASHION_DIR, SMALL_THETA
+
+
+def small_student(shape=(1, 28, 28), classes=10, seed=0):
+    torch.manual_seed(seed)
+    return build_student(sample_architecture(SMALL_THETA, seed, shape, classes, param_limit=40_000))
+
+
+@pytest.mark.skipif(not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists(), reason="dataset-fashion-mnist")
+def test_training_on_real_fashion_mnist_lowers_the_loss_and_beats_chance():
+    ds = load_dataset("fashion-mnist")
+    train, val = train_val_split(ds.train, seed=0, subset=1500)
+    model = small_student()
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, augment=Augment(pad=2))
+    r = train_and_evaluate(model, train, val, ds.info.mean, ds.info.std, cfg, device="cpu")
+    assert r.status == "ok", r.error
+    assert r.history[-1]["train_loss"] < r.history[0]["train_loss"] < math.log(10) + 0.5
+    assert r.val_acc > 0.3  # chance is 0.1
+    assert r.params == sum(p.numel() for p in model.parameters()) and r.macs > 0 and r.seconds > 0
+
+
+def test_fractional_budget_and_cosine_schedule_reaches_zero():
+    ds = load_dataset("synthetic:1x8x8:3:256")
+    train, val = train_val_split(ds.train, seed=0)
+    model = small_student((1, 8, 8), 3)
+    r = train_and_evaluate(model, train, val, ds.info.mean, ds.info.std, TrainConfig(epochs=0.5, batch_size=32))
+    assert r.status == "ok" and r.steps == round(0.5 * (len(train) // 32))
+
+
+def test_nan_loss_is_a_failed_result_not_a_crash():
+    ds = load_dataset("synthetic:1x8x8:3:128")
+    train, val = train_val_split(ds.train, seed=0)
+    model = small_student((1, 8, 8), 3)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    r = train_and_evaluate(model, train, val, ds.info.mean, ds.info.std, TrainConfig(epochs=1, batch_size=32))
+    assert r.status == "failed" and "nan" in r.error.lower()
+
+
+def test_exception_in_the_model_is_a_failed_result():
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(1))
+
+        def forward(self, x):
+            raise RuntimeError("boom")
+
+    ds = load_dataset("synthetic:1x8x8:3:64")
+    train, val = train_val_split(ds.train, seed=0)
+    r = train_and_evaluate(Broken(), train, val, ds.info.mean, ds.info.std, TrainConfig(epochs=1), macs=1)
+    assert r.status == "failed" and "RuntimeError: boom" in r.error
+
+
+def test_kd_uses_the_teacher_for_every_batch_and_changes_training():
+    ds = load_dataset("synthetic:1x8x8:3:256")
+    train, val = train_val_split(ds.train, seed=0)
+    calls = []
+
+    def teacher(batch):
+        calls.append(batch.x.shape[0])
+        return torch.nn.functional.one_hot(batch.y, 3).float() * 5.0
+
+    cfg = TrainConfig(epochs=1, batch_size=32, seed=1)
+    r_kd = train_and_evaluate(small_student((1, 8, 8), 3), train, val, ds.info.mean, ds.info.std, cfg,
+                              teacher=teacher, kd=KDConfig(4.0, 0.9))
+    r_ce = train_and_evaluate(small_student((1, 8, 8), 3), train, val, ds.info.mean, ds.info.std, cfg)
+    assert r_kd.status == r_ce.status == "ok"
+    assert len(calls) == r_kd.steps and r_kd.train_loss != r_ce.train_loss
+
+
+def test_same_seed_same_result():
+    ds = load_dataset("synthetic:1x8x8:3:256")
+    train, val = train_val_split(ds.train, seed=0)
+    cfg = TrainConfig(epochs=1, batch_size=32, seed=5)
+    a = train_and_evaluate(small_student((1, 8, 8), 3), train, val, ds.info.mean, ds.info.std, cfg)
+    b = train_and_evaluate(small_student((1, 8, 8), 3), train, val, ds.info.mean, ds.info.std, cfg)
+    assert a.train_loss == b.train_loss and a.val_acc == b.val_acc
+
+
+@pytest.mark.gpu
+def test_cuda_path_uses_bf16_autocast_and_reports_peak_memory():
+    ds = load_dataset("synthetic:3x32x32:10:512")
+    train, val = train_val_split(ds.train, seed=0)
+    r = train_and_evaluate(small_student((3, 32, 32), 10), train, val, ds.info.mean, ds.info.std,
+                           TrainConfig(epochs=1, batch_size=64), device="cuda")
+    assert r.status == "ok" and r.device.startswith("cuda") and r.peak_memory_mb > 0
