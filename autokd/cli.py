@@ -220,6 +220,58 @@ def cmd_teacher_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- search
+SEARCH_FLAGS = ("dataset", "teacher", "min_budget", "max_budget", "eta", "iterations", "executor", "gpus_per_trial",
+                "ray_address", "param_limit", "data_dir", "seed", "subset", "device")
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from autokd.config import apply_preset, load_experiment
+    from autokd.search.run import run_search
+
+    if args.resume:
+        given = [f"--{k.replace('_', '-')}" for k in SEARCH_FLAGS if getattr(args, k) is not None]
+        if given or args.no_kd or args.experiment:
+            print(f"autokd search: note: resuming with the settings in {args.run_dir}/run.json; ignoring "
+                  f"{' '.join(given + (['--no-kd'] if args.no_kd else []))}".rstrip(), file=sys.stderr)
+        outcome = run_search(None, args.run_dir, resume=True, quiet=args.quiet)
+    else:
+        overrides: dict[str, Any] = {}
+        preset = args.preset
+        if args.experiment:
+            exp = load_experiment(args.experiment)
+            preset = args.preset or exp.get("preset")
+            overrides.update(exp.get("search") or {})
+        overrides.update({k: getattr(args, k) for k in SEARCH_FLAGS if getattr(args, k) is not None})
+        if args.no_kd:
+            overrides["no_kd"] = True
+        if not overrides.get("dataset"):
+            raise UserError("give --dataset NAME (or --experiment NAME, or --resume with --run-dir)")
+        if overrides.get("no_kd"):
+            overrides.setdefault("teacher", None)
+        settings = apply_preset(preset or "paper", overrides)
+        if settings.no_kd:
+            settings = settings.__class__(**{**settings.to_json(), "teacher": None})
+        outcome = run_search(settings, args.run_dir, quiet=args.quiet)
+    best = outcome.best
+    summary = {"run_dir": str(outcome.run_dir), "finished": outcome.finished, "failed": outcome.failed,
+               "replayed": outcome.replayed, "seconds": round(outcome.seconds, 1),
+               "best": best["source"] if best else None, "best_json": str(outcome.run_dir / "best.json")
+               if best else None}
+    if args.json:
+        emit_json(summary)
+    elif best:
+        src = best["source"]
+        print(f"search done: {outcome.finished} trials finished, {outcome.failed} failed, "
+              f"{outcome.seconds / 60:.1f} min. Best: config {tuple(src['config_id'])} val_acc "
+              f"{src['val_acc']:.4f} at {src['budget']:g} epochs, τ={best['kd']['temperature']:.2f} "
+              f"α={best['kd']['alpha']:.2f} → {outcome.run_dir / 'best.json'}")
+    else:
+        print(f"search done: every one of {outcome.failed} trials failed; see {outcome.run_dir}/journal.jsonl",
+              file=sys.stderr)
+    return EXIT_OK if best else EXIT_FAILED
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="autokd", description="Knowledge-distillation-aware architecture search (AutoKD).")
@@ -237,6 +289,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--draw", help="write a PNG of the three graph levels here")
     s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     s.set_defaults(func=cmd_sample)
+
+    r = sub.add_parser("search", help="BOHB over NAGO generators with KD (the main job)")
+    r.add_argument("--dataset")
+    r.add_argument("--teacher", help="built-in teacher (darts, resnet18, wrn-40-2) or checkpoint path")
+    r.add_argument("--run-dir", default="runs/search", help="run directory (default runs/search)")
+    r.add_argument("--preset", choices=("smoke", "paper"), help="smoke: minutes on a CPU; paper: the paper's "
+                   "protocol (default)")
+    r.add_argument("--experiment", help="settings from experiments/NAME.yaml (or a path); flags override")
+    r.add_argument("--min-budget", type=float, help="epochs (paper: 30)")
+    r.add_argument("--max-budget", type=float, help="epochs (paper: 120)")
+    r.add_argument("--eta", type=int, help="halving rate (paper: 2)")
+    r.add_argument("--iterations", type=_positive_int, help="brackets to run (paper: 63, ~300 evaluations)")
+    r.add_argument("--executor", choices=("local", "ray"), help="default: ray with CUDA, local without")
+    r.add_argument("--gpus-per-trial", type=float, help="fraction of a GPU per trial (0.25: four per GPU)")
+    r.add_argument("--ray-address", help="join this Ray cluster (e.g. auto or HOST:6379)")
+    r.add_argument("--no-kd", action="store_true", help="the NAGO baseline: no teacher, α fixed at 0")
+    r.add_argument("--param-limit", type=_positive_int)
+    r.add_argument("--data-dir")
+    r.add_argument("--subset", type=_positive_int, help="train on N images of the training split")
+    r.add_argument("--seed", type=int)
+    r.add_argument("--device")
+    r.add_argument("--resume", action="store_true", help="continue the run in --run-dir (settings from run.json)")
+    r.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    r.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
+    r.set_defaults(func=cmd_search)
 
     e = sub.add_parser("evaluate", help="sample (or load) one student and train it, with or without a teacher")
     src = e.add_mutually_exclusive_group(required=True)

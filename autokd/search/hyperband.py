@@ -1,0 +1,55 @@
+"""Hyperband brackets and successive halving (REFERENCE §4), as plain bookkeeping.
+
+Bracket i has s = s_max − (i mod (s_max+1)); it starts n = ⌈(s_max+1)/(s+1)·η^s⌉ configurations at budget
+b_max·η^−s, and each rung keeps the best ⌊n·η^−r⌋ (at least 1) by validation accuracy for the next budget.
+For 30/60/120, η=2: 4@30 → 2@60 → 1@120; 3@60 → 1@120; 3@120.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+ConfigId = tuple[int, int, int]
+
+
+@dataclass
+class Bracket:
+    index: int
+    s: int
+    budgets: list[float]  # budget of each rung, increasing
+    sizes: list[int]  # planned number of configurations per rung
+    rungs: list[list[ConfigId]] = field(default_factory=list)  # members; rung 0 filled by proposals
+    promoted: list[bool] = field(default_factory=list)  # rung r's members were chosen (r ≥ 1)
+
+    def __post_init__(self) -> None:
+        if not self.rungs:
+            self.rungs = [[] for _ in self.budgets]
+            self.promoted = [True] + [False] * (len(self.budgets) - 1)
+
+
+def plan_bracket(index: int, all_budgets: list[float], eta: int) -> Bracket:
+    """The bracket at position `index` of the Hyperband cycle; all_budgets increasing, min → max."""
+    s_max = len(all_budgets) - 1
+    s = s_max - (index % (s_max + 1))
+    n0 = math.ceil((s_max + 1) / (s + 1) * eta ** s)
+    sizes = [max(1, int(n0 * eta ** (-r))) for r in range(s + 1)]
+    return Bracket(index, s, list(all_budgets[s_max - s:]), sizes)
+
+
+def promote(candidates: list[tuple[ConfigId, float | None]], k: int) -> list[ConfigId]:
+    """The best k by accuracy (failed ones, accuracy None, never promoted); ties broken by config id."""
+    ok = [(cid, acc) for cid, acc in candidates if acc is not None]
+    ok.sort(key=lambda t: (-t[1], t[0]))
+    return [cid for cid, _ in ok[:k]]
+
+
+def schedule_summary(all_budgets: list[float], eta: int, iterations: int) -> dict[str, float]:
+    """Evaluations and epochs that `iterations` brackets plan (an upper bound: failures end lines early)."""
+    evals, epochs, configs = 0, 0.0, 0
+    for i in range(iterations):
+        b = plan_bracket(i, all_budgets, eta)
+        evals += sum(b.sizes)
+        configs += b.sizes[0]
+        epochs += sum(n * bud for n, bud in zip(b.sizes, b.budgets))
+    return {"brackets": iterations, "evaluations": evals, "configurations": configs, "epochs": epochs}
