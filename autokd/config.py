@@ -34,6 +34,7 @@ class SearchSettings:
     lr: float = 0.1
     weight_decay: float = 1e-4
     smoke_teacher: bool = False  # train a missing built-in teacher at smoke size
+    max_nodes: int | None = None  # cap on G1/G2/G3_nodes (smoke: 4, so a CPU trial has at most 64 conv ops)
     device: str | None = None
     preset: str = "paper"
 
@@ -68,13 +69,14 @@ class SearchSettings:
 
 
 # `--preset smoke` finishes a complete search on real Fashion-MNIST on a 2-core CPU in under 10 minutes, teacher
-# training included: budgets 1/2/4 epochs over a 1,500-image subset, a 150k-parameter limit, one full Hyperband
+# training included: budgets 1/2/4 epochs over a 1,500-image subset, a 100k-parameter limit, at most 4 nodes per
+# graph level (a CPU step costs ~3.5 ms per conv op, so 1000-op students would take hours), one full Hyperband
 # cycle (3 brackets, 14 evaluations), a smoke-size teacher.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"min_budget": 30.0, "max_budget": 120.0, "eta": 2, "iterations": 63, "subset": None,
               "param_limit": None, "smoke_teacher": False},
     "smoke": {"min_budget": 1.0, "max_budget": 4.0, "eta": 2, "iterations": 3, "subset": 1500,
-              "param_limit": 150_000, "smoke_teacher": True, "batch_size": 64, "lr": 0.05},
+              "param_limit": 100_000, "smoke_teacher": True, "batch_size": 64, "lr": 0.05, "max_nodes": 4},
 }
 
 

@@ -27,7 +27,7 @@ from autokd.nn.teachers import TEACHERS, build_teacher, teacher_arch
 from autokd.train import EvalResult, Progress, pick_device, train_and_evaluate
 
 TEACHER_FORMAT = "autokd.teacher/1"
-SMOKE_TRAIN_IMAGES = 8000  # smoke teachers train on a subset ...
+SMOKE_TRAIN_IMAGES = 5000  # smoke teachers train on a subset ...
 SMOKE_TEST_IMAGES = 2000  # ... and report accuracy on part of the test set
 
 

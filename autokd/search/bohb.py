@@ -160,7 +160,9 @@ class BOHBDriver:
                     self.brackets.append(plan_bracket(len(self.brackets), self.budgets, self.eta))
                 b = self.brackets[b_index]
                 if cid not in self.configs:
-                    self.configs[cid] = {**e["theta"], "temperature": e["temperature"], "alpha": e["alpha"]}
+                    kd_names = {p.name for p in self.space.kd}  # nago-nokd has no temperature
+                    self.configs[cid] = {**e["theta"], **{k: e[k] for k in ("temperature", "alpha")
+                                                          if k in kd_names}}
                     if float(e["budget"]) == b.budgets[0]:
                         b.rungs[0].append(cid)
                     self.proposal_info[cid] = e.get("proposal", {})

@@ -184,10 +184,11 @@ def run_search(settings: SearchSettings | None, run_dir: str | Path, resume: boo
                "host": socket.gethostname(), "gpu": _gpu(),
                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         write_atomic(run_dir / "run.json", json.dumps(run, indent=1, sort_keys=True) + "\n")
-        write_atomic(run_dir / "space.json", cs_json.write(load_space(settings.space).to_configspace()) + "\n")
+        space_cs = load_space(settings.space).with_max_nodes(settings.max_nodes).to_configspace()
+        write_atomic(run_dir / "space.json", cs_json.write(space_cs) + "\n")
         journal = Journal.create(run_dir / "journal.jsonl", {"created": run["created"], "space": settings.space})
         events = []
-    space = load_space(run["space"])
+    space = load_space(run["space"]).with_max_nodes(settings.max_nodes)
     budgets = settings.budgets()
     driver = BOHBDriver(space, budgets, settings.eta, settings.iterations, settings.seed)
     outcome = SearchOutcome(run_dir)

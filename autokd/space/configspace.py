@@ -48,10 +48,25 @@ class SearchSpace:
     def params(self) -> tuple[Param, ...]:
         return self.generator + self.kd
 
+    def with_max_nodes(self, max_nodes: int | None) -> "SearchSpace":
+        """The same space with every G*_nodes upper bound capped (the smoke preset keeps CPU trials small)."""
+        if max_nodes is None:
+            return self
+        gen = []
+        for p in self.generator:
+            if p.name.endswith("_nodes"):
+                if max_nodes < p.lower:
+                    raise UserError(f"max_nodes {max_nodes} is below {p.name}'s lower bound {p.lower:g}")
+                p = Param(p.name, p.type, p.lower, min(p.upper, float(max_nodes)))
+            gen.append(p)
+        return SearchSpace(self.name, tuple(gen), self.kd)
+
     def to_configspace(self, seed: int | None = None) -> CS.ConfigurationSpace:
         cs = CS.ConfigurationSpace(name=self.name, seed=seed)
         for p in self.params():
-            if p.type == "int":
+            if p.type == "int" and p.lower == p.upper:
+                cs.add(CS.Constant(p.name, int(p.lower)))
+            elif p.type == "int":
                 cs.add(CS.UniformIntegerHyperparameter(p.name, int(p.lower), int(p.upper)))
             elif p.type == "float":
                 cs.add(CS.UniformFloatHyperparameter(p.name, p.lower, p.upper))

@@ -1,0 +1,182 @@
+"""Search runs: run directory, journal, resume after SIGKILL, bad input, end to end on real data."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from autokd.cli import main
+from autokd.config import apply_preset
+from autokd.errors import RunDirError
+from autokd.search.journal import read_journal
+from autokd.search.run import run_search
+from autokd.space.genfile import load_generator
+from tests.conftest import FASHION_DIR
+
+TINY = ["--dataset", "synthetic:1x8x8:3:400", "--no-kd", "--preset", "smoke", "--subset", "200",
+        "--min-budget", "0.5", "--max-budget", "2", "--executor", "local"]
+
+
+def results_of(run_dir):
+    _, events, _ = read_journal(Path(run_dir) / "journal.jsonl")
+    return events, [e for e in events if e["event"] in ("finished", "failed")]
+
+
+def test_complete_tiny_search_writes_the_run_directory(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["search", *TINY, "--run-dir", str(run_dir), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["finished"] + summary["failed"] == 14
+    assert {p.name for p in run_dir.iterdir()} >= {"run.json", "space.json", "journal.jsonl", "best.json"}
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["settings"]["no_kd"] and run["space"] == "nago-nokd" and "torch" in run["versions"]
+    json.loads((run_dir / "space.json").read_text())
+    gen = load_generator(run_dir / "best.json")  # a valid generator file
+    events, results = results_of(run_dir)
+    ok = [e for e in results if e["event"] == "finished"]
+    top = max(ok, key=lambda e: (e["budget"], e["val_acc"]))
+    assert gen.source["budget"] == 2.0 and gen.source["val_acc"] == top["val_acc"] and gen.kd["alpha"] == 0.0
+
+
+def test_sigkill_then_resume_reruns_only_unfinished_trials(tmp_path):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "autokd.cli", "search", *TINY, "--run-dir", str(run_dir),
+                             "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    journal = run_dir / "journal.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if journal.exists() and journal.read_text().count('"event": "finished"') >= 5:
+            break
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with open(journal, "a") as fh:  # a torn last line, as a kill during a write leaves it
+        fh.write('{"event": "finished", "trial_id": 9')
+    _, before = results_of(run_dir)
+    done_before = {(tuple(e["config_id"]), e["budget"]) for e in before}
+    assert 5 <= len(done_before) < 14
+    size_before = journal.stat().st_size
+
+    outcome = run_search(None, run_dir, resume=True, quiet=True)
+    assert outcome.replayed == len(before)
+    events, after = results_of(run_dir)
+    pairs = [(tuple(e["config_id"]), e["budget"]) for e in after]
+    assert len(pairs) == len(set(pairs)) == 14  # every evaluation exactly once, none lost, none repeated
+    new_started = [(tuple(e["config_id"]), e["budget"]) for e in events[len(events) - 2 * (14 - len(before)):]
+                   if e["event"] == "started"]
+    assert not set(new_started) & done_before
+    assert journal.stat().st_size > size_before - 40  # only the torn fragment was cut
+    load_generator(run_dir / "best.json")
+
+
+def test_resume_of_a_finished_run_runs_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    assert main(["search", *TINY, "--run-dir", str(run_dir), "--quiet"]) == 0
+    n = len(read_journal(run_dir / "journal.jsonl")[1])
+    assert main(["search", "--run-dir", str(run_dir), "--resume", "--quiet"]) == 0
+    assert len(read_journal(run_dir / "journal.jsonl")[1]) == n
+
+
+def run_cli(*args):
+    p = subprocess.run([sys.executable, "-m", "autokd.cli", *map(str, args)], capture_output=True, text=True,
+                       timeout=300)
+    return p.returncode, p.stdout, p.stderr
+
+
+@pytest.mark.parametrize("case", ["unknown_dataset", "unknown_teacher", "budget_order", "eta", "holds_run",
+                                  "corrupt_journal", "resume_nothing", "unwritable", "missing_teacher_ckpt"])
+def test_bad_input_is_one_line_exit_2_and_nothing_is_damaged(case, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["search", *TINY, "--run-dir", run_dir]
+    protected = None
+    if case == "unknown_dataset":
+        args[2] = "imagenet-21k"
+    elif case == "unknown_teacher":
+        args = ["search", "--dataset", "synthetic", "--teacher", "gpt-5", "--run-dir", run_dir]
+    elif case == "missing_teacher_ckpt":
+        args = ["search", "--dataset", "synthetic", "--teacher", tmp_path / "none.pt", "--run-dir", run_dir]
+    elif case == "budget_order":
+        args += ["--min-budget", "9"]
+    elif case == "eta":
+        args += ["--eta", "1"]
+    elif case == "holds_run":
+        run_dir.mkdir()
+        (run_dir / "run.json").write_text('{"format": "autokd.run/1"}')
+        protected = run_dir / "run.json"
+    elif case == "corrupt_journal":
+        assert main(["search", *TINY, "--run-dir", str(run_dir), "--quiet", "--iterations", "1"]) == 0
+        lines = (run_dir / "journal.jsonl").read_text().splitlines(keepends=True)
+        lines[2] = "{garbage\n"
+        (run_dir / "journal.jsonl").write_text("".join(lines))
+        protected = run_dir / "journal.jsonl"
+        args = ["search", "--run-dir", run_dir, "--resume"]
+    elif case == "resume_nothing":
+        args = ["search", "--run-dir", run_dir, "--resume"]
+    elif case == "unwritable":
+        if os.geteuid() == 0:
+            args[args.index(run_dir)] = Path("/proc/autokd-run")  # even root cannot create this
+        else:
+            run_dir.mkdir(mode=0o500)
+    before = protected.read_bytes() if protected else None
+    rc, out, err = run_cli(*args)
+    assert rc == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    if protected:
+        assert protected.read_bytes() == before
+
+
+def test_failures_are_journaled_and_the_search_goes_on(tmp_path):
+    from autokd.search.trial import TrialResult, run_trial
+
+    def flaky(spec, ctx_holder={}):
+        if spec.config_id[2] == 1:
+            return TrialResult(spec.trial_id, spec.config_id, spec.budget, "failed", error="CUDA out of memory")
+        return TrialResult(spec.trial_id, spec.config_id, spec.budget, "ok", 0.5 + spec.budget / 10,
+                           0.5 - spec.budget / 10)
+
+    settings = apply_preset("smoke", {"dataset": "synthetic:1x8x8:3:100", "no_kd": True, "teacher": None,
+                                      "executor": "local"})
+    outcome = run_search(settings, tmp_path / "run", quiet=True, trial_fn=flaky)
+    _, results = results_of(tmp_path / "run")
+    failed = [e for e in results if e["event"] == "failed"]
+    assert failed and all(e["error"] == "CUDA out of memory" and e["config_id"][2] == 1 for e in failed)
+    assert outcome.failed == len(failed) and outcome.finished == len(results) - len(failed)
+
+
+def test_invalid_generator_is_a_failed_trial_not_a_crash():
+    from autokd.search.trial import TrialContext, TrialSpec, run_trial
+    theta = {"G1_nodes": 3, "G1_K": 2, "G1_P": 0.5, "G2_nodes": 3, "G2_P": 0.5, "G3_nodes": 3, "G3_K": 2,
+             "G3_P": 0.5}
+    ctx = TrialContext("synthetic:1x8x8:3:100", None, None, 2_000, 50, 0.2, 16, 0.05, 1e-4, 0)
+    r = run_trial(TrialSpec(0, (0, 0, 0), theta, 4.0, 0.0, 0.5, 0), ctx)
+    assert r.status == "failed" and "InvalidGenerator" in r.error and "limit" in r.error
+
+
+@pytest.mark.skipif(not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists(), reason="dataset-fashion-mnist")
+def test_end_to_end_kd_search_on_real_fashion_mnist(tmp_path):
+    from autokd.data.dataset import load_dataset
+    from autokd.kd.teacher import save_checkpoint, train_teacher
+
+    ds = load_dataset("fashion-mnist")
+    ckpt, result = train_teacher("wrn-40-2", ds, epochs=0.3, smoke=True)
+    assert result.val_acc > 0.3  # a real (if brief) teacher
+    save_checkpoint(tmp_path / "teacher.pt", ckpt)
+    run_dir = tmp_path / "run"
+    assert main(["search", "--dataset", "fashion-mnist", "--teacher", str(tmp_path / "teacher.pt"), "--preset",
+                 "smoke", "--subset", "300", "--min-budget", "0.5", "--max-budget", "1", "--iterations", "2",
+                 "--param-limit", "60000", "--run-dir", str(run_dir), "--quiet"]) == 0
+    gen = load_generator(run_dir / "best.json")
+    _, results = results_of(run_dir)
+    assert len(results) == 3 + 2  # budgets 0.5/1: bracket s=1 is 2@0.5 → 1@1, bracket s=0 is 2@1
+    assert all(e["alpha"] > 0 and e["event"] == "finished" for e in results)
+    top = max((e for e in results if e["budget"] == 1.0), key=lambda e: e["val_acc"])
+    assert gen.source["dataset"] == "fashion-mnist" and gen.source["val_acc"] == top["val_acc"]
+    assert gen.kd == {"temperature": top["temperature"], "alpha": top["alpha"]}
