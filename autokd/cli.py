@@ -272,6 +272,39 @@ def cmd_search(args: argparse.Namespace) -> int:
     return EXIT_OK if best else EXIT_FAILED
 
 
+# ---------------------------------------------------------------- retrain / report
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from autokd.retrain import run_retrain, settings_for
+    from autokd.space.genfile import load_generator
+
+    gen = load_generator(args.generator)
+    st = settings_for(gen, {k: getattr(args, k) for k in ("dataset", "teacher", "param_limit", "data_dir",
+                                                          "samples", "epochs", "seed", "device", "batch_size",
+                                                          "lr", "subset")} | {"smoke_teacher": args.preset == "smoke"})
+    run_dir = gen.source.get("run_dir")
+    out = Path(args.out) if args.out else (Path(run_dir) / "retrain" if run_dir and Path(run_dir).is_dir()
+                                           else Path(args.generator).resolve().parent / "retrain")
+    summary = run_retrain(gen, st, out, executor=args.executor or "local", gpus_per_trial=args.gpus_per_trial)
+    if args.json:
+        emit_json({k: v for k, v in summary.items() if k != "per_sample"} | {"out": str(out)})
+    elif summary["test_acc_mean"] is not None:
+        print(f"retrain: {summary['ok']}/{summary['samples']} samples, top-1 test accuracy "
+              f"{100 * summary['test_acc_mean']:.2f}% ± {100 * summary['test_acc_std']:.2f} (min "
+              f"{100 * summary['test_acc_min']:.2f}, max {100 * summary['test_acc_max']:.2f}), mean params "
+              f"{summary['params_mean']:,.0f} → {out / 'summary.md'}")
+    return EXIT_OK if summary["ok"] == summary["samples"] else EXIT_FAILED
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from autokd.report.build import build_report
+
+    out = build_report(args.run_dir, args.out, args.compare)
+    print(f"report written to {out / 'report.md'}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="autokd", description="Knowledge-distillation-aware architecture search (AutoKD).")
@@ -314,6 +347,32 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
     r.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
     r.set_defaults(func=cmd_search)
+
+    rt = sub.add_parser("retrain", help="train k samples of a generator long, with KD; test accuracy mean ± std")
+    rt.add_argument("--generator", required=True, help="generator file (e.g. RUN_DIR/best.json)")
+    rt.add_argument("--samples", type=_positive_int, help="architectures to sample (default 8)")
+    rt.add_argument("--epochs", type=float, help="epochs per sample (default 600)")
+    rt.add_argument("--out", help="output folder (default RUN_DIR/retrain)")
+    rt.add_argument("--dataset", help="default: the generator's source.dataset")
+    rt.add_argument("--teacher", help="default: the generator's source.teacher")
+    rt.add_argument("--param-limit", type=_positive_int)
+    rt.add_argument("--data-dir")
+    rt.add_argument("--subset", type=_positive_int, help="train on N images (quick checks)")
+    rt.add_argument("--seed", type=int, help="sample i uses seed + i (default 0)")
+    rt.add_argument("--batch-size", type=_positive_int)
+    rt.add_argument("--lr", type=float)
+    rt.add_argument("--preset", choices=("smoke", "paper"), default="paper", help="teacher size if one is trained")
+    rt.add_argument("--executor", choices=("local", "ray"), help="ray trains samples in parallel on GPUs")
+    rt.add_argument("--gpus-per-trial", type=float, default=1.0)
+    rt.add_argument("--device")
+    rt.add_argument("--json", action="store_true")
+    rt.set_defaults(func=cmd_retrain)
+
+    rp = sub.add_parser("report", help="rank correlations, histograms, best-so-far, top configurations")
+    rp.add_argument("run_dir")
+    rp.add_argument("--compare", help="another run directory (e.g. the --no-kd run) to put side by side")
+    rp.add_argument("--out", help="output folder (default RUN_DIR/report)")
+    rp.set_defaults(func=cmd_report)
 
     e = sub.add_parser("evaluate", help="sample (or load) one student and train it, with or without a teacher")
     src = e.add_mutually_exclusive_group(required=True)

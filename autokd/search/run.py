@@ -161,9 +161,10 @@ def _resolve_inputs(settings: SearchSettings) -> tuple[Any, str | None, dict[str
 
 
 def run_search(settings: SearchSettings | None, run_dir: str | Path, resume: bool = False,
-               stream: TextIO = sys.stderr, quiet: bool = False, trial_fn: Callable | None = None,
+               stream: TextIO | None = None, quiet: bool = False, trial_fn: Callable | None = None,
                executor: Executor | None = None) -> SearchOutcome:
     run_dir = Path(run_dir)
+    stream = stream or sys.stderr
     prepare_run_dir(run_dir, resume)
     if resume:
         run = load_run(run_dir)

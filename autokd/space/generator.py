@@ -13,16 +13,12 @@ import numpy as np
 
 from autokd.errors import InvalidGenerator
 from autokd.space.configspace import THETA_KEYS
-from autokd.space.graphs import DEFAULT_MAX_REDRAWS, DagGraph, erdos_renyi, stage_of_nodes, watts_strogatz
+from autokd.space.graphs import DEFAULT_MAX_REDRAWS, erdos_renyi, stage_of_nodes, watts_strogatz
 from autokd.space.plan import count_parameters
-from autokd.space.spec import ArchSpec, CellSpec, GraphSpec
+from autokd.space.spec import ArchSpec, CellSpec
 
 DEFAULT_PARAM_LIMIT = 4_000_000  # small images (REFERENCE §1); 6M for large images such as MIT67
 MAX_WIDTH = 4096
-
-
-def _g(d: DagGraph) -> GraphSpec:
-    return GraphSpec(nodes=d.nodes, edges=d.edges)
 
 
 def _with_width(spec: ArchSpec, width: int) -> ArchSpec:
@@ -63,11 +59,10 @@ def sample_architecture(theta: Mapping[str, Any], seed: int, input_shape: tuple[
     cells = []
     for i in range(top.nodes):
         mid = erdos_renyi(int(t["G2_nodes"]), float(t["G2_P"]), rng, f"cell {i} mid graph", max_redraws)
-        modules = tuple(_g(watts_strogatz(int(t["G3_nodes"]), int(t["G3_K"]), float(t["G3_P"]), rng,
-                                          f"cell {i} module {j} bottom graph", max_redraws))
-                        for j in range(mid.nodes))
-        cells.append(CellSpec(_g(mid), modules))
+        modules = tuple(watts_strogatz(int(t["G3_nodes"]), int(t["G3_K"]), float(t["G3_P"]), rng,
+                                       f"cell {i} module {j} bottom graph", max_redraws) for j in range(mid.nodes))
+        cells.append(CellSpec(mid, modules))
     source = {"generator": dict(t), "seed": int(seed), "param_limit": int(param_limit)}
-    spec = ArchSpec(tuple(int(x) for x in input_shape), int(num_classes), 1, _g(top), tuple(stages), tuple(cells),
+    spec = ArchSpec(tuple(int(x) for x in input_shape), int(num_classes), 1, top, tuple(stages), tuple(cells),
                     source)
     return _with_width(spec, widest_width(spec, int(param_limit)))

@@ -1,52 +1,25 @@
 """Random graphs of the NAGO generator (networkx) and their orientation into DAGs.
 
-networkx stays inside this module: callers get plain edge lists `[(u, v), ...]` with u < v.
+networkx stays inside this module: callers get GraphSpec DAGs with edges u → v, u < v.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
 
 from autokd.errors import InvalidGenerator
+from autokd.space.spec import GraphSpec
 
 # Bounded rejection sampling of connected graphs (REFERENCE §2 *choice*): sparse Erdős–Rényi graphs can be
 # disconnected for most draws; after this many draws of one sub-graph the generator is declared invalid.
 DEFAULT_MAX_REDRAWS = 100
 
-Edge = tuple[int, int]
 
-
-@dataclass(frozen=True)
-class DagGraph:
-    """An undirected random graph oriented lower id → higher id."""
-
-    nodes: int
-    edges: tuple[Edge, ...]
-
-    def predecessors(self, node: int) -> list[int]:
-        return [u for u, v in self.edges if v == node]
-
-    def successors(self, node: int) -> list[int]:
-        return [v for u, v in self.edges if u == node]
-
-    def input_nodes(self) -> list[int]:
-        """Nodes with no lower-id neighbour: they all receive the graph's input tensor."""
-        has_pred = {v for _, v in self.edges}
-        return [i for i in range(self.nodes) if i not in has_pred]
-
-    def output_nodes(self) -> list[int]:
-        """Nodes with no higher-id neighbour: the graph's output is the mean of theirs."""
-        has_succ = {u for u, _ in self.edges}
-        return [i for i in range(self.nodes) if i not in has_succ]
-
-
-def orient(graph: nx.Graph) -> DagGraph:
+def orient(graph: nx.Graph) -> GraphSpec:
     """Orient each undirected edge from the lower to the higher node id; sorted, so the result is canonical."""
     edges = sorted((min(int(u), int(v)), max(int(u), int(v))) for u, v in graph.edges() if u != v)
-    return DagGraph(nodes=graph.number_of_nodes(), edges=tuple(edges))
+    return GraphSpec(nodes=graph.number_of_nodes(), edges=tuple(edges))
 
 
 def clamp_k(nodes: int, k: int) -> int:
@@ -54,7 +27,7 @@ def clamp_k(nodes: int, k: int) -> int:
     return max(1, min(int(k), int(nodes) - 1))
 
 
-def _draw_connected(draw, rng: np.random.Generator, what: str, max_redraws: int) -> DagGraph:
+def _draw_connected(draw, rng: np.random.Generator, what: str, max_redraws: int) -> GraphSpec:
     for _ in range(max_redraws):
         # A fresh networkx seed per draw, taken from the architecture's RNG: reproducible and independent per graph.
         graph = draw(int(rng.integers(0, 2**31 - 1)))
@@ -64,7 +37,7 @@ def _draw_connected(draw, rng: np.random.Generator, what: str, max_redraws: int)
 
 
 def watts_strogatz(nodes: int, k: int, p: float, rng: np.random.Generator, what: str,
-                   max_redraws: int = DEFAULT_MAX_REDRAWS) -> DagGraph:
+                   max_redraws: int = DEFAULT_MAX_REDRAWS) -> GraphSpec:
     """Connected Watts–Strogatz graph WS(nodes, K clamped, p) as a DAG."""
     k = clamp_k(nodes, k)
     return _draw_connected(lambda s: nx.watts_strogatz_graph(int(nodes), k, float(p), seed=s), rng,
@@ -72,7 +45,7 @@ def watts_strogatz(nodes: int, k: int, p: float, rng: np.random.Generator, what:
 
 
 def erdos_renyi(nodes: int, p: float, rng: np.random.Generator, what: str,
-                max_redraws: int = DEFAULT_MAX_REDRAWS) -> DagGraph:
+                max_redraws: int = DEFAULT_MAX_REDRAWS) -> GraphSpec:
     """Connected Erdős–Rényi graph G(nodes, p) as a DAG."""
     return _draw_connected(lambda s: nx.gnp_random_graph(int(nodes), float(p), seed=s), rng,
                            f"{what} (Erdős–Rényi n={nodes}, P={p:.3g})", max_redraws)

@@ -1,0 +1,76 @@
+import json
+
+import pytest
+from scipy import stats
+
+from autokd.cli import main
+from autokd.report.correlation import budget_correlations
+
+
+def crafted_journal(path, accs):
+    """accs: {config index: {budget: val_acc}} → a journal in the real format."""
+    lines = [json.dumps({"format": "autokd.journal/1", "created": "x"})]
+    tid, t = 0, 1000.0
+    for c, by_budget in accs.items():
+        for b, a in by_budget.items():
+            common = {"trial_id": tid, "config_id": [0, 0, c], "budget": b, "temperature": 2.0 + c % 5,
+                      "alpha": (c % 10) / 10, "seed": c, "theta": {"G1_nodes": 3}}
+            lines.append(json.dumps({"event": "started", "time": t, **common}))
+            t += 5
+            if a is None:
+                lines.append(json.dumps({"event": "failed", "time": t, "error": "boom", **common}))
+            else:
+                lines.append(json.dumps({"event": "finished", "time": t, "val_acc": a, "loss": 1 - a,
+                                         "params": 1000, **common}))
+            tid += 1
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_correlations_match_scipy(tmp_path):
+    import random
+    rng = random.Random(0)
+    accs = {}
+    for c in range(12):
+        base = rng.random()
+        accs[c] = {30.0: base + rng.gauss(0, 0.2), 60.0: base + rng.gauss(0, 0.1)}
+        if c < 6:
+            accs[c][120.0] = base + rng.gauss(0, 0.05)
+    accs[12] = {30.0: None, 60.0: 0.5}  # failed at 30: not in the 30→60 pair
+    crafted_journal(tmp_path / "journal.jsonl", accs)
+    from autokd.search.journal import read_journal
+    _, events, _ = read_journal(tmp_path / "journal.jsonl")
+    pairs = {(p.low, p.high): p for p in budget_correlations(events)}
+    a30 = [accs[c][30.0] for c in range(12)]
+    a60 = [accs[c][60.0] for c in range(12)]
+    p = pairs[(30.0, 60.0)]
+    assert p.n == 12
+    assert p.spearman == pytest.approx(stats.spearmanr(a30, a60).statistic)
+    assert p.kendall == pytest.approx(stats.kendalltau(a30, a60).statistic)
+    q = pairs[(60.0, 120.0)]
+    assert q.n == 6 and q.spearman == pytest.approx(
+        stats.spearmanr([accs[c][60.0] for c in range(6)], [accs[c][120.0] for c in range(6)]).statistic)
+
+
+def test_report_renders_from_a_small_real_search(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["--dataset", "synthetic:1x8x8:3:400", "--preset", "smoke", "--subset", "200", "--min-budget",
+            "0.5", "--max-budget", "2", "--executor", "local", "--quiet"]
+    assert main(["search", *args, "--no-kd", "--run-dir", str(run)]) == 0
+    other = tmp_path / "other"
+    assert main(["search", *args, "--no-kd", "--seed", "1", "--run-dir", str(other)]) == 0
+    assert main(["report", str(run), "--compare", str(other)]) == 0
+    rep = run / "report"
+    text = (rep / "report.md").read_text()
+    assert "Spearman" in text and "0.5 → 1" in text and "Top configurations" in text
+    for png in ("accuracy_by_budget.png", "best_so_far.png", "tau_alpha.png", "best_architecture.png"):
+        assert (rep / png).read_bytes()[:4] == b"\x89PNG"
+    csv = (rep / "correlation.csv").read_text().splitlines()
+    assert csv[0].startswith("budget_low,budget_high,n,spearman") and len(csv) == 4  # 3 budget pairs
+
+
+def test_report_without_journal_is_exit_2(tmp_path):
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-m", "autokd.cli", "report", str(tmp_path)], capture_output=True,
+                       text=True)
+    assert p.returncode == 2 and "no journal" in p.stderr and "Traceback" not in p.stderr

@@ -1,0 +1,90 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from autokd.cli import main
+from autokd.data.dataset import load_dataset
+from autokd.kd.teacher import save_checkpoint, train_teacher
+from tests.conftest import SMALL_THETA
+
+DATASET = "synthetic:1x8x8:3:300"
+
+
+@pytest.fixture
+def generator_with_source(tmp_path):
+    ds = load_dataset(DATASET)
+    ckpt, _ = train_teacher("wrn-40-2", ds, epochs=0.25, smoke=True)
+    save_checkpoint(tmp_path / "teacher.pt", ckpt)
+    gen = {"format": "autokd.generator/1", "space": "nago", "generator": SMALL_THETA,
+           "kd": {"temperature": 3.0, "alpha": 0.7}, "param_limit": 40_000,
+           "source": {"dataset": DATASET, "teacher": str(tmp_path / "teacher.pt")}}
+    (tmp_path / "best.json").write_text(json.dumps(gen))
+    return tmp_path / "best.json"
+
+
+def test_retrain_end_to_end_and_resume(generator_with_source, tmp_path, capsys):
+    out = tmp_path / "retrain"
+    assert main(["retrain", "--generator", str(generator_with_source), "--samples", "2", "--epochs", "1",
+                 "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ok"] == 2 and summary["samples"] == 2
+    accs = [r["test_acc"] for r in summary["per_sample"]]
+    assert summary["test_acc_mean"] == pytest.approx(np.mean(accs))
+    assert summary["test_acc_std"] == pytest.approx(np.std(accs, ddof=1))
+    assert summary["teacher"]["arch"] == "wrn-40-2" and summary["teacher"]["params"] > 0
+    ids = {r["arch_id"] for r in summary["per_sample"]}
+    assert len(ids) == 2  # distinct seeds, distinct architectures
+    for i in range(2):
+        folder = out / f"sample-{i:02d}"
+        assert {p.name for p in folder.iterdir()} >= {"arch.json", "student.pt", "student.onnx", "result.json"}
+        r = json.loads((folder / "result.json").read_text())
+        assert r["onnx_error"] is None and r["activation_mb_per_image"] > 0 and r["test_images"] == 60
+    md = (out / "summary.md").read_text()
+    assert "Top-1 test accuracy" in md and "wrn-40-2" in md
+
+    before = (out / "sample-00" / "result.json").stat().st_mtime_ns
+    assert main(["retrain", "--generator", str(generator_with_source), "--samples", "3", "--epochs", "1",
+                 "--out", str(out)]) == 0
+    assert (out / "sample-00" / "result.json").stat().st_mtime_ns == before  # not retrained
+    assert json.loads((out / "summary.json").read_text())["samples"] == 3
+    assert "already done" in capsys.readouterr().err
+
+
+def test_onnx_export_matches_torch(generator_with_source, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from autokd.nn.student import build_student
+    from autokd.space.spec import load_arch
+    out = tmp_path / "r"
+    assert main(["retrain", "--generator", str(generator_with_source), "--samples", "1", "--epochs", "0.5",
+                 "--out", str(out)]) == 0
+    ckpt = torch.load(out / "sample-00" / "student.pt", weights_only=True)
+    model = build_student(load_arch(out / "sample-00" / "arch.json"))
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    x = torch.randn(3, 1, 8, 8)
+    sess = ort.InferenceSession(str(out / "sample-00" / "student.onnx"))
+    (got,) = sess.run(None, {"images": x.numpy()})
+    with torch.no_grad():
+        assert np.allclose(got, model(x).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("case", ["unknown_key", "out_of_range", "missing_dataset"])
+def test_bad_generator_or_dataset_is_exit_2(case, generator_with_source, tmp_path):
+    obj = json.loads(generator_with_source.read_text())
+    if case == "unknown_key":
+        obj["generator"]["G5"] = 1
+    elif case == "out_of_range":
+        obj["kd"]["alpha"] = 1.5
+    else:
+        obj["source"]["dataset"] = "cifar100"
+        obj["source"]["data_dir"] = str(tmp_path / "nowhere")
+    generator_with_source.write_text(json.dumps(obj))
+    p = subprocess.run([sys.executable, "-m", "autokd.cli", "retrain", "--generator", str(generator_with_source),
+                        "--samples", "1", "--epochs", "1", "--out", str(tmp_path / "o")], capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+    assert not (tmp_path / "o").exists()
