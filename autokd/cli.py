@@ -222,7 +222,7 @@ def cmd_teacher_list(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- search
 SEARCH_FLAGS = ("dataset", "teacher", "min_budget", "max_budget", "eta", "iterations", "executor", "gpus_per_trial",
-                "ray_address", "param_limit", "data_dir", "seed", "subset", "device")
+                "ray_address", "param_limit", "data_dir", "seed", "subset", "device", "logit_cache")
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -343,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--subset", type=_positive_int, help="train on N images of the training split")
     r.add_argument("--seed", type=int)
     r.add_argument("--device")
+    r.add_argument("--logit-cache", choices=("auto", "on", "off"), help="teacher logits per augmentation view, "
+                   "computed once (default auto: on with CUDA)")
     r.add_argument("--resume", action="store_true", help="continue the run in --run-dir (settings from run.json)")
     r.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
     r.add_argument("--json", action="store_true", help="print the final summary as one JSON object")

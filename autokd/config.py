@@ -35,6 +35,7 @@ class SearchSettings:
     weight_decay: float = 1e-4
     smoke_teacher: bool = False  # train a missing built-in teacher at smoke size
     max_nodes: int | None = None  # cap on G1/G2/G3_nodes (smoke: 4, so a CPU trial has at most 64 conv ops)
+    logit_cache: str = "auto"  # teacher-logit cache: on, off, or auto (on with CUDA)
     device: str | None = None
     preset: str = "paper"
 
@@ -58,6 +59,8 @@ class SearchSettings:
         if not 0 < self.gpus_per_trial <= 1 and not float(self.gpus_per_trial).is_integer():
             raise UserError(f"--gpus-per-trial must be a fraction in (0, 1] or a whole number, got "
                             f"{self.gpus_per_trial}")
+        if self.logit_cache not in ("auto", "on", "off"):
+            raise UserError(f"--logit-cache must be auto, on or off, got {self.logit_cache!r}")
         if not self.no_kd and not self.teacher:
             raise UserError("a KD search needs --teacher (a built-in name or a checkpoint); or pass --no-kd")
         return self

@@ -21,12 +21,16 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 class ImageSet:
     images: torch.Tensor  # uint8 (N, C, H, W)
     labels: torch.Tensor  # int64 (N,)
+    ids: torch.Tensor | None = None  # int64 (N,) positions in the set this was cut from; None: 0..N-1
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def image_ids(self) -> torch.Tensor:
+        return self.ids if self.ids is not None else torch.arange(len(self))
+
     def subset(self, index: torch.Tensor) -> "ImageSet":
-        return ImageSet(self.images[index], self.labels[index])
+        return ImageSet(self.images[index], self.labels[index], self.image_ids()[index])
 
 
 def read_idx(path: Path) -> np.ndarray:

@@ -136,6 +136,12 @@ class Progress:
                  f"{done}, failed {failed} | {best_txt} | {elapsed / 60:.1f} min elapsed, ~{eta / 60:.1f} min left")
 
 
+def _use_logit_cache(settings: SearchSettings) -> bool:
+    import torch
+
+    return settings.logit_cache == "on" or (settings.logit_cache == "auto" and torch.cuda.is_available())
+
+
 def make_executor(settings: SearchSettings, ctx: TrialContext, trial_fn: Callable | None = None) -> Executor:
     import torch
 
@@ -198,7 +204,8 @@ def run_search(settings: SearchSettings | None, run_dir: str | Path, resume: boo
     ctx = TrialContext(dataset=settings.dataset, data_dir=settings.data_dir, teacher_path=teacher_path,
                        param_limit=int(run["param_limit"]), subset=settings.subset,
                        val_fraction=settings.val_fraction, batch_size=settings.batch_size, lr=settings.lr,
-                       weight_decay=settings.weight_decay, split_seed=settings.seed, device=settings.device)
+                       weight_decay=settings.weight_decay, split_seed=settings.seed, device=settings.device,
+                       logit_cache=_use_logit_cache(settings))
     plan = schedule_summary(budgets, settings.eta, settings.iterations)
     progress = Progress(stream, plan["epochs"] - sum(r.budget for r in results), quiet)
     ex = executor or make_executor(settings, ctx, trial_fn)

@@ -41,6 +41,7 @@ class TrialContext:
     split_seed: int  # one train/validation split for the whole search
     device: str | None = None
     memory_fraction: float | None = None  # cap on this process's share of GPU memory (packed trials)
+    logit_cache: bool = False  # gather teacher logits from the per-view cache instead of a forward per step
 
 
 @dataclass
@@ -63,16 +64,25 @@ class TrialResult:
         return {**asdict(self), "config_id": list(self.config_id)}
 
 
-_TEACHERS: dict[tuple[str, str, str], Any] = {}  # per process: (path, dataset, device) → OnTheFlyTeacher
+_TEACHERS: dict[tuple[Any, ...], Any] = {}  # per process: teacher functions, built once per search
 
 
-def _teacher_fn(ctx: TrialContext, ds: Any) -> Any:
+def _teacher_fn(ctx: TrialContext, ds: Any, train: Any, augment: Any) -> Any:
+    from autokd.kd.cache import CachedTeacher, load_or_build
     from autokd.kd.teacher import OnTheFlyTeacher, resolve_teacher
+    from autokd.train import pick_device
 
-    key = (str(ctx.teacher_path), ds.info.name, str(ctx.device))
+    key = (str(ctx.teacher_path), ds.info.name, str(ctx.device), ctx.logit_cache, len(train), augment)
     if key not in _TEACHERS:
         teacher = resolve_teacher(str(ctx.teacher_path), ds, device=ctx.device, quiet=True)
-        _TEACHERS[key] = OnTheFlyTeacher(teacher, ds.info.mean, ds.info.std)
+        if ctx.logit_cache:
+            device = pick_device(ctx.device)
+            logits, _ = load_or_build(teacher.module, str(ctx.teacher_path), train, augment, ds.info.mean,
+                                      ds.info.std, device, quiet=True)
+            _TEACHERS.clear()  # one cache on the device at a time
+            _TEACHERS[key] = CachedTeacher(logits, train, train.image_ids(), device)
+        else:
+            _TEACHERS[key] = OnTheFlyTeacher(teacher, ds.info.mean, ds.info.std)
     return _TEACHERS[key]
 
 
@@ -95,11 +105,11 @@ def run_trial(spec: TrialSpec, ctx: TrialContext) -> TrialResult:
         result.arch_id = arch.arch_id
         train, val = train_val_split(ds.train, ctx.val_fraction, ctx.split_seed, ctx.subset)
         use_kd = ctx.teacher_path is not None and spec.alpha > 0
-        teacher = _teacher_fn(ctx, ds) if use_kd else None
-        torch.manual_seed(spec.seed)
-        model = build_student(arch)
         cfg = TrainConfig(epochs=spec.budget, batch_size=ctx.batch_size, lr=ctx.lr, weight_decay=ctx.weight_decay,
                           seed=spec.seed)
+        teacher = _teacher_fn(ctx, ds, train, cfg.augment) if use_kd else None
+        torch.manual_seed(spec.seed)
+        model = build_student(arch)
         r = train_and_evaluate(model, train, val, ds.info.mean, ds.info.std, cfg, device=ctx.device,
                                teacher=teacher, kd=KDConfig(spec.temperature, spec.alpha) if use_kd else None,
                                macs=count_macs(arch))

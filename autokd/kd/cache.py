@@ -1,0 +1,142 @@
+"""Teacher-logit cache: the teacher's logits for every crop-and-flip view of every training image, computed once
+per (teacher checkpoint, images, augmentation, normalisation) and gathered by (image, view) during training.
+
+Exact, not approximate: view v of image i is the same tensor whether the loader or the cache builder makes it, so
+the student sees exactly the logits the teacher gives for its input (up to fp16 storage). Cutout is applied to the
+student's input only, after the view, so it does not enter the cache.
+
+Size: N × views × classes × 2 bytes (CIFAR-100, p=4: 50,000 × 162 × 100 × 2 B ≈ 1.6 GB); stored on disk under
+the cache root, keyed by a hash of every key part, and loaded onto the training device after a memory check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autokd.data.augment import Augment, apply_view
+from autokd.data.loader import Batch
+from autokd.data.readers import ImageSet
+from autokd.data.registry import cache_root
+
+CACHE_FORMAT = "autokd.logits/1"
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    teacher_sha: str  # sha256 of the checkpoint file
+    images_sha: str  # sha256 of the uint8 images (in order)
+    pad: int
+    flip: bool
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def digest(self) -> str:
+        text = f"{CACHE_FORMAT}|{self.teacher_sha}|{self.images_sha}|{self.pad}|{self.flip}|{self.mean}|{self.std}"
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tensor_sha256(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.contiguous().cpu().numpy().tobytes()).hexdigest()
+
+
+def cache_bytes(n_images: int, views: int, classes: int) -> int:
+    return n_images * views * classes * 2
+
+
+def free_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+@torch.no_grad()
+def compute_logits(teacher: nn.Module, images: ImageSet, aug: Augment, mean: tuple[float, ...],
+                   std: tuple[float, ...], device: torch.device, batch_size: int = 512) -> torch.Tensor:
+    """fp16 (N, views, K) logits on the CPU: view v of every image through the teacher in eval mode."""
+    teacher.eval()
+    c = images.images.shape[1]
+    scale = (1.0 / (255.0 * torch.tensor(std))).view(1, c, 1, 1).to(device)
+    shift = (-torch.tensor(mean) / torch.tensor(std)).view(1, c, 1, 1).to(device)
+    n, views = len(images), aug.views
+    out: torch.Tensor | None = None
+    cuda = device.type == "cuda"
+    for start in range(0, n, batch_size):
+        u8 = images.images[start:start + batch_size].to(device)
+        for v in range(views):
+            view = torch.full((u8.shape[0],), v, dtype=torch.int64, device=device)
+            x = apply_view(u8, view, aug.pad).float() * scale + shift
+            if cuda:
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    logits = teacher(x.contiguous(memory_format=torch.channels_last)).float()
+            else:
+                logits = teacher(x).float()
+            if out is None:
+                out = torch.empty(n, views, logits.shape[1], dtype=torch.float16)
+            out[start:start + u8.shape[0], v] = logits.half().cpu()
+    assert out is not None
+    return out
+
+
+def load_or_build(teacher: nn.Module, teacher_path: str | Path, images: ImageSet, aug: Augment,
+                  mean: tuple[float, ...], std: tuple[float, ...], device: torch.device,
+                  quiet: bool = False) -> tuple[torch.Tensor, Path]:
+    """The cache tensor (on CPU) and its file; built and written atomically when missing or when a key part
+    changed (a changed key is a different file)."""
+    key = CacheKey(file_sha256(teacher_path), tensor_sha256(images.images), aug.pad, aug.flip, tuple(mean),
+                   tuple(std))
+    path = cache_root() / "logits" / f"{key.digest()}.pt"
+    if path.is_file():
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        if obj.get("format") == CACHE_FORMAT and obj.get("key") == key.digest():
+            return obj["logits"], path
+    if not quiet:
+        print(f"autokd: computing teacher logits for {len(images)} images × {aug.views} views → {path}",
+              file=sys.stderr, flush=True)
+    logits = compute_logits(teacher, images, aug, mean, std, device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save({"format": CACHE_FORMAT, "key": key.digest(), "key_parts": key.__dict__, "logits": logits}, buf)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, path)
+    return logits, path
+
+
+class CachedTeacher:
+    """Teacher logits gathered from the cache by (image, view): no teacher forward during training."""
+
+    def __init__(self, logits: torch.Tensor, train: ImageSet, cache_ids: torch.Tensor, device: torch.device,
+                 headroom: float = 1.2) -> None:
+        need = logits.numel() * logits.element_size()
+        if need * headroom > free_bytes(device):
+            raise MemoryError(f"the teacher-logit cache needs {need / 2**30:.2f} GiB on {device}, "
+                              f"{free_bytes(device) / 2**30:.2f} GiB are free")
+        self.logits = logits.to(device)
+        # Row of the cache for each position of the training set the loader indexes.
+        where = {int(i): k for k, i in enumerate(cache_ids.tolist())}
+        self.rows = torch.tensor([where[int(i)] for i in train.image_ids().tolist()], device=device)
+
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        return self.logits[self.rows[batch.index], batch.view].float()
+
+
+def describe(logits: torch.Tensor) -> dict[str, Any]:
+    return {"images": logits.shape[0], "views": logits.shape[1], "classes": logits.shape[2],
+            "bytes": logits.numel() * 2}
