@@ -226,6 +226,8 @@ SEARCH_FLAGS = ("dataset", "teacher", "min_budget", "max_budget", "eta", "iterat
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from autokd.config import apply_preset, load_experiment
     from autokd.search.run import run_search
 
@@ -247,11 +249,9 @@ def cmd_search(args: argparse.Namespace) -> int:
             overrides["no_kd"] = True
         if not overrides.get("dataset"):
             raise UserError("give --dataset NAME (or --experiment NAME, or --resume with --run-dir)")
-        if overrides.get("no_kd"):
-            overrides.setdefault("teacher", None)
         settings = apply_preset(preset or "paper", overrides)
         if settings.no_kd:
-            settings = settings.__class__(**{**settings.to_json(), "teacher": None})
+            settings = replace(settings, teacher=None)  # the baseline never loads a teacher
         outcome = run_search(settings, args.run_dir, quiet=args.quiet)
     best = outcome.best
     summary = {"run_dir": str(outcome.run_dir), "finished": outcome.finished, "failed": outcome.failed,

@@ -163,7 +163,7 @@ def _teacher_summary(s: RetrainSettings) -> dict[str, Any] | None:
     return {"arch": t.meta["arch"], "path": str(t.path), "test_acc": t.meta.get("test_acc"),
             "params": sum(p.numel() for p in t.module.parameters()), "macs": t.meta.get("macs"),
             "activation_mb_per_image": round(activation_mb(t.module, ds.input_shape), 3),
-            "epochs": t.meta.get("epochs"), "smoke": t.meta.get("smoke")}
+            "epochs": t.meta.get("epochs"), "smoke": t.meta.get("smoke"), "test_images": t.meta.get("test_images")}
 
 
 def summarise(results: list[dict[str, Any]], teacher: dict[str, Any] | None, s: RetrainSettings,
@@ -198,11 +198,12 @@ def summary_markdown(summary: dict[str, Any]) -> str:
                      f"| {r['seconds']:.0f} | {r['status']}{' (' + r['error'] + ')' if r.get('error') else ''} |")
     if t:
         acc = f"{100 * t['test_acc']:.2f}%" if t.get("test_acc") is not None else "-"
-        lines += ["", "| teacher | test top-1 | params | MACs | activations / image |", "|---|---|---|---|---|",
-                  f"| {t['arch']}{' (smoke)' if t.get('smoke') else ''} | {acc} | {t['params']:,} | "
-                  f"{(t['macs'] or 0) / 1e6:.1f}M | {t['activation_mb_per_image']:.2f} MB |"]
+        lines += ["", "| teacher | test top-1 | test images | params | MACs | activations / image |",
+                  "|---|---|---|---|---|---|",
+                  f"| {t['arch']}{' (smoke)' if t.get('smoke') else ''} | {acc} | {t.get('test_images') or '-'} | "
+                  f"{t['params']:,} | {(t['macs'] or 0) / 1e6:.1f}M | {t['activation_mb_per_image']:.2f} MB |"]
     lines += ["", "Activations: bytes of every layer output for one image in fp32 (what a training step keeps for "
-              "the backward pass). Test accuracy on the whole test set."]
+              "the backward pass). Students are scored on the whole test set."]
     return "\n".join(lines) + "\n"
 
 

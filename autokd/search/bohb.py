@@ -129,12 +129,12 @@ class BOHBDriver:
             return False
         for r, budget in enumerate(b.budgets):
             if not b.promoted[r]:
-                prev_ok = [c for c in b.rungs[r - 1] if (c, b.budgets[r - 1]) in self.results]
-                if len(prev_ok) < len(b.rungs[r - 1]):
+                prev_done = [c for c in b.rungs[r - 1] if (c, b.budgets[r - 1]) in self.results]
+                if len(prev_done) < len(b.rungs[r - 1]):
                     return False
-                if not promote([(c, self.results[(c, b.budgets[r - 1])].val_acc) for c in prev_ok], 1):
-                    return True  # every line failed: nothing to promote
-                return False
+                if not promote([(c, self.results[(c, b.budgets[r - 1])].val_acc) for c in prev_done], 1):
+                    return True  # every configuration of the rung failed: nothing to promote
+                return False  # ask() promotes the next rung
             if not all((c, budget) in self.results for c in b.rungs[r]):
                 return False
         return True
