@@ -72,7 +72,9 @@ def _teacher_fn(ctx: TrialContext, ds: Any, train: Any, augment: Any) -> Any:
     from autokd.kd.teacher import OnTheFlyTeacher, resolve_teacher
     from autokd.train import pick_device
 
-    key = (str(ctx.teacher_path), ds.info.name, str(ctx.device), ctx.logit_cache, len(train), augment)
+    # The split (seed, fraction, subset) decides which images the cache rows map to.
+    key = (str(ctx.teacher_path), ds.info.name, str(ctx.device), ctx.logit_cache, ctx.split_seed, ctx.val_fraction,
+           ctx.subset, augment)
     if key not in _TEACHERS:
         teacher = resolve_teacher(str(ctx.teacher_path), ds, device=ctx.device, quiet=True)
         if ctx.logit_cache:
