@@ -192,8 +192,8 @@ def main() -> None:
                       "batch": args.batch, "plain_img_s_mean": round(plain_mean, 1),
                       "autokd_img_s_mean": round(fast_mean, 1), "ratio": round(fast_mean / plain_mean, 2),
                       "cache_build_seconds": round(cache_seconds, 1), "paper_plan": plan,
-                      "projected_gpu_hours_autokd": round((images / fast_mean + cache_seconds) / 3600, 2),
-                      "projected_gpu_hours_plain": round(images / plain_mean / 3600, 2)}, indent=1))
+                      "projected_device_hours_autokd": round((images / fast_mean + cache_seconds) / 3600, 2),
+                      "projected_device_hours_plain": round(images / plain_mean / 3600, 2)}, indent=1))
 
 
 if __name__ == "__main__":
