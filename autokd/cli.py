@@ -1,22 +1,55 @@
-"""Command line: argument parsing and exit codes only (0 success, 1 run failed, 2 bad usage or bad input)."""
+"""Command line: argument parsing and exit codes only (0 success, 1 run failed or internal error, 2 bad usage or
+bad input). Every error is one line on stderr; an internal error also writes its traceback to a log file and names
+it."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import sys
-import time
+import traceback
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from autokd import __version__
 from autokd.errors import UserError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after each flag's help; examples kept as written."""
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # one line, no usage dump
         print(f"{self.prog}: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
+
+
+def _typed(kind: str, **bounds: Any) -> Callable[[str], Any]:
+    """An argparse type that parses a number and checks it with the same rules as settings files."""
+    from autokd.validate import Field, check_value
+
+    field = Field(kind, **bounds)
+
+    def parse(text: str) -> Any:
+        try:
+            value: Any = int(text) if kind == "int" else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {field.describe()}, got {text!r}") from None
+        try:
+            return check_value(value, field, "value", "flag")
+        except UserError:
+            raise argparse.ArgumentTypeError(f"expected {field.describe()}, got {text!r}") from None
+    parse.__name__ = kind
+    return parse
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -24,19 +57,18 @@ def _shape(text: str) -> tuple[int, int, int]:
         parts = tuple(int(x) for x in text.replace("x", ",").split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected C,H,W such as 3,32,32, got {text!r}") from None
-    if len(parts) != 3 or min(parts) < 1:
-        raise argparse.ArgumentTypeError(f"expected three positive integers C,H,W, got {text!r}")
+    if len(parts) != 3 or min(parts) < 1 or max(parts) > 8192:
+        raise argparse.ArgumentTypeError(f"expected three integers in [1, 8192] as C,H,W, got {text!r}")
     return parts  # type: ignore[return-value]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
+POSITIVE = _typed("int", min=1, max=10**9)
+SEED = _typed("int", min=0, max=2**31 - 1)
+EPOCHS = _typed("float", above=0, max=100_000)
+LR = _typed("float", above=0, max=100)
+ALPHA = _typed("float", min=0, max=1)
+TEMPERATURE = _typed("float", min=1, max=10)
+LIMIT = _typed("int", min=1000, max=10**9)
 
 
 def emit_json(obj: dict[str, Any]) -> None:
@@ -64,7 +96,18 @@ def _target_shape(args: argparse.Namespace) -> tuple[tuple[int, int, int], int]:
     return args.input_shape, args.num_classes
 
 
+def _winner_seed(gen: Any, given: int | None) -> tuple[int, str]:
+    """The architecture seed: --seed, else the search's winner recorded in the generator file, else 0."""
+    if given is not None:
+        return given, "--seed"
+    if gen.source.get("seed") is not None:
+        return int(gen.source["seed"]), "the search's winner"
+    return 0, "default"
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
+    import time
+
     from autokd.space.genfile import default_param_limit, load_generator
     from autokd.space.generator import sample_architecture
     from autokd.space.plan import count_macs, count_parameters
@@ -72,8 +115,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     gen = load_generator(args.generator)
     shape, classes = _target_shape(args)
     limit = args.param_limit or gen.param_limit or default_param_limit(shape)
+    seed, why = _winner_seed(gen, args.seed)
     t0 = time.perf_counter()
-    spec = sample_architecture(gen.generator, args.seed, shape, classes, limit)
+    spec = sample_architecture(gen.generator, seed, shape, classes, limit)
     seconds = time.perf_counter() - t0
     params, macs = count_parameters(spec), count_macs(spec)
     if args.out:
@@ -86,15 +130,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
         draw_architecture(spec, args.draw)
     summary = {"arch_id": spec.arch_id, "params": params, "macs": macs, "input_shape": list(shape),
                "num_classes": classes, "width": spec.width, "channels": list(spec.channels),
-               "param_limit": limit, "seed": args.seed, "cells": spec.top.nodes,
+               "param_limit": limit, "seed": seed, "seed_from": why, "cells": spec.top.nodes,
                "modules": sum(c.graph.nodes for c in spec.cells), "ops": spec.op_count(),
                "sample_seconds": round(seconds, 4)}
     if args.json:
         emit_json(summary)
     else:
-        print(f"arch {spec.arch_id}: {params:,} params (limit {limit:,}), {macs / 1e6:,.1f}M MACs, width "
-              f"{spec.width} → channels {list(spec.channels)}, {summary['cells']} cells / {summary['modules']} "
-              f"modules / {summary['ops']} ops, sampled in {seconds * 1000:.0f} ms")
+        print(f"arch {spec.arch_id} (seed {seed}, {why}): {params:,} params (limit {limit:,}), {macs / 1e6:,.1f}M "
+              f"MACs, width {spec.width} → channels {list(spec.channels)}, {summary['cells']} cells / "
+              f"{summary['modules']} modules / {summary['ops']} ops, sampled in {seconds * 1000:.0f} ms")
         for what, path in (("architecture", args.out), ("drawing", args.draw)):
             if path:
                 print(f"{what} written to {path}")
@@ -122,77 +166,49 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- evaluate
-def _progress_to_stderr(prefix: str):
-    def report(p: dict[str, Any]) -> None:
-        print(f"{prefix}: epoch {p['epoch']}/{p['epochs']}, loss {p['train_loss']:.4f}, {p['seconds']:.0f}s "
-              f"elapsed, ~{p['eta_seconds']:.0f}s left", file=sys.stderr, flush=True)
-    return report
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import torch
+    from autokd.config import check_device
+    from autokd.evaluate import evaluate_one
+    from autokd.progress import Board
 
-    from autokd.data.dataset import load_dataset, train_val_split
-    from autokd.kd.teacher import OnTheFlyTeacher, resolve_teacher
-    from autokd.nn.student import build_student
-    from autokd.space.genfile import default_param_limit, load_generator
-    from autokd.space.generator import sample_architecture
-    from autokd.space.plan import count_macs
-    from autokd.space.spec import load_arch
-    from autokd.train import KDConfig, TrainConfig, train_and_evaluate
-
-    ds = load_dataset(args.dataset, args.data_dir)
-    kd_settings = {"temperature": 4.0, "alpha": 0.9}
-    if args.generator:
-        gen = load_generator(args.generator)
-        kd_settings = dict(gen.kd)
-        limit = args.param_limit or gen.param_limit or default_param_limit(ds.input_shape)
-        spec = sample_architecture(gen.generator, args.seed, ds.input_shape, ds.num_classes, limit)
-    else:
-        spec = load_arch(args.arch)
-        if tuple(spec.input_shape) != tuple(ds.input_shape) or spec.num_classes != ds.num_classes:
-            raise UserError(f"architecture {args.arch} is for inputs {tuple(spec.input_shape)} and "
-                            f"{spec.num_classes} classes, but {args.dataset} has {tuple(ds.input_shape)} and "
-                            f"{ds.num_classes}; sample one for this dataset")
-    for key in ("temperature", "alpha"):
-        if getattr(args, key) is not None:
-            kd_settings[key] = getattr(args, key)
-    teacher = None
-    if args.teacher:
-        t = resolve_teacher(args.teacher, ds, smoke=args.preset == "smoke", device=args.device, quiet=args.json)
-        teacher = OnTheFlyTeacher(t, ds.info.mean, ds.info.std)
-    train, val = train_val_split(ds.train, seed=args.seed, subset=args.subset)
-    torch.manual_seed(args.seed)
-    model = build_student(spec)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    kd = KDConfig(**kd_settings) if teacher is not None else None
-    result = train_and_evaluate(model, train, val, ds.info.mean, ds.info.std, cfg, device=args.device,
-                                teacher=teacher, kd=kd, macs=count_macs(spec),
-                                progress=None if args.json else _progress_to_stderr(f"arch {spec.arch_id}"))
-    out = {**result.to_json(), "arch_id": spec.arch_id, "dataset": args.dataset, "train_images": len(train),
-           "val_images": len(val), "teacher": args.teacher, "kd": kd_settings if teacher is not None else None}
+    check_device(args.device)
+    board = Board(quiet=args.json)
+    try:
+        out = evaluate_one(args, board)
+    finally:
+        board.close()
     if args.json:
         emit_json(out)
-    elif result.status == "ok":
-        print(f"arch {spec.arch_id}: val_acc {result.val_acc:.4f} (val loss {result.val_loss:.4f}) after "
-              f"{args.epochs:g} epochs on {len(train)} images, {result.params:,} params, {result.seconds:.1f}s")
+    elif out["status"] == "ok":
+        print(f"arch {out['arch_id']} (seed {out['seed']}, {out['seed_from']}): val_acc {out['val_acc']:.4f} ± "
+              f"{out['val_acc_se']:.4f} (val loss {out['val_loss']:.4f}) after {args.epochs:g} epochs on "
+              f"{out['train_images']:,} images, {out['params']:,} params, {out['seconds']:.1f}s")
     else:
-        print(f"arch {spec.arch_id}: failed: {result.error}", file=sys.stderr)
-    return EXIT_OK if result.status == "ok" else EXIT_FAILED
+        print(f"arch {out['arch_id']}: failed: {out['error']}", file=sys.stderr)
+    return EXIT_OK if out["status"] == "ok" else EXIT_FAILED
 
 
 # ---------------------------------------------------------------- teacher
 def cmd_teacher_train(args: argparse.Namespace) -> int:
+    from autokd.config import check_device
     from autokd.data.dataset import load_dataset
     from autokd.kd.teacher import save_checkpoint, teacher_cache_path, train_teacher
     from autokd.nn.teachers import teacher_arch
+    from autokd.progress import Board
 
     teacher_arch(args.arch)
+    check_device(args.device)
     ds = load_dataset(args.dataset, args.data_dir)
     smoke = args.preset == "smoke"
-    out = args.out or teacher_cache_path(ds.info.name, args.arch, smoke)
-    ckpt, result = train_teacher(args.arch, ds, epochs=args.epochs, smoke=smoke, seed=args.seed,
-                                 device=args.device, progress=_progress_to_stderr(f"teacher {args.arch}"))
+    out = Path(args.out) if args.out else teacher_cache_path(ds.info.name, args.arch, smoke)
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a file path for the checkpoint")
+    board = Board()
+    try:
+        ckpt, result = train_teacher(args.arch, ds, epochs=args.epochs, smoke=smoke, seed=args.seed,
+                                     device=args.device, progress=board.reporter("teacher", f"teacher {args.arch}"))
+    finally:
+        board.close()
     save_checkpoint(out, ckpt)
     print(f"teacher {args.arch} on {ds.info.name}: test accuracy {result.val_acc:.4f} on {ckpt['test_images']} "
           f"images, {result.params:,} params, {result.seconds:.0f}s → {out}")
@@ -201,214 +217,389 @@ def cmd_teacher_train(args: argparse.Namespace) -> int:
 
 def cmd_teacher_list(args: argparse.Namespace) -> int:
     from autokd.data.registry import cache_root
-    from autokd.kd.teacher import load_checkpoint
+    from autokd.kd.teacher import DEFAULT_TEACHERS, SHIPPED, SHIPPED_DIR, load_checkpoint
     from autokd.nn.teachers import TEACHERS
 
     print("built-in teacher architectures:")
     for name, t in TEACHERS.items():
         print(f"  {name:<10} {t.description}; recipe {t.recipe.epochs:g} epochs, batch {t.recipe.batch_size}, "
               f"lr {t.recipe.lr}")
-    found = sorted((cache_root() / "teachers").glob("*.pt"))
-    print(f"cached checkpoints in {cache_root() / 'teachers'}:" if found else "no cached teacher checkpoints")
+    print("default teacher per dataset: " + ", ".join(f"{d}: {n}" for d, n in DEFAULT_TEACHERS.items())
+          + " (others: darts)")
+    found = [SHIPPED_DIR / name for name in SHIPPED] + sorted((cache_root() / "teachers").glob("*.pt"))
+    print("checkpoints (shipped, then cached):" if found else "no teacher checkpoints")
     for path in found:
         try:
             m = load_checkpoint(path)
-            print(f"  {path.name:<32} {m['arch']:<10} {m['dataset']:<14} test_acc {m['test_acc']:.4f} "
-                  f"({m['epochs']:g} epochs{', smoke' if m.get('smoke') else ''})")
+            acc = f"{m['test_acc']:.4f}" if m.get("test_acc") is not None else "?"
+            print(f"  {path.name:<32} {m['arch']:<10} {m.get('dataset', '?'):<14} test_acc {acc} "
+                  f"({m.get('epochs', 0):g} epochs{', smoke' if m.get('smoke') else ''}) {path.parent}")
         except UserError as exc:
             print(f"  {path.name:<32} unreadable: {exc}")
     return EXIT_OK
 
 
 # ---------------------------------------------------------------- search
-SEARCH_FLAGS = ("dataset", "teacher", "min_budget", "max_budget", "eta", "iterations", "executor", "gpus_per_trial",
-                "ray_address", "param_limit", "data_dir", "seed", "subset", "device", "logit_cache")
+SEARCH_FLAGS = ("dataset", "teacher", "teacher_weights", "min_budget", "max_budget", "eta", "iterations",
+                "optimizer", "bracket_rounding", "refill_failed", "min_points_in_model", "random_fraction",
+                "executor", "workers", "threads_per_trial", "gpus_per_trial", "ray_address", "param_limit",
+                "data_dir", "seed", "subset", "val_images", "batch_size", "lr", "weight_decay",
+                "weight_decay_scope", "lr_schedule", "augment_pad", "max_nodes", "device", "logit_cache")
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from autokd.config import apply_preset, load_experiment
     from autokd.search.run import run_search
 
+    given = {k: getattr(args, k) for k in SEARCH_FLAGS if getattr(args, k) is not None}
+    if args.no_kd:
+        given["no_kd"] = True
     if args.resume:
-        given = [f"--{k.replace('_', '-')}" for k in SEARCH_FLAGS if getattr(args, k) is not None]
-        if given or args.no_kd or args.experiment:
-            print(f"autokd search: note: resuming with the settings in {args.run_dir}/run.json; ignoring "
-                  f"{' '.join(given + (['--no-kd'] if args.no_kd else []))}".rstrip(), file=sys.stderr)
-        outcome = run_search(None, args.run_dir, resume=True, quiet=args.quiet)
+        if args.experiment or args.preset:
+            raise UserError("--resume continues the run in --run-dir with its own settings; drop --experiment and "
+                            "--preset (only --iterations may change, to extend the search)")
+        outcome = run_search(None, args.run_dir, resume=True, quiet=args.quiet, overrides=given)
     else:
-        overrides: dict[str, Any] = {}
+        values: dict[str, Any] = {}
         preset = args.preset
+        where = "settings"
         if args.experiment:
             exp = load_experiment(args.experiment)
             preset = args.preset or exp.get("preset")
-            overrides.update(exp.get("search") or {})
-        overrides.update({k: getattr(args, k) for k in SEARCH_FLAGS if getattr(args, k) is not None})
-        if args.no_kd:
-            overrides["no_kd"] = True
-        if not overrides.get("dataset"):
+            values.update(exp.get("search") or {})
+            where = f"experiment {args.experiment} with flags"
+        values.update(given)
+        if not values.get("dataset"):
             raise UserError("give --dataset NAME (or --experiment NAME, or --resume with --run-dir)")
-        settings = apply_preset(preset or "paper", overrides)
+        settings = apply_preset(preset or "paper", values, where)
         if settings.no_kd:
+            from dataclasses import replace
+
             settings = replace(settings, teacher=None)  # the baseline never loads a teacher
-        outcome = run_search(settings, args.run_dir, quiet=args.quiet)
+        outcome = run_search(settings, args.run_dir, quiet=args.quiet, dry_run=args.dry_run, yes=args.yes)
+        if args.dry_run:
+            return EXIT_OK
     best = outcome.best
     summary = {"run_dir": str(outcome.run_dir), "finished": outcome.finished, "failed": outcome.failed,
                "replayed": outcome.replayed, "seconds": round(outcome.seconds, 1),
-               "best": best["source"] if best else None, "best_json": str(outcome.run_dir / "best.json")
-               if best else None}
+               "model_based_proposals": outcome.model_based, "proposals": outcome.proposals,
+               "already_complete": outcome.already_complete, "linear_baseline": outcome.linear_baseline,
+               "best": best["source"] if best else None,
+               "best_json": str(outcome.run_dir / "best.json") if best else None}
     if args.json:
         emit_json(summary)
     elif best:
         src = best["source"]
-        print(f"search done: {outcome.finished} trials finished, {outcome.failed} failed, "
-              f"{outcome.seconds / 60:.1f} min. Best: config {tuple(src['config_id'])} val_acc "
-              f"{src['val_acc']:.4f} at {src['budget']:g} epochs, τ={best['kd']['temperature']:.2f} "
-              f"α={best['kd']['alpha']:.2f} → {outcome.run_dir / 'best.json'}")
+        if not outcome.already_complete:
+            print(f"search done: {outcome.finished} trials finished, {outcome.failed} failed in "
+                  f"{outcome.seconds / 60:.1f} min; {outcome.model_based} of {outcome.proposals} proposals came from "
+                  f"BOHB's model. Best: config {tuple(src['config_id'])} at {src['budget']:g} epochs, "
+                  f"τ={best['kd']['temperature']:.2f} α={best['kd']['alpha']:.2f} → {outcome.run_dir / 'best.json'}")
+        if outcome.summary:
+            print(outcome.summary)
     else:
         print(f"search done: every one of {outcome.failed} trials failed; see {outcome.run_dir}/journal.jsonl",
               file=sys.stderr)
     return EXIT_OK if best else EXIT_FAILED
 
 
-# ---------------------------------------------------------------- retrain / report
-def cmd_retrain(args: argparse.Namespace) -> int:
-    from pathlib import Path
+# ---------------------------------------------------------------- retrain / report / trials / export
+RETRAIN_FLAGS = ("dataset", "teacher", "teacher_weights", "param_limit", "data_dir", "samples", "epochs", "seed",
+                 "device", "batch_size", "lr", "subset", "alpha", "temperature", "workers", "student")
 
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from autokd.config import check_device, load_experiment
+    from autokd.progress import Board
     from autokd.retrain import run_retrain, settings_for
     from autokd.space.genfile import load_generator
 
-    gen = load_generator(args.generator)
-    st = settings_for(gen, {k: getattr(args, k) for k in ("dataset", "teacher", "param_limit", "data_dir",
-                                                          "samples", "epochs", "seed", "device", "batch_size",
-                                                          "lr", "subset")} | {"smoke_teacher": args.preset == "smoke"})
-    run_dir = gen.source.get("run_dir")
-    out = Path(args.out) if args.out else (Path(run_dir) / "retrain" if run_dir and Path(run_dir).is_dir()
-                                           else Path(args.generator).resolve().parent / "retrain")
-    summary = run_retrain(gen, st, out, executor=args.executor or "local", gpus_per_trial=args.gpus_per_trial)
+    check_device(args.device)
+    if not args.generator and not args.student:
+        raise UserError("give --generator RUN_DIR/best.json (a searched family) or --student NAME (a hand-designed "
+                        "one)")
+    gen = load_generator(args.generator) if args.generator else None
+    experiment = None
+    if args.experiment:
+        experiment = load_experiment(args.experiment).get("retrain") or {}
+    overrides = {k: getattr(args, k) for k in RETRAIN_FLAGS}
+    if args.no_kd:
+        overrides["alpha"] = 0.0
+    if args.preset == "smoke":
+        overrides["smoke_teacher"] = True
+    preset = args.preset or _run_preset(gen)
+    st = settings_for(gen, overrides, preset, experiment)
+    out = Path(args.out) if args.out else (Path(args.generator).resolve().parent / "retrain" if args.generator
+                                           else Path("runs") / f"retrain-{args.student}")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder")
+    board = Board(quiet=args.json)
+    try:
+        summary = run_retrain(gen, st, out, board, executor=args.executor or "local",
+                              gpus_per_trial=args.gpus_per_trial)
+    finally:
+        board.close()
     if args.json:
         emit_json({k: v for k, v in summary.items() if k != "per_sample"} | {"out": str(out)})
     elif summary["test_acc_mean"] is not None:
-        print(f"retrain: {summary['ok']}/{summary['samples']} samples, top-1 test accuracy "
-              f"{100 * summary['test_acc_mean']:.2f}% ± {100 * summary['test_acc_std']:.2f} (min "
-              f"{100 * summary['test_acc_min']:.2f}, max {100 * summary['test_acc_max']:.2f}), mean params "
-              f"{summary['params_mean']:,.0f} → {out / 'summary.md'}")
+        extra = []
+        if summary.get("teacher") and summary["teacher"].get("test_acc") is not None:
+            extra.append(f"teacher {100 * summary['teacher']['test_acc']:.2f}%")
+        if summary.get("linear_baseline") is not None:
+            extra.append(f"linear classifier {100 * summary['linear_baseline']:.2f}%")
+        extra.append(f"chance {100 * summary['chance']:.0f}%")
+        print(f"retrain: {summary['ok']}/{summary['samples']} samples"
+              + (" (sample 0 = the search's winner)" if summary.get("winner_included") else "")
+              + f", top-1 test accuracy {100 * summary['test_acc_mean']:.2f}% ± {100 * summary['test_acc_std']:.2f} "
+              f"(min {100 * summary['test_acc_min']:.2f}, max {100 * summary['test_acc_max']:.2f}), mean params "
+              f"{summary['params_mean']:,.0f}; " + ", ".join(extra) + f" → {out / 'summary.md'}")
     return EXIT_OK if summary["ok"] == summary["samples"] else EXIT_FAILED
+
+
+def _run_preset(gen: Any) -> str | None:
+    """The preset of the search that wrote a best.json (its run.json says), so retrain follows it."""
+    run_dir = (gen.source or {}).get("run_dir") if gen else None
+    if not run_dir:
+        return None
+    try:
+        run = json.loads((Path(run_dir) / "run.json").read_text())
+        return run.get("settings", {}).get("preset")
+    except (OSError, ValueError):
+        return None
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from autokd.report.build import build_report
 
-    out = build_report(args.run_dir, args.out, args.compare)
+    out = build_report(args.run_dirs, args.out, args.compare or None, aggregate=args.aggregate)
     print(f"report written to {out / 'report.md'}")
     return EXIT_OK
 
 
+def cmd_trials(args: argparse.Namespace) -> int:
+    from autokd.report.trials import format_trials, load_trials
+
+    sys.stdout.write(format_trials(load_trials(args.run_dir), args.format))
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from autokd.export import export_winner
+
+    out = export_winner(args.run_dir, args.out)
+    print(f"winner exported to {out} (arch.json, generator.json, README.md)")
+    return EXIT_OK
+
+
+def cmd_export_optuna(args: argparse.Namespace) -> int:
+    from autokd.export import export_optuna
+
+    n = export_optuna(args.run_dir, args.storage, args.study_name)
+    print(f"{n} trials written to {args.storage} (study {args.study_name or 'autokd'}); view with "
+          f"`optuna-dashboard {args.storage}`")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- parser
+EXAMPLES = {
+    "search": """examples:
+  autokd search --dataset fashion-mnist --preset cpu                 # about 10 minutes on 2 CPU cores
+  autokd search --experiment cifar100-darts --data-dir ~/data        # the paper's protocol (GPUs)
+  autokd search --dataset fashion-mnist --preset cpu --dry-run       # print the plan only
+  autokd search --run-dir runs/search --resume --iterations 12       # continue, or extend, a run""",
+    "retrain": """examples:
+  autokd retrain --generator runs/search/best.json                   # the winner + fresh samples of its family
+  autokd retrain --student resnet --dataset fashion-mnist --param-limit 100000 --preset cpu""",
+    "report": """examples:
+  autokd report runs/kd                                              # runs/kd/report/report.md
+  autokd report runs/kd --compare runs/nokd                          # two runs side by side
+  autokd report runs/kd-* --aggregate --compare runs/nokd-*          # repeated runs, KD group vs no-KD group""",
+    "sample": """examples:
+  autokd sample --generator runs/search/best.json --dataset fashion-mnist --draw arch.png   # the winner
+  autokd sample --generator g.json --input-shape 3,32,32 --num-classes 100 --seed 4 --json""",
+    "evaluate": """examples:
+  autokd evaluate --generator runs/search/best.json --dataset fashion-mnist --epochs 2 --teacher vgg7
+  autokd evaluate --arch arch.json --dataset fashion-mnist --epochs 1 --json""",
+    "trials": """examples:
+  autokd trials runs/search                     # a table
+  autokd trials runs/search --format csv > trials.csv""",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="autokd", description="Knowledge-distillation-aware architecture search (AutoKD).")
+    p.add_argument("--version", action="version", version=f"autokd {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    s = sub.add_parser("sample", help="sample one architecture from a generator file")
-    s.add_argument("--generator", required=True, help="generator file (autokd.generator/1 JSON)")
-    s.add_argument("--seed", type=int, default=0, help="architecture seed (default 0)")
+    s = sub.add_parser("sample", help="sample one architecture from a generator file", epilog=EXAMPLES["sample"])
+    s.add_argument("--generator", required=True, help="generator file (autokd.generator/1 JSON, e.g. best.json)")
+    s.add_argument("--seed", type=SEED, help="architecture seed (default: the search's winner recorded in the "
+                   "generator file, else 0)")
     s.add_argument("--dataset", help="take input shape and class count from this dataset")
     s.add_argument("--input-shape", type=_shape, help="C,H,W (instead of --dataset)")
-    s.add_argument("--num-classes", type=_positive_int, help="class count (instead of --dataset)")
-    s.add_argument("--param-limit", type=_positive_int, help="max parameters (default: generator file, else 4M "
-                   "for small images, 6M for large)")
+    s.add_argument("--num-classes", type=_typed("int", min=2, max=100_000), help="class count (instead of --dataset)")
+    s.add_argument("--param-limit", type=LIMIT, help="max parameters (default: generator file, else 4M for small "
+                   "images, 6M for large)")
     s.add_argument("--out", help="write the architecture file (autokd.arch/1 JSON) here")
     s.add_argument("--draw", help="write a PNG of the three graph levels here")
     s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     s.set_defaults(func=cmd_sample)
 
-    r = sub.add_parser("search", help="BOHB over NAGO generators with KD (the main job)")
-    r.add_argument("--dataset")
-    r.add_argument("--teacher", help="built-in teacher (darts, resnet18, wrn-40-2) or checkpoint path")
-    r.add_argument("--run-dir", default="runs/search", help="run directory (default runs/search)")
-    r.add_argument("--preset", choices=("smoke", "paper"), help="smoke: minutes on a CPU; paper: the paper's "
-                   "protocol (default)")
+    r = sub.add_parser("search", help="BOHB over NAGO generators with KD (the main job)", epilog=EXAMPLES["search"])
+    r.add_argument("--dataset", help="dataset name (see `autokd datasets`)")
+    r.add_argument("--teacher", help="built-in name (vgg7, darts, resnet18, wrn-40-2), an autokd checkpoint, a "
+                   "TorchScript/export file with a PATH.json sidecar, or module:callable (default: the dataset's "
+                   "default teacher: the shipped vgg7 for fashion-mnist, else darts)")
+    r.add_argument("--teacher-weights", help="state dict for a module:callable teacher")
+    r.add_argument("--run-dir", default="runs/search", help="run directory")
+    r.add_argument("--preset", choices=("cpu", "smoke", "paper"), help="cpu: about 10 minutes on 2 CPU cores; "
+                   "smoke: a minute (tests); paper: the paper's protocol, a GPU job (default without --experiment)")
     r.add_argument("--experiment", help="settings from experiments/NAME.yaml (or a path); flags override")
-    r.add_argument("--min-budget", type=float, help="epochs (paper: 30)")
-    r.add_argument("--max-budget", type=float, help="epochs (paper: 120)")
-    r.add_argument("--eta", type=int, help="halving rate (paper: 2)")
-    r.add_argument("--iterations", type=_positive_int, help="brackets to run (paper: 63, ~300 evaluations)")
-    r.add_argument("--executor", choices=("local", "ray"), help="default: ray with CUDA, local without")
-    r.add_argument("--gpus-per-trial", type=float, help="fraction of a GPU per trial (0.25: four per GPU)")
-    r.add_argument("--ray-address", help="join this Ray cluster (e.g. auto or HOST:6379)")
+    r.add_argument("--min-budget", type=EPOCHS, help="lowest budget in epochs (paper 30, cpu 1)")
+    r.add_argument("--max-budget", type=EPOCHS, help="highest budget in epochs (paper 120, cpu 4)")
+    r.add_argument("--eta", type=_typed("int", min=2, max=16), help="halving rate (paper 2)")
+    r.add_argument("--iterations", type=_typed("int", min=1, max=100_000),
+                   help="brackets to run (paper 63: 294 evaluations); with --resume, extends a run")
+    r.add_argument("--optimizer", choices=("bohb", "random"), help="proposals from BOHB's model (default) or "
+                   "uniformly at random in the same brackets")
+    r.add_argument("--bracket-rounding", choices=("hyperband", "hpbandster"), help="first-rung size ⌈⌉ as in "
+                   "Hyperband (default) or ⌊⌋ as in hpbandster")
+    r.add_argument("--refill-failed", action=argparse.BooleanOptionalAction, default=None,
+                   help="fill a rung left short by failures with new proposals, as hpbandster does (default on)")
+    r.add_argument("--min-points-in-model", type=_typed("int", min=1, max=10_000),
+                   help="results a budget needs before BOHB's model proposes (hpbandster: dimensions + 1)")
+    r.add_argument("--random-fraction", type=ALPHA, help="share of random proposals once the model exists "
+                   "(hpbandster 1/3)")
+    r.add_argument("--executor", choices=("local", "ray"), help="local: this machine (--workers processes); ray: "
+                   "a Ray cluster (default: ray with CUDA, local without)")
+    r.add_argument("--workers", type=_typed("int", min=1, max=1024), help="trials at once on this machine "
+                   "(default: one single-thread worker per core on a CPU)")
+    r.add_argument("--threads-per-trial", type=_typed("int", min=1, max=1024), help="torch threads per trial "
+                   "(default: cores / workers)")
+    r.add_argument("--gpus-per-trial", type=_typed("float", above=0, max=64), help="fraction of a GPU per trial "
+                   "(0.25: four per GPU)")
+    r.add_argument("--ray-address", help="join this Ray cluster (auto or HOST:6379)")
     r.add_argument("--no-kd", action="store_true", help="the NAGO baseline: no teacher, α fixed at 0")
-    r.add_argument("--param-limit", type=_positive_int)
-    r.add_argument("--data-dir")
-    r.add_argument("--subset", type=_positive_int, help="train on N images of the training split")
-    r.add_argument("--seed", type=int)
-    r.add_argument("--device")
+    r.add_argument("--param-limit", type=LIMIT, help="hard limit on student parameters (default 4M small images, "
+                   "6M large; cpu 100k)")
+    r.add_argument("--data-dir", help="look for the dataset's files here first")
+    r.add_argument("--subset", type=_typed("int", min=2, max=10**9), help="train on N images of the training split")
+    r.add_argument("--val-images", type=_typed("int", min=10, max=10**9), help="validation split size (default "
+                   "10%% of the training set; cpu 5000)")
+    r.add_argument("--batch-size", type=_typed("int", min=1, max=65_536), help="training batch (paper 128)")
+    r.add_argument("--lr", type=LR, help="SGD learning rate (paper 0.1)")
+    r.add_argument("--weight-decay", type=_typed("float", min=0, max=1), help="paper 1e-4")
+    r.add_argument("--weight-decay-scope", choices=("all", "weights"), help="decay every parameter (the "
+                   "reference) or weights only")
+    r.add_argument("--lr-schedule", choices=("cosine", "step"), help="cosine annealed to each budget (default) or "
+                   "the NAGO reference's StepLR(20 epochs, 0.5)")
+    r.add_argument("--augment-pad", type=_typed("int", min=0, max=64), help="random-crop padding in pixels (0: no "
+                   "crop)")
+    r.add_argument("--max-nodes", type=_typed("int", min=3, max=10), help="cap every graph level's node count")
+    r.add_argument("--seed", type=SEED, help="seed of the proposals, architectures and split (default 0)")
+    r.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda if available)")
     r.add_argument("--logit-cache", choices=("auto", "on", "off"), help="teacher logits per augmentation view, "
                    "computed once (default auto: on with CUDA)")
     r.add_argument("--resume", action="store_true", help="continue the run in --run-dir (settings from run.json)")
-    r.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    r.add_argument("--dry-run", action="store_true", help="print the plan and the projected time, then exit")
+    r.add_argument("--yes", action="store_true", help="run even when a CPU search is projected to take hours")
+    r.add_argument("--quiet", action="store_true", help="only the plan, errors and the final summary")
     r.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
     r.set_defaults(func=cmd_search)
 
-    rt = sub.add_parser("retrain", help="train k samples of a generator long, with KD; test accuracy mean ± std")
-    rt.add_argument("--generator", required=True, help="generator file (e.g. RUN_DIR/best.json)")
-    rt.add_argument("--samples", type=_positive_int, help="architectures to sample (default 8)")
-    rt.add_argument("--epochs", type=float, help="epochs per sample (default 600)")
-    rt.add_argument("--out", help="output folder (default RUN_DIR/retrain)")
+    rt = sub.add_parser("retrain", help="train k samples of a generator long, with KD; test accuracy mean ± std",
+                        epilog=EXAMPLES["retrain"])
+    rt.add_argument("--generator", help="generator file (e.g. RUN_DIR/best.json): its winner is sample 0")
+    rt.add_argument("--student", help="a hand-designed student instead (resnet, cnn), the widest under the limit")
+    rt.add_argument("--experiment", help="retrain settings from an experiment file's retrain: section")
+    rt.add_argument("--samples", type=_typed("int", min=1, max=1000), help="architectures to train (default: the "
+                    "search preset's: paper 8, cpu 4)")
+    rt.add_argument("--epochs", type=EPOCHS, help="epochs per sample (default: the preset's: paper 600, cpu 6)")
+    rt.add_argument("--out", help="output folder (default: retrain/ next to the generator file)")
     rt.add_argument("--dataset", help="default: the generator's source.dataset")
     rt.add_argument("--teacher", help="default: the generator's source.teacher")
-    rt.add_argument("--param-limit", type=_positive_int)
+    rt.add_argument("--teacher-weights", help="state dict for a module:callable teacher")
+    rt.add_argument("--no-kd", action="store_true", help="train without the teacher (α = 0)")
+    rt.add_argument("--alpha", type=ALPHA, help="KD weight (default: the generator's)")
+    rt.add_argument("--temperature", type=TEMPERATURE, help="KD temperature (default: the generator's)")
+    rt.add_argument("--param-limit", type=LIMIT)
     rt.add_argument("--data-dir")
-    rt.add_argument("--subset", type=_positive_int, help="train on N images (quick checks)")
-    rt.add_argument("--seed", type=int, help="sample i uses seed + i (default 0)")
-    rt.add_argument("--batch-size", type=_positive_int)
-    rt.add_argument("--lr", type=float)
-    rt.add_argument("--preset", choices=("smoke", "paper"), default="paper", help="teacher size if one is trained")
+    rt.add_argument("--subset", type=_typed("int", min=2, max=10**9), help="train on N images (quick checks)")
+    rt.add_argument("--seed", type=SEED, help="fresh sample i uses seed + i")
+    rt.add_argument("--batch-size", type=_typed("int", min=1, max=65_536))
+    rt.add_argument("--lr", type=LR)
+    rt.add_argument("--workers", type=_typed("int", min=1, max=256), help="samples trained at once on this machine")
+    rt.add_argument("--preset", choices=("cpu", "smoke", "paper"), help="retrain recipe (default: the search's "
+                    "preset from its run.json, else paper)")
     rt.add_argument("--executor", choices=("local", "ray"), help="ray trains samples in parallel on GPUs")
-    rt.add_argument("--gpus-per-trial", type=float, default=1.0)
-    rt.add_argument("--device")
-    rt.add_argument("--json", action="store_true")
+    rt.add_argument("--gpus-per-trial", type=_typed("float", above=0, max=64), default=1.0)
+    rt.add_argument("--device", help="cpu, cuda, cuda:N")
+    rt.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     rt.set_defaults(func=cmd_retrain)
 
-    rp = sub.add_parser("report", help="rank correlations, histograms, best-so-far, top configurations")
-    rp.add_argument("run_dir")
-    rp.add_argument("--compare", help="another run directory (e.g. the --no-kd run) to put side by side")
-    rp.add_argument("--out", help="output folder (default RUN_DIR/report)")
+    rp = sub.add_parser("report", help="the search's figures and rank correlations; several runs with --aggregate",
+                        epilog=EXAMPLES["report"])
+    rp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (several: repeated runs)")
+    rp.add_argument("--compare", nargs="+", metavar="RUN_DIR", help="run(s) to put side by side (e.g. --no-kd)")
+    rp.add_argument("--aggregate", action="store_true", help="treat the run directories as repeats of one "
+                    "search: figures tallied over runs, best-so-far mean ± std")
+    rp.add_argument("--out", help="output folder (default RUN_DIR/report, or report/ under the first run's parent)")
     rp.set_defaults(func=cmd_report)
 
-    e = sub.add_parser("evaluate", help="sample (or load) one student and train it, with or without a teacher")
+    tr = sub.add_parser("trials", help="every trial of a run as a table, CSV or JSON", epilog=EXAMPLES["trials"])
+    tr.add_argument("run_dir")
+    tr.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    tr.set_defaults(func=cmd_trials)
+
+    ex = sub.add_parser("export", help="the winning architecture and how to rebuild and load it")
+    ex.add_argument("run_dir")
+    ex.add_argument("--out", required=True, help="folder to write arch.json, generator.json and README.md into")
+    ex.set_defaults(func=cmd_export)
+
+    eo = sub.add_parser("export-optuna", help="copy a run into an Optuna storage (pip install optuna)")
+    eo.add_argument("run_dir")
+    eo.add_argument("--storage", required=True, help="an Optuna storage URL, e.g. sqlite:///run.db")
+    eo.add_argument("--study-name", help="default: autokd-<run dir name>")
+    eo.set_defaults(func=cmd_export_optuna)
+
+    e = sub.add_parser("evaluate", help="sample (or load) one student and train it, with or without a teacher",
+                       epilog=EXAMPLES["evaluate"])
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--generator", help="generator file to sample the student from")
     src.add_argument("--arch", help="architecture file (autokd.arch/1)")
     e.add_argument("--dataset", required=True)
-    e.add_argument("--teacher", help="built-in teacher name (darts, resnet18, wrn-40-2) or checkpoint path")
-    e.add_argument("--epochs", type=float, default=1.0, help="training budget in epochs (default 1)")
-    e.add_argument("--subset", type=_positive_int, help="train on N images (validate on N/5)")
-    e.add_argument("--seed", type=int, default=0, help="architecture, split and training seed")
-    e.add_argument("--param-limit", type=_positive_int)
-    e.add_argument("--temperature", type=float, help="KD temperature (default: generator file, else 4)")
-    e.add_argument("--alpha", type=float, help="KD weight (default: generator file, else 0.9)")
-    e.add_argument("--batch-size", type=_positive_int, default=128)
-    e.add_argument("--lr", type=float, default=0.1)
+    e.add_argument("--teacher", help="built-in name, checkpoint, TorchScript/export file or module:callable")
+    e.add_argument("--teacher-weights", help="state dict for a module:callable teacher")
+    e.add_argument("--epochs", type=EPOCHS, default=1.0, help="training budget in epochs")
+    e.add_argument("--subset", type=_typed("int", min=2, max=10**9), help="train on N images (validate on N/5)")
+    e.add_argument("--seed", type=SEED, help="architecture seed (default: the generator's winner, else 0); also "
+                   "seeds the split and training")
+    e.add_argument("--param-limit", type=LIMIT)
+    e.add_argument("--temperature", type=TEMPERATURE, help="KD temperature (default: generator file, else 4)")
+    e.add_argument("--alpha", type=ALPHA, help="KD weight (default: generator file, else 0.9)")
+    e.add_argument("--batch-size", type=_typed("int", min=1, max=65_536), default=128)
+    e.add_argument("--lr", type=LR, default=0.1)
+    e.add_argument("--lr-schedule", choices=("cosine", "step"), default="cosine")
     e.add_argument("--preset", choices=("smoke", "paper"), default="paper", help="teacher size when one is trained")
     e.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     e.add_argument("--data-dir")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     e.set_defaults(func=cmd_evaluate)
 
     t = sub.add_parser("teacher", help="train or list teachers")
     tsub = t.add_subparsers(dest="teacher_command", required=True, parser_class=_Parser)
-    tt = tsub.add_parser("train", help="train a teacher and write its checkpoint")
-    tt.add_argument("--arch", required=True, help="darts, resnet18 or wrn-40-2")
+    tt = tsub.add_parser("train", help="train a teacher and write its checkpoint",
+                         epilog="example:\n  autokd teacher train --arch vgg7 --dataset fashion-mnist --out t.pt")
+    tt.add_argument("--arch", required=True, help="vgg7, darts, resnet18 or wrn-40-2")
     tt.add_argument("--dataset", required=True)
-    tt.add_argument("--epochs", type=float, help="default: the recipe's (600 for darts)")
+    tt.add_argument("--epochs", type=EPOCHS, help="default: the recipe's (vgg7 20, darts 600)")
     tt.add_argument("--out", help="checkpoint path (default: the cache, where --teacher NAME finds it)")
     tt.add_argument("--preset", choices=("smoke", "paper"), default="paper", help="smoke: small network, subset")
-    tt.add_argument("--seed", type=int, default=0)
+    tt.add_argument("--seed", type=SEED, default=0)
     tt.add_argument("--device")
     tt.add_argument("--data-dir")
     tt.set_defaults(func=cmd_teacher_train)
-    tl = tsub.add_parser("list", help="built-in teacher architectures and cached checkpoints")
+    tl = tsub.add_parser("list", help="built-in teacher architectures and their checkpoints")
     tl.set_defaults(func=cmd_teacher_list)
 
     d = sub.add_parser("datasets", help="list datasets and where their files resolve")
@@ -418,6 +609,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _log_internal_error(command: str) -> Path:
+    """Write the traceback of an unexpected error to a log file; returns its path."""
+    from autokd.data.registry import cache_root
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    text = f"autokd {__version__} {command}: {' '.join(sys.argv)}\n\n{traceback.format_exc()}"
+    for folder in (cache_root() / "logs", Path("/tmp")):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"autokd-{stamp}-{os.getpid()}.log"
+            path.write_text(text)
+            return path
+        except OSError:
+            continue
+    return Path("/dev/null")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -425,11 +633,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except UserError as exc:
-        print(f"autokd {args.command}: error: {exc}", file=sys.stderr)
+        print(f"autokd {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"autokd {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return EXIT_OK  # a closed pager: not an error
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line and a log, never a traceback
+        log = _log_internal_error(args.command)
+        print(f"autokd {args.command}: internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:200]} "
+              f"(traceback in {log}; please report it)", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

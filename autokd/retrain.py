@@ -1,71 +1,136 @@
-"""`autokd retrain`: k architectures from the best generator, each trained long with KD, scored on the test set.
+"""`autokd retrain`: k architectures of the best generator (the search's winner first), each trained long with KD,
+scored on the test set; or k seeds of a hand-designed student under the same limit, teacher and recipe.
 
-Layout of the output folder (resumable: a sample with a result.json is not trained again):
-    sample-00/arch.json, student.pt, student.onnx, result.json    per sample
+Layout of the output folder (one owner at a time: it is locked; resumable: a sample whose result.json records the
+same generator, seed and recipe is not trained again; a long sample saves its training state every few minutes):
+    sample-00/arch.json, student.pt, student.onnx, result.json    per sample (train-state.pt while training)
     summary.json, summary.md                                         over the samples, next to the teacher
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import statistics
-import sys
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import torch
 from torch import nn
 
 from autokd.data.augment import Augment
 from autokd.errors import UserError
-from autokd.fsutil import write_atomic
+from autokd.fsutil import read_json, write_atomic, write_json
+from autokd.progress import Board, fmt_seconds
+from autokd.runlock import RunLock
 from autokd.space.genfile import GeneratorFile, default_param_limit
 from autokd.train import TrainConfig
+from autokd.validate import Field, check_object
 
-# Final-training recipe (*choice*, the papers do not publish theirs): DARTS-like, at the student's search lr.
-RETRAIN_RECIPE = TrainConfig(epochs=600, batch_size=128, lr=0.1, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
-                             augment=Augment(pad=4, flip=True, cutout=16))
+STUDENT_FORMAT = "autokd.student/1"
 
 
 @dataclass(frozen=True)
 class RetrainSettings:
     dataset: str
-    teacher: str | None  # checkpoint path or built-in name; None trains without KD
+    teacher: str | None  # anything --teacher accepts; None trains without KD
     param_limit: int
     samples: int = 8
     epochs: float = 600.0
     seed: int = 0
+    winner_seed: int | None = None  # the search's winning architecture seed: sample 0 (None: seed + 0)
     data_dir: str | None = None
     device: str | None = None
-    batch_size: int = RETRAIN_RECIPE.batch_size
-    lr: float = RETRAIN_RECIPE.lr
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    weight_decay_scope: str = "all"
+    grad_clip: float | None = 5.0
+    augment_pad: int = 4
+    augment_flip: bool = True
+    cutout: int = 16
     subset: int | None = None  # train on N training images (quick checks); None: the whole training set
     smoke_teacher: bool = False
+    teacher_weights: str | None = None
+    temperature: float | None = None  # None: the generator's τ
+    alpha: float | None = None  # None: the generator's α (0 trains without KD)
+    student: str | None = None  # a hand-designed student (autokd.nn.handmade) instead of the generator
+    workers: int = 1  # samples trained at once (processes on this machine)
+    threads_per_sample: int | None = None
+    logit_cache: str = "auto"  # on, off, auto (on with CUDA, or on a CPU when the views are few)
+
+    def recipe(self) -> TrainConfig:
+        """Final-training recipe (*choice*: the papers do not publish theirs): DARTS-like by default."""
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
+                           weight_decay=self.weight_decay, weight_decay_scope=self.weight_decay_scope,
+                           grad_clip=self.grad_clip,
+                           augment=Augment(pad=self.augment_pad, flip=self.augment_flip, cutout=self.cutout))
 
 
-def settings_for(gen: GeneratorFile, overrides: dict[str, Any]) -> RetrainSettings:
-    """Dataset, teacher and limit default to the generator's `source`; explicit flags override."""
+RETRAIN_FIELDS: dict[str, Field] = {
+    "dataset": Field("str"), "teacher": Field("str", nullable=True), "param_limit": Field("int", min=1000, max=10**9),
+    "samples": Field("int", min=1, max=1000), "epochs": Field("float", above=0, max=100_000),
+    "seed": Field("int", min=0, max=2**31 - 1), "winner_seed": Field("int", min=0, max=2**31 - 1, nullable=True),
+    "data_dir": Field("str", nullable=True), "device": Field("str", nullable=True),
+    "batch_size": Field("int", min=1, max=65_536), "lr": Field("float", above=0, max=100),
+    "momentum": Field("float", min=0, max=0.999), "weight_decay": Field("float", min=0, max=1),
+    "weight_decay_scope": Field("str", choices=("all", "weights")),
+    "grad_clip": Field("float", above=0, nullable=True), "augment_pad": Field("int", min=0, max=64),
+    "augment_flip": Field("bool"), "cutout": Field("int", min=0, max=1024),
+    "subset": Field("int", min=2, max=10**9, nullable=True), "smoke_teacher": Field("bool"),
+    "teacher_weights": Field("str", nullable=True), "temperature": Field("float", min=1, max=10, nullable=True),
+    "alpha": Field("float", min=0, max=1, nullable=True), "student": Field("str", nullable=True),
+    "workers": Field("int", min=1, max=256), "threads_per_sample": Field("int", min=1, max=256, nullable=True),
+    "logit_cache": Field("str", choices=("auto", "on", "off")),
+}
+assert set(RETRAIN_FIELDS) == {f.name for f in fields(RetrainSettings)}
+
+# What `retrain` does after a search with each preset (the search's run.json names its preset).
+RETRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"samples": 8, "epochs": 600.0},
+    "cpu": {"samples": 4, "epochs": 6.0, "batch_size": 128, "lr": 0.1, "weight_decay": 5e-4, "augment_pad": 2,
+            "augment_flip": True, "cutout": 0, "grad_clip": None, "workers": 2, "threads_per_sample": 1},
+    "smoke": {"samples": 2, "epochs": 1.0, "subset": 2000, "cutout": 0, "augment_pad": 2},
+}
+
+
+def settings_for(gen: GeneratorFile | None, overrides: dict[str, Any], preset: str | None = None,
+                 experiment: dict[str, Any] | None = None) -> RetrainSettings:
+    """Dataset, teacher and limit default to the generator's `source`; then the search preset's retrain values,
+    an experiment file's `retrain:` section, and explicit flags, each overriding the one before."""
     from autokd.data.registry import dataset_info
+    from autokd.kd.teacher import default_teacher
 
-    src = gen.source or {}
+    src = (gen.source if gen else {}) or {}
     dataset = overrides.get("dataset") or src.get("dataset")
     if not dataset:
         raise UserError("the generator file names no dataset (source.dataset); pass --dataset")
     info = dataset_info(dataset)
-    teacher = overrides.get("teacher") or src.get("teacher")
-    if gen.kd["alpha"] > 0 and not teacher:
-        raise UserError("the generator uses KD (alpha > 0) but names no teacher; pass --teacher")
-    values = {"dataset": dataset, "teacher": teacher if gen.kd["alpha"] > 0 else None,
-              "param_limit": overrides.get("param_limit") or gen.param_limit or default_param_limit(info.input_shape),
-              "data_dir": overrides.get("data_dir") or src.get("data_dir")}
-    for key in ("samples", "epochs", "seed", "device", "batch_size", "lr", "subset", "smoke_teacher"):
-        if overrides.get(key) is not None:
-            values[key] = overrides[key]
-    return RetrainSettings(**values)
+    values: dict[str, Any] = {"dataset": dataset,
+                              "param_limit": (gen.param_limit if gen else None) or default_param_limit(info.input_shape),
+                              "data_dir": src.get("data_dir"), "teacher": src.get("teacher"),
+                              "teacher_weights": src.get("teacher_weights")}
+    if gen is not None and src.get("seed") is not None:
+        values["winner_seed"] = int(src["seed"])
+    if preset in RETRAIN_PRESETS:
+        values.update(RETRAIN_PRESETS[preset])
+    if experiment:
+        values.update(experiment)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    alpha = values.get("alpha") if values.get("alpha") is not None else (gen.kd["alpha"] if gen else 0.9)
+    if alpha > 0 and not values.get("teacher"):
+        values["teacher"] = default_teacher(dataset)
+    if alpha == 0:
+        values["teacher"] = None
+    checked = check_object(values, RETRAIN_FIELDS, "retrain settings")
+    return replace(RetrainSettings(dataset, None, 1000), **checked)
 
 
+# ------------------------------------------------------------------------------------------------ one sample
 def activation_mb(model: nn.Module, input_shape: tuple[int, ...]) -> float:
     """Activation memory of one image's training forward pass: the bytes of every leaf module's output in fp32,
     all of which autograd keeps for the backward pass (MB)."""
@@ -92,162 +157,376 @@ def activation_mb(model: nn.Module, input_shape: tuple[int, ...]) -> float:
     return total / 2**20
 
 
-def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> str | None:
-    """ONNX export with a dynamic batch dimension; returns None, or the reason it failed (kept in the result)."""
-    model = model.cpu().eval()
+class Normalized(nn.Module):
+    """The student with its input normalisation inside: takes images scaled to [0, 1] (pixel / 255), NCHW."""
+
+    def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path, mean: tuple[float, ...],
+                std: tuple[float, ...]) -> str | None:
+    """ONNX with a dynamic batch and the normalisation in the graph: input `images` is float NCHW in [0, 1].
+    The constants are also in the model's metadata. Returns None, or the reason it failed."""
+    if hasattr(model, "arithmetic"):
+        model.arithmetic = "reference"  # plain ops: the graph any runtime knows
+    wrapped = Normalized(model.cpu().eval(), mean, std).eval()
     try:
+        buf = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings: pooling sizes are fixed per architecture
-            torch.onnx.export(model, (torch.zeros(2, *input_shape),), str(path), input_names=["images"],
+            torch.onnx.export(wrapped, (torch.zeros(2, *input_shape),), buf, input_names=["images"],
                               output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
                               dynamo=False)
+        import onnx
+
+        proto = onnx.load_from_string(buf.getvalue())
+        for key, value in {"autokd.input": "float32 NCHW images scaled to [0, 1] (pixel / 255)",
+                           "autokd.mean": json.dumps(list(mean)), "autokd.std": json.dumps(list(std)),
+                           "autokd.normalisation": "inside the graph: (images - mean) / std"}.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        write_atomic(path, proto.SerializeToString())
         return None
     except Exception as exc:
         return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
-def retrain_sample(index: int, gen_json: dict[str, Any], st: dict[str, Any], out_dir: str) -> dict[str, Any]:
-    """Train sample `index` and write its files; plain data in and out (runs in a Ray worker too)."""
+def sample_seed(s: RetrainSettings, index: int) -> int:
+    """Sample 0 is the search's winner (its architecture seed); the others are fresh seeds of the family."""
+    if index == 0 and s.winner_seed is not None:
+        return s.winner_seed
+    seed = s.seed + index
+    return seed + 1_000_003 if s.winner_seed is not None and seed == s.winner_seed else seed
+
+
+def _teacher_kd(s: RetrainSettings, gen_json: dict[str, Any] | None) -> dict[str, float] | None:
+    kd = dict(gen_json["kd"]) if gen_json else {"temperature": 4.0, "alpha": 0.9}
+    if s.temperature is not None:
+        kd["temperature"] = s.temperature
+    if s.alpha is not None:
+        kd["alpha"] = s.alpha
+    return kd if s.teacher and kd["alpha"] > 0 else None
+
+
+def sample_identity(index: int, gen_json: dict[str, Any] | None, st: dict[str, Any],
+                    teacher_fp: str | None) -> dict[str, Any]:
+    """What a sample's result must match to be reused: generator (or hand-made student), seed, recipe, data,
+    teacher."""
+    s = RetrainSettings(**st)
+    recipe = {k: v for k, v in st.items() if k not in ("samples", "workers", "threads_per_sample", "device",
+                                                       "logit_cache", "winner_seed", "seed", "teacher")}
+    return {"generator": {k: gen_json.get(k) for k in ("space", "generator", "kd", "param_limit")} if gen_json
+            else None, "seed": sample_seed(s, index), "recipe": recipe, "teacher": teacher_fp}
+
+
+def retrain_sample(index: int, gen_json: dict[str, Any] | None, st: dict[str, Any], out_dir: str,
+                   progress: Any = None) -> dict[str, Any]:
+    """Train sample `index` and write its files; plain data in and out (runs in a worker process too)."""
     from autokd.data.dataset import load_dataset
     from autokd.kd.teacher import OnTheFlyTeacher, resolve_teacher
+    from autokd.nn.handmade import build_handmade
     from autokd.nn.student import build_student
     from autokd.space.generator import sample_architecture
     from autokd.space.plan import count_macs
-    from autokd.train import KDConfig, train_and_evaluate
+    from autokd.train import Checkpointing, KDConfig, pick_device, train_and_evaluate
 
     s = RetrainSettings(**st)
     folder = Path(out_dir) / f"sample-{index:02d}"
     folder.mkdir(parents=True, exist_ok=True)
     ds = load_dataset(s.dataset, s.data_dir)
-    seed = s.seed + index
-    arch = sample_architecture(gen_json["generator"], seed, ds.input_shape, ds.num_classes, s.param_limit)
-    write_atomic(folder / "arch.json", arch.dumps())
+    seed = sample_seed(s, index)
+    arch_json: dict[str, Any] | None = None
+    if s.student:
+        torch.manual_seed(seed)
+        model, width = build_handmade(s.student, ds.input_shape, ds.num_classes, s.param_limit)
+        arch_id, macs = f"{s.student}-w{width}", None
+        arch_json = {"handmade": s.student, "width": width, "input_shape": list(ds.input_shape),
+                     "num_classes": ds.num_classes}
+        write_json(folder / "arch.json", arch_json)
+    else:
+        assert gen_json is not None
+        arch = sample_architecture(gen_json["generator"], seed, ds.input_shape, ds.num_classes, s.param_limit)
+        write_atomic(folder / "arch.json", arch.dumps())
+        torch.manual_seed(seed)
+        model, arch_id, macs = build_student(arch), arch.arch_id, count_macs(arch)
+        arch_json = arch.to_json()
     train = ds.train
     if s.subset:
         train = train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:s.subset])
-    teacher = kd = None
-    if s.teacher:
-        teacher = OnTheFlyTeacher(resolve_teacher(s.teacher, ds, smoke=s.smoke_teacher, device=s.device,
-                                                  quiet=True), ds.info.mean, ds.info.std)
-        kd = KDConfig(**gen_json["kd"])
-    torch.manual_seed(seed)
-    model = build_student(arch)
-    cfg = TrainConfig(**{**asdict(RETRAIN_RECIPE), "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr,
-                         "seed": seed, "augment": RETRAIN_RECIPE.augment})
+    kd = _teacher_kd(s, gen_json)
+    teacher = None
+    teacher_fp = None
+    cfg = replace(s.recipe(), seed=seed)
+    if kd is not None:
+        t = resolve_teacher(str(s.teacher), ds, smoke=s.smoke_teacher, device=s.device, quiet=True,
+                            weights=s.teacher_weights)
+        teacher_fp = t.fingerprint
+        if use_cache(s, cfg.augment, pick_device(s.device)):
+            from autokd.kd.cache import CachedTeacher, load_or_build
+
+            logits, _ = load_or_build(t, train, cfg.augment, ds.info.mean, ds.info.std, pick_device(s.device),
+                                      quiet=True)
+            teacher = CachedTeacher(logits, train, train.image_ids(), pick_device(s.device))
+        else:
+            teacher = OnTheFlyTeacher(t, ds.info.mean, ds.info.std)
+    identity = sample_identity(index, gen_json, st, teacher_fp)
+    key = hashlib.sha256(json.dumps({**identity, "arch_id": arch_id}, sort_keys=True).encode()).hexdigest()
     r = train_and_evaluate(model, train, ds.test, ds.info.mean, ds.info.std, cfg, device=s.device,
-                           teacher=teacher, kd=kd, macs=count_macs(arch))
-    result = {"sample": index, "seed": seed, "arch_id": arch.arch_id, "status": r.status, "test_acc": r.val_acc,
-              "test_loss": r.val_loss, "params": r.params, "macs": r.macs, "seconds": r.seconds,
-              "epochs": s.epochs, "train_images": len(train), "test_images": len(ds.test),
-              "peak_memory_mb": r.peak_memory_mb, "device": r.device, "error": r.error}
+                           teacher=teacher, kd=KDConfig(**kd) if kd else None, macs=macs, progress=progress,
+                           checkpointing=Checkpointing(folder / "train-state.pt", key))
+    result = {"sample": index, "seed": seed, "winner": index == 0 and s.winner_seed is not None,
+              "arch_id": arch_id, "status": r.status, "test_acc": r.val_acc, "test_loss": r.val_loss,
+              "params": r.params, "macs": r.macs, "seconds": r.seconds, "epochs": s.epochs,
+              "train_images": len(train), "test_images": len(ds.test), "peak_memory_mb": r.peak_memory_mb,
+              "device": r.device, "error": r.error, "kd": kd, "history": r.history,
+              "resumed_from_epoch": r.resumed_from_epoch, "identity": identity}
     if r.status == "ok":
         result["activation_mb_per_image"] = round(activation_mb(model, ds.input_shape), 3)
-        ckpt = {"format": "autokd.student/1", "arch": arch.to_json(),
+        ckpt = {"format": STUDENT_FORMAT, "arch": arch_json,
                 "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "test_acc": r.val_acc, "kd": gen_json["kd"], "dataset": s.dataset}
-        torch.save(ckpt, folder / ".student.pt.tmp")
-        (folder / ".student.pt.tmp").replace(folder / "student.pt")
-        result["onnx_error"] = export_onnx(model, ds.input_shape, folder / "student.onnx")
-    write_atomic(folder / "result.json", json.dumps(result, indent=1, sort_keys=True) + "\n")
+                "test_acc": r.val_acc, "kd": kd, "dataset": s.dataset, "input_shape": list(ds.input_shape),
+                "num_classes": ds.num_classes, "mean": list(ds.info.mean), "std": list(ds.info.std)}
+        buf = io.BytesIO()
+        torch.save(ckpt, buf)
+        write_atomic(folder / "student.pt", buf.getvalue())
+        result["onnx_error"] = export_onnx(model, ds.input_shape, folder / "student.onnx", ds.info.mean,
+                                           ds.info.std)
+    write_json(folder / "result.json", result)
+    (folder / "train-state.pt").unlink(missing_ok=True)
     return result
 
 
+def use_cache(s: RetrainSettings, aug: Augment, device: torch.device) -> bool:
+    """The teacher-logit cache pays once the epochs exceed the views (a cached view costs one teacher forward,
+    an uncached epoch one per image)."""
+    if s.logit_cache != "auto":
+        return s.logit_cache == "on"
+    return device.type == "cuda" or aug.views < s.epochs
+
+
+# ------------------------------------------------------------------------------------------------ the family
 def _teacher_summary(s: RetrainSettings) -> dict[str, Any] | None:
     if not s.teacher:
         return None
     from autokd.data.dataset import load_dataset
-    from autokd.kd.teacher import resolve_teacher
+    from autokd.kd.teacher import resolve_teacher, teacher_summary
 
     ds = load_dataset(s.dataset, s.data_dir)
-    t = resolve_teacher(s.teacher, ds, smoke=s.smoke_teacher, device="cpu", quiet=True)
-    return {"arch": t.meta["arch"], "path": str(t.path), "test_acc": t.meta.get("test_acc"),
-            "params": sum(p.numel() for p in t.module.parameters()), "macs": t.meta.get("macs"),
-            "activation_mb_per_image": round(activation_mb(t.module, ds.input_shape), 3),
-            "epochs": t.meta.get("epochs"), "smoke": t.meta.get("smoke"), "test_images": t.meta.get("test_images")}
+    t = resolve_teacher(s.teacher, ds, smoke=s.smoke_teacher, device="cpu", quiet=True, weights=s.teacher_weights,
+                        check=True)
+    return {**teacher_summary(t), "activation_mb_per_image": round(activation_mb(t.module, ds.input_shape), 3)}
 
 
 def summarise(results: list[dict[str, Any]], teacher: dict[str, Any] | None, s: RetrainSettings,
-              gen: GeneratorFile) -> dict[str, Any]:
+              gen: GeneratorFile | None, linear: float | None, num_classes: int) -> dict[str, Any]:
     ok = [r for r in results if r["status"] == "ok"]
     accs = [r["test_acc"] for r in ok]
-    return {"generator": gen.to_json(), "settings": asdict(s), "samples": len(results), "ok": len(ok),
-            "failed": len(results) - len(ok),
+    return {"generator": gen.to_json() if gen else None, "student": s.student, "settings": asdict(s),
+            "samples": len(results), "ok": len(ok), "failed": len(results) - len(ok),
+            "winner_included": any(r.get("winner") for r in results),
             "test_acc_mean": statistics.mean(accs) if accs else None,
             "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0 if accs else None,
             "test_acc_min": min(accs) if accs else None, "test_acc_max": max(accs) if accs else None,
             "params_mean": statistics.mean(r["params"] for r in ok) if ok else None,
-            "macs_mean": statistics.mean(r["macs"] for r in ok) if ok else None,
-            "teacher": teacher, "per_sample": sorted(results, key=lambda r: r["sample"])}
+            "macs_mean": statistics.mean(r["macs"] for r in ok if r["macs"]) if any(r["macs"] for r in ok) else None,
+            "teacher": teacher, "linear_baseline": linear, "chance": 1.0 / num_classes,
+            "per_sample": sorted(({k: v for k, v in r.items() if k not in ("history", "identity")} for r in results),
+                                 key=lambda r: r["sample"])}
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
     s, t = summary["settings"], summary["teacher"]
+    what = (f"hand-designed student `{summary['student']}`" if summary["student"] else "samples from the generator")
+    kd = next((r.get("kd") for r in summary["per_sample"] if r.get("kd")), None)
     lines = [f"# Retrain summary: {s['dataset']}", "",
-             f"{summary['ok']} of {summary['samples']} samples from the generator, {s['epochs']:g} epochs each, "
-             f"KD τ={summary['generator']['kd']['temperature']:.2f} α={summary['generator']['kd']['alpha']:.2f}"
-             + (f" from {t['arch']}" if t else " (no teacher)") + ".", ""]
+             f"{summary['ok']} of {summary['samples']} {what}, {s['epochs']:g} epochs each on the whole training set"
+             + (f" ({s['subset']:,} images)" if s.get("subset") else "")
+             + (f", KD τ={kd['temperature']:.2f} α={kd['alpha']:.2f} from {t['arch']}" if kd and t else ", no KD")
+             + "." + (" Sample 0 is the search's winning architecture; the others are fresh samples of its family."
+                      if summary.get("winner_included") else ""), ""]
     if summary["test_acc_mean"] is not None:
+        n = summary["per_sample"][0].get("test_images") or 0
+        se = (summary["test_acc_mean"] * (1 - summary["test_acc_mean"]) / n) ** 0.5 if n else None
         lines += [f"**Top-1 test accuracy: {100 * summary['test_acc_mean']:.2f}% ± {100 * summary['test_acc_std']:.2f}"
-                  f"** (min {100 * summary['test_acc_min']:.2f}%, max {100 * summary['test_acc_max']:.2f}%)", ""]
-    lines += ["| sample | arch_id | test top-1 | params | MACs | activations / image | seconds | status |",
-              "|---|---|---|---|---|---|---|---|"]
+                  f"** (std over samples; min {100 * summary['test_acc_min']:.2f}%, max "
+                  f"{100 * summary['test_acc_max']:.2f}%"
+                  + (f"; one sample's standard error on {n:,} test images ± {100 * se:.2f}" if se else "") + ")", ""]
+    lines += ["| reference | test top-1 |", "|---|---|"]
+    if t and t.get("test_acc") is not None:
+        lines.append(f"| teacher {t['arch']} ({t.get('params') or 0:,} params) | {100 * t['test_acc']:.2f}% |")
+    if summary.get("linear_baseline") is not None:
+        lines.append(f"| linear softmax classifier on pixels | {100 * summary['linear_baseline']:.2f}% |")
+    lines += [f"| chance | {100 * summary['chance']:.2f}% |", ""]
+    lines += ["| sample | seed | arch_id | test top-1 | params | MACs | activations / image | seconds | status |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in summary["per_sample"]:
         acc = f"{100 * r['test_acc']:.2f}%" if r.get("test_acc") is not None else "-"
         act = f"{r['activation_mb_per_image']:.2f} MB" if r.get("activation_mb_per_image") else "-"
-        lines.append(f"| {r['sample']} | {r['arch_id']} | {acc} | {r['params']:,} | {r['macs'] / 1e6:.1f}M | {act} "
-                     f"| {r['seconds']:.0f} | {r['status']}{' (' + r['error'] + ')' if r.get('error') else ''} |")
+        macs = f"{r['macs'] / 1e6:.1f}M" if r.get("macs") else "-"
+        lines.append(f"| {r['sample']}{' (winner)' if r.get('winner') else ''} | {r['seed']} | {r['arch_id']} | {acc} "
+                     f"| {r['params']:,} | {macs} | {act} | {r['seconds']:.0f} "
+                     f"| {r['status']}{' (' + r['error'] + ')' if r.get('error') else ''} |")
     if t:
         acc = f"{100 * t['test_acc']:.2f}%" if t.get("test_acc") is not None else "-"
-        lines += ["", "| teacher | test top-1 | test images | params | MACs | activations / image |",
-                  "|---|---|---|---|---|---|",
-                  f"| {t['arch']}{' (smoke)' if t.get('smoke') else ''} | {acc} | {t.get('test_images') or '-'} | "
-                  f"{t['params']:,} | {(t['macs'] or 0) / 1e6:.1f}M | {t['activation_mb_per_image']:.2f} MB |"]
+        macs = f"{t['macs'] / 1e6:.1f}M" if t.get("macs") else "-"
+        lines += ["", "| teacher | test top-1 | params | MACs | activations / image |", "|---|---|---|---|---|",
+                  f"| {t['arch']}{' (smoke)' if t.get('smoke') else ''} | {acc} | {t.get('params') or 0:,} | {macs} "
+                  f"| {t['activation_mb_per_image']:.2f} MB |"]
     lines += ["", "Activations: bytes of every layer output for one image in fp32 (what a training step keeps for "
-              "the backward pass). Students are scored on the whole test set."]
+              "the backward pass). Students are scored on the whole test set. `student.onnx` takes float images in "
+              "[0, 1] (pixel / 255) and normalises inside the graph; see docs/usage.md to load `student.pt`."]
     return "\n".join(lines) + "\n"
 
 
-def run_retrain(gen: GeneratorFile, s: RetrainSettings, out_dir: Path, executor: str = "local",
-                gpus_per_trial: float = 1.0, stream: TextIO | None = None) -> dict[str, Any]:
+def _reusable(folder: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
+    done = folder / "result.json"
+    if not done.is_file():
+        return None
+    try:
+        prev = read_json(done, "sample result")
+    except UserError:
+        return None  # a corrupt result is retrained, never trusted
+    if isinstance(prev, dict) and prev.get("status") == "ok" and prev.get("identity") == identity \
+            and isinstance(prev.get("test_acc"), (int, float)):
+        return prev
+    return None
+
+
+def _worker(index: int, gen_json: Any, st: dict[str, Any], out: str, threads: int | None, queue: Any) -> None:
+    import signal
+
+    from autokd.search.executors import configure_process
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    configure_process(threads)
+
+    def report(event: dict[str, Any]) -> None:
+        queue.put(("progress", {**event, "task": f"sample {index}", "label": f"sample {index}"}))
+
+    try:
+        queue.put(("done", retrain_sample(index, gen_json, st, out, progress=report)))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
+        queue.put(("error", {"sample": index, "error": f"{type(exc).__name__}: {exc}"}))
+
+
+def run_retrain(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path, board: Board | None = None,
+                executor: str = "local", gpus_per_trial: float = 1.0) -> dict[str, Any]:
     from autokd.data.dataset import load_dataset
+    from autokd.kd.teacher import resolve_teacher
 
-    stream = stream or sys.stderr
-    load_dataset(s.dataset, s.data_dir)  # bad dataset: fail before anything is written
+    board = board or Board()
+    ds = load_dataset(s.dataset, s.data_dir)  # bad dataset: fail before anything is written
     teacher = _teacher_summary(s)  # trains a missing built-in teacher once, before the samples
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[int, dict[str, Any]] = {}
-    todo = []
-    for i in range(s.samples):
-        done = out_dir / f"sample-{i:02d}" / "result.json"
-        if done.is_file():
-            prev = json.loads(done.read_text())
-            if prev.get("status") == "ok" and prev.get("epochs") == s.epochs:
+    teacher_fp = None
+    if s.teacher and _teacher_kd(s, gen.to_json() if gen else None):
+        teacher_fp = resolve_teacher(s.teacher, ds, smoke=s.smoke_teacher, device="cpu", quiet=True,
+                                     weights=s.teacher_weights).fingerprint
+    gen_json, st = (gen.to_json() if gen else None), asdict(s)
+    with RunLock(out_dir, "retrain folder"):
+        results: dict[int, dict[str, Any]] = {}
+        todo = []
+        for i in range(s.samples):
+            prev = _reusable(out_dir / f"sample-{i:02d}", sample_identity(i, gen_json, st, teacher_fp))
+            if prev is not None:
                 results[i] = prev
-                print(f"retrain: sample {i} already done (test_acc {prev['test_acc']:.4f}), skipped", file=stream)
-                continue
-        todo.append(i)
-    gen_json, st = gen.to_json(), asdict(s)
-    if executor == "ray" and todo:
-        import ray
-
-        if not ray.is_initialized():
-            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
-        opts = {"num_gpus": gpus_per_trial} if ray.cluster_resources().get("GPU") else {"num_cpus": 1}
-        task = ray.remote(retrain_sample).options(max_retries=0, **opts)
-        refs = {task.remote(i, gen_json, st, str(out_dir)): i for i in todo}
-        while refs:
-            ready, _ = ray.wait(list(refs), num_returns=1)
-            i = refs.pop(ready[0])
-            results[i] = ray.get(ready[0])
-            print(f"retrain: sample {i}: {results[i]['status']} test_acc {results[i]['test_acc']}", file=stream)
-    else:
-        for i in todo:
-            print(f"retrain: sample {i + 1}/{s.samples}, {s.epochs:g} epochs ...", file=stream, flush=True)
-            results[i] = retrain_sample(i, gen_json, st, str(out_dir))
-            r = results[i]
-            print(f"retrain: sample {i}: {r['status']}, test_acc {r['test_acc']}, {r['seconds']:.0f}s",
-                  file=stream, flush=True)
-    summary = summarise(list(results.values()), teacher, s, gen)
-    write_atomic(out_dir / "summary.json", json.dumps(summary, indent=1, sort_keys=True) + "\n")
-    write_atomic(out_dir / "summary.md", summary_markdown(summary))
+                board.line(f"retrain: sample {i} already done (test_acc {prev['test_acc']:.4f}), skipped")
+            else:
+                todo.append(i)
+        if todo:
+            board.line(f"retrain: {len(todo)} sample(s) × {s.epochs:g} epochs"
+                       + (" (sample 0 is the search's winner)" if 0 in todo and s.winner_seed is not None else "")
+                       + f", {min(s.workers, len(todo))} at a time → {out_dir}")
+        if executor == "ray" and todo:
+            results.update(_run_ray(todo, gen_json, st, out_dir, gpus_per_trial, board))
+        elif s.workers > 1 and len(todo) > 1:
+            results.update(_run_processes(todo, gen_json, st, out_dir, s, board))
+        else:
+            for i in todo:
+                report = board.reporter(f"sample {i}", f"sample {i}")
+                if s.threads_per_sample:
+                    torch.set_num_threads(s.threads_per_sample)
+                try:
+                    results[i] = retrain_sample(i, gen_json, st, str(out_dir), progress=report)
+                finally:
+                    board.done(f"sample {i}")
+                _sample_line(board, results[i])
+        linear = ds.info.linear_baseline
+        summary = summarise(list(results.values()), teacher, s, gen, linear, ds.num_classes)
+        write_json(out_dir / "summary.json", summary)
+        write_atomic(out_dir / "summary.md", summary_markdown(summary))
     return summary
+
+
+def _sample_line(board: Board, r: dict[str, Any]) -> None:
+    acc = f"test_acc {r['test_acc']:.4f}" if r.get("test_acc") is not None else f"FAILED ({r.get('error')})"
+    board.line(f"retrain: sample {r['sample']}{' (winner)' if r.get('winner') else ''}: {acc}, "
+               f"{fmt_seconds(r.get('seconds'))}")
+
+
+def _run_processes(todo: list[int], gen_json: Any, st: dict[str, Any], out_dir: Path, s: RetrainSettings,
+                   board: Board) -> dict[int, dict[str, Any]]:
+    import multiprocessing as mp
+    import os
+    import queue as queue_mod
+
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    threads = s.threads_per_sample or max(1, (os.cpu_count() or 1) // s.workers)
+    pending, running, results = list(todo), {}, {}
+    try:
+        while pending or running:
+            while pending and len(running) < s.workers:
+                i = pending.pop(0)
+                proc = ctx.Process(target=_worker, args=(i, gen_json, st, str(out_dir), threads, q), daemon=True)
+                proc.start()
+                running[i] = proc
+            try:
+                kind, data = q.get(timeout=0.5)
+            except queue_mod.Empty:
+                for i, proc in list(running.items()):
+                    if not proc.is_alive() and proc.exitcode not in (0, None):
+                        del running[i]
+                        results[i] = {"sample": i, "seed": sample_seed(s, i), "arch_id": None, "status": "failed",
+                                      "test_acc": None, "params": 0, "macs": None, "seconds": 0.0,
+                                      "error": f"worker process died (exit code {proc.exitcode})"}
+                        board.done(f"sample {i}")
+                continue
+            if kind == "progress":
+                board.update(data)
+                continue
+            i = int(data["sample"])
+            running.pop(i).join(timeout=30)
+            board.done(f"sample {i}")
+            if kind == "error":
+                raise RuntimeError(f"sample {i}: {data['error']}")
+            results[i] = data
+            _sample_line(board, data)
+    finally:
+        for proc in running.values():
+            proc.terminate()
+    return results
+
+
+def _run_ray(todo: list[int], gen_json: Any, st: dict[str, Any], out_dir: Path, gpus_per_trial: float,
+             board: Board) -> dict[int, dict[str, Any]]:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    opts = {"num_gpus": gpus_per_trial} if ray.cluster_resources().get("GPU") else {"num_cpus": 1}
+    task = ray.remote(retrain_sample).options(max_retries=0, **opts)
+    refs = {task.remote(i, gen_json, st, str(out_dir)): i for i in todo}
+    results = {}
+    while refs:
+        ready, _ = ray.wait(list(refs), num_returns=1)
+        i = refs.pop(ready[0])
+        results[i] = ray.get(ready[0])
+        _sample_line(board, results[i])
+    return results

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import math
 import resource
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -22,15 +24,23 @@ TeacherFn = Callable[[Batch], torch.Tensor]  # a batch → teacher logits (B, K)
 Progress = Callable[[dict[str, Any]], None]
 
 
+SCHEDULES = ("cosine", "step")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Search-time recipe by default (Vega's NAGO config: batch 128, SGD 0.1, momentum 0.9, wd 1e-4, crop+flip)."""
+    """Search-time recipe by default (the NAGO reference's: batch 128, SGD 0.1, momentum 0.9, weight decay 1e-4 on
+    every parameter, crop+flip); the reference's StepLR(20 epochs, γ 0.5) is `lr_schedule="step"`."""
 
     epochs: float  # the budget; fractional budgets train that fraction of an epoch's steps
     batch_size: int = 128
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    weight_decay_scope: str = "all"  # "all" parameters (the references) or "weights" (not BN, biases, gates)
+    lr_schedule: str = "cosine"  # "cosine": annealed to 0 over exactly this budget; "step": StepLR below
+    lr_step_epochs: float = 20.0  # step: multiply the lr by lr_step_gamma every this many epochs
+    lr_step_gamma: float = 0.5
     nesterov: bool = False
     grad_clip: float | None = None  # max global grad norm
     augment: Augment = Augment(pad=4, flip=True, cutout=0)
@@ -38,6 +48,29 @@ class TrainConfig:
     drop_path: float = 0.0  # final drop-path probability, ramped linearly over the epochs (DARTS: 0.2)
     eval_batch_size: int = 1000
     seed: int = 0
+    progress_seconds: float = 10.0  # at most one progress report per this many seconds (and one per epoch)
+
+
+def lr_factor(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    """The learning-rate multiplier at `step`. Cosine is annealed to each budget, so a 30-epoch run is not a prefix
+    of a 120-epoch run; the step schedule depends only on the epoch, so a low budget is a prefix of a high one."""
+    if cfg.lr_schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+    if cfg.lr_schedule == "step":
+        return cfg.lr_step_gamma ** math.floor(step / steps_per_epoch / cfg.lr_step_epochs + 1e-9)
+    raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {cfg.lr_schedule!r}")
+
+
+def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """SGD parameter groups: weight decay on every parameter, or on weights only (≥ 2-d tensors)."""
+    if cfg.weight_decay_scope == "all":
+        return [{"params": list(model.parameters()), "weight_decay": cfg.weight_decay}]
+    if cfg.weight_decay_scope != "weights":
+        raise ValueError(f"weight_decay_scope must be all or weights, got {cfg.weight_decay_scope!r}")
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)  # BN scales/shifts, biases and merge gates are 1-d
+    return [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 @dataclass(frozen=True)
@@ -61,6 +94,7 @@ class EvalResult:
     device: str = "cpu"
     error: str | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from_epoch: int | None = None  # continued from a saved training state
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,7 +122,7 @@ def _logits(out: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
     return out[0] if isinstance(out, tuple) else out
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate_accuracy(model: nn.Module, loader: DeviceLoader) -> tuple[float, float]:
     """(top-1 accuracy, mean cross entropy) over every image of the loader."""
     model.eval()
@@ -110,10 +144,42 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where and how often a long training run saves its state (at epoch ends), so a kill loses at most
+    `every_seconds` of work. `key` names what is being trained (architecture, recipe, data): a state saved under
+    another key is ignored."""
+
+    path: Path
+    key: str
+    every_seconds: float = 120.0
+
+
+def _save_state(ck: Checkpointing, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, epoch: int, step: int,
+                gen: torch.Generator, history: list[dict[str, float]]) -> None:
+    from autokd.fsutil import write_atomic
+
+    buf = io.BytesIO()
+    torch.save({"key": ck.key, "epoch": epoch, "step": step, "model": model.state_dict(), "opt": opt.state_dict(),
+                "sched": sched.state_dict(), "gen": gen.get_state(), "rng": torch.get_rng_state(),
+                "history": history}, buf)
+    write_atomic(ck.path, buf.getvalue())
+
+
+def _load_state(ck: Checkpointing | None) -> dict[str, Any] | None:
+    if ck is None or not ck.path.is_file():
+        return None
+    try:
+        state = torch.load(ck.path, map_location="cpu", weights_only=True)
+    except Exception:  # a torn or foreign file: start over rather than trust it
+        return None
+    return state if isinstance(state, dict) and state.get("key") == ck.key else None
+
+
 def train_and_evaluate(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, ...],
                        std: tuple[float, ...], cfg: TrainConfig, device: torch.device | str | None = None,
                        teacher: TeacherFn | None = None, kd: KDConfig | None = None, macs: int | None = None,
-                       progress: Progress | None = None) -> EvalResult:
+                       progress: Progress | None = None, checkpointing: Checkpointing | None = None) -> EvalResult:
     """Train `model` for `cfg.epochs` with SGD and a cosine schedule annealed to exactly that budget, then score it
     on `val`. With a teacher and kd, the loss is the KD loss; otherwise cross entropy. On CUDA: bf16 autocast and
     channels_last; on CPU: fp32. NaN/inf loss, out-of-memory and any exception return status "failed" with the
@@ -123,7 +189,7 @@ def train_and_evaluate(model: nn.Module, train: ImageSet, val: ImageSet, mean: t
     params = sum(p.numel() for p in model.parameters())
     result = EvalResult(status="failed", params=params, macs=macs, epochs=float(cfg.epochs), device=str(dev))
     try:
-        _train(model, train, val, mean, std, cfg, dev, teacher, kd, result, progress)
+        _train(model, train, val, mean, std, cfg, dev, teacher, kd, result, progress, checkpointing)
         result.status = "ok"
     except torch.cuda.OutOfMemoryError as exc:
         result.error = f"out of memory: {str(exc).splitlines()[0]}"
@@ -141,7 +207,7 @@ def train_and_evaluate(model: nn.Module, train: ImageSet, val: ImageSet, mean: t
 
 def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, ...], std: tuple[float, ...],
            cfg: TrainConfig, dev: torch.device, teacher: TeacherFn | None, kd: KDConfig | None,
-           result: EvalResult, progress: Progress | None) -> None:
+           result: EvalResult, progress: Progress | None, checkpointing: Checkpointing | None = None) -> None:
     cuda = dev.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)
@@ -153,18 +219,35 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
     val_loader = DeviceLoader(val, cfg.eval_batch_size, dev, mean, std, channels_last=cuda)
     steps_per_epoch = len(train_loader)
     total_steps = max(1, round(cfg.epochs * steps_per_epoch))
-    decay, no_decay = [], []
-    for p in model.parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN, biases and merge gates
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
-                           {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, momentum=cfg.momentum,
-                          nesterov=cfg.nesterov)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * s / total_steps)))
+    opt = torch.optim.SGD(parameter_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s, total_steps, steps_per_epoch))
     use_kd = teacher is not None and kd is not None and kd.alpha > 0
     gen = torch.Generator().manual_seed(cfg.seed + 7919)  # cutout positions
-    step, n_epochs = 0, math.ceil(total_steps / steps_per_epoch)
-    t_start = time.perf_counter()
-    for epoch in range(n_epochs):
+    step, n_epochs, first_epoch = 0, math.ceil(total_steps / steps_per_epoch), 0
+    saved = _load_state(checkpointing)
+    if saved is not None:  # continue a killed run from its last epoch end (batches are seeded per epoch)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        gen.set_state(saved["gen"])
+        torch.set_rng_state(saved["rng"])  # dropout masks continue as if never interrupted
+        first_epoch, step, result.history = int(saved["epoch"]), int(saved["step"]), list(saved["history"])
+        result.resumed_from_epoch = first_epoch
+    t_start = last_report = last_save = time.perf_counter()
+    window_loss, window_steps = torch.zeros((), device=dev), 0
+
+    def report(phase: str) -> None:
+        nonlocal last_report, window_loss, window_steps
+        now = time.perf_counter()
+        elapsed = now - t_start
+        loss = float(window_loss) / window_steps if window_steps else None  # one host sync per report
+        window_loss, window_steps, last_report = torch.zeros((), device=dev), 0, now
+        if progress is not None:
+            progress({"phase": phase, "step": step, "steps": total_steps, "epoch": step / steps_per_epoch,
+                      "epochs": float(cfg.epochs), "train_loss": loss, "seconds": elapsed,
+                      "eta_seconds": elapsed / step * (total_steps - step) if step else None})
+
+    for epoch in range(first_epoch, n_epochs):
         model.train()
         if hasattr(model, "drop_path_prob"):
             model.drop_path_prob = cfg.drop_path * epoch / max(1, n_epochs)
@@ -189,17 +272,29 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
             opt.step()
             sched.step()
             loss_sum += loss.detach()
+            window_loss += loss.detach()
             seen += 1
             step += 1
+            window_steps += 1
+            if progress is not None and time.perf_counter() - last_report >= cfg.progress_seconds:
+                report("train")
         mean_loss = float(loss_sum) / max(1, seen)  # one host sync per epoch
         if not math.isfinite(mean_loss):
             raise FloatingPointError(f"training loss became {mean_loss} in epoch {epoch + 1}")
         result.train_loss, result.steps = mean_loss, step
         elapsed = time.perf_counter() - t_start
-        entry = {"epoch": epoch + 1, "train_loss": mean_loss, "seconds": elapsed}
-        result.history.append(entry)
-        if progress is not None:
-            progress({**entry, "epochs": n_epochs, "eta_seconds": elapsed / (epoch + 1) * (n_epochs - epoch - 1)})
+        result.history.append({"epoch": round(step / steps_per_epoch, 4), "train_loss": mean_loss,
+                               "lr": opt.param_groups[0]["lr"], "seconds": round(elapsed, 3)})
+        if progress is not None and window_steps:
+            report("train")
+        if checkpointing is not None and epoch + 1 < n_epochs and \
+                time.perf_counter() - last_save >= checkpointing.every_seconds:
+            _save_state(checkpointing, model, opt, sched, epoch + 1, step, gen, result.history)
+            last_save = time.perf_counter()
+    if progress is not None:
+        progress({"phase": "eval", "step": step, "steps": total_steps, "epoch": step / steps_per_epoch,
+                  "epochs": float(cfg.epochs), "train_loss": result.train_loss,
+                  "seconds": time.perf_counter() - t_start, "eta_seconds": None})
     result.val_acc, result.val_loss = evaluate_accuracy(model, val_loader)
     if not math.isfinite(result.val_loss):
         raise FloatingPointError(f"validation loss is {result.val_loss}")

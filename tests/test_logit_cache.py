@@ -14,8 +14,7 @@ def test_cached_logits_equal_on_the_fly_logits_for_the_same_views(tmp_path):
     teacher = resolve_teacher(str(tmp_path / "t.pt"), ds, device="cpu")
     train, _ = train_val_split(ds.train, seed=0)  # a subset: rows are found through the image ids
     aug = Augment(pad=2, flip=True)
-    logits, path = load_or_build(teacher.module, tmp_path / "t.pt", train, aug, ds.info.mean, ds.info.std,
-                                 torch.device("cpu"), quiet=True)
+    logits, path = load_or_build(teacher, train, aug, ds.info.mean, ds.info.std, torch.device("cpu"), quiet=True)
     assert logits.shape == (len(train), aug.views, 3) and logits.dtype == torch.float16 and path.is_file()
     cached = CachedTeacher(logits, train, train.image_ids(), torch.device("cpu"))
     live = OnTheFlyTeacher(teacher, ds.info.mean, ds.info.std)
@@ -34,17 +33,20 @@ def test_cache_is_reused_and_invalidated_when_a_key_part_changes(tmp_path):
     save_checkpoint(tmp_path / "t.pt", ckpt)
     teacher = resolve_teacher(str(tmp_path / "t.pt"), ds, device="cpu")
     cpu = torch.device("cpu")
-    args = (teacher.module, tmp_path / "t.pt", ds.train)
-    _, p1 = load_or_build(*args, Augment(pad=1), ds.info.mean, ds.info.std, cpu, quiet=True)
+    _, p1 = load_or_build(teacher, ds.train, Augment(pad=1), ds.info.mean, ds.info.std, cpu, quiet=True)
     mtime = p1.stat().st_mtime_ns
-    _, p2 = load_or_build(*args, Augment(pad=1), ds.info.mean, ds.info.std, cpu, quiet=True)
+    _, p2 = load_or_build(teacher, ds.train, Augment(pad=1), ds.info.mean, ds.info.std, cpu, quiet=True)
     assert p2 == p1 and p1.stat().st_mtime_ns == mtime  # reused, not recomputed
-    _, p3 = load_or_build(*args, Augment(pad=2), ds.info.mean, ds.info.std, cpu, quiet=True)
+    _, p3 = load_or_build(teacher, ds.train, Augment(pad=2), ds.info.mean, ds.info.std, cpu, quiet=True)
     assert p3 != p1  # augmentation is part of the key
     ckpt["test_acc"] = 0.0  # another checkpoint file
     save_checkpoint(tmp_path / "t.pt", ckpt)
-    _, p4 = load_or_build(*args, Augment(pad=1), ds.info.mean, ds.info.std, cpu, quiet=True)
+    other = resolve_teacher(str(tmp_path / "t.pt"), ds, device="cpu")
+    _, p4 = load_or_build(other, ds.train, Augment(pad=1), ds.info.mean, ds.info.std, cpu, quiet=True)
     assert p4 != p1
+    p4.write_bytes(b"torn")  # a corrupt cache file is rebuilt, not trusted
+    logits, p5 = load_or_build(other, ds.train, Augment(pad=1), ds.info.mean, ds.info.std, cpu, quiet=True)
+    assert p5 == p4 and logits.shape[0] == len(ds.train)
 
 
 def test_search_trial_trains_from_the_cache(tmp_path):

@@ -35,9 +35,9 @@ def test_four_trials_share_one_gpu(ray_cluster):
     assert latest_start < earliest_end, "the four trials did not run at the same time"
 
 
-def test_a_lost_worker_is_a_failed_trial(ray_cluster):
+def test_a_missing_dataset_is_the_environments_failure_not_the_configurations(ray_cluster):
     ctx = TrialContext("no-such-dataset", None, None, 60_000, None, 0.2, 32, 0.05, 1e-4, 0)
     ex = RayExecutor(ctx, gpus_per_trial=1.0)
     ex.submit(TrialSpec(0, (0, 0, 0), THETA, 4.0, 0.0, 1.0, 0))
     (r,) = ex.wait(timeout=120)
-    assert r.status == "failed" and "unknown dataset" in r.error
+    assert r.status == "environment" and "unknown dataset" in r.error

@@ -21,7 +21,7 @@ def crafted_journal(path, accs):
                 lines.append(json.dumps({"event": "failed", "time": t, "error": "boom", **common}))
             else:
                 lines.append(json.dumps({"event": "finished", "time": t, "val_acc": a, "loss": 1 - a,
-                                         "params": 1000, **common}))
+                                         "params": 1000, "seconds": 5.0, **common}))
             tid += 1
     path.write_text("\n".join(lines) + "\n")
 
@@ -31,10 +31,11 @@ def test_correlations_match_scipy(tmp_path):
     rng = random.Random(0)
     accs = {}
     for c in range(12):
-        base = rng.random()
-        accs[c] = {30.0: base + rng.gauss(0, 0.2), 60.0: base + rng.gauss(0, 0.1)}
+        base = 0.2 + 0.5 * rng.random()
+        clip = lambda v: min(1.0, max(0.0, v))  # noqa: E731 - accuracies stay in [0, 1]
+        accs[c] = {30.0: clip(base + rng.gauss(0, 0.1)), 60.0: clip(base + rng.gauss(0, 0.05))}
         if c < 6:
-            accs[c][120.0] = base + rng.gauss(0, 0.05)
+            accs[c][120.0] = clip(base + rng.gauss(0, 0.03))
     accs[12] = {30.0: None, 60.0: 0.5}  # failed at 30: not in the 30→60 pair
     crafted_journal(tmp_path / "journal.jsonl", accs)
     from autokd.search.journal import read_journal
@@ -62,10 +63,12 @@ def test_report_renders_from_a_small_real_search(tmp_path, capsys):
     rep = run / "report"
     text = (rep / "report.md").read_text()
     assert "Spearman" in text and "0.5 → 1" in text and "Top configurations" in text
-    for png in ("accuracy_by_budget.png", "best_so_far.png", "tau_alpha.png", "best_architecture.png"):
+    for png in ("accuracy_by_budget.png", "best_so_far.png", "accuracy_vs_params.png", "best_architecture.png"):
         assert (rep / png).read_bytes()[:4] == b"\x89PNG"
     csv = (rep / "correlation.csv").read_text().splitlines()
-    assert csv[0].startswith("budget_low,budget_high,n,spearman") and len(csv) == 4  # 3 budget pairs
+    assert csv[0].startswith("# run (no KD)") and csv[1].startswith("budget_low,budget_high,n,spearman")
+    assert len(csv) == 2 * 5  # per run: a name line, a header, 3 budget pairs
+    assert "other (no KD)" in text  # runs are labelled by name
 
 
 def test_report_without_journal_is_exit_2(tmp_path):

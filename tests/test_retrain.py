@@ -65,11 +65,14 @@ def test_onnx_export_matches_torch(generator_with_source, tmp_path):
     model = build_student(load_arch(out / "sample-00" / "arch.json"))
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
-    x = torch.randn(3, 1, 8, 8)
+    x = torch.rand(3, 1, 8, 8)  # images scaled to [0, 1]: the ONNX graph normalises them itself
     sess = ort.InferenceSession(str(out / "sample-00" / "student.onnx"))
     (got,) = sess.run(None, {"images": x.numpy()})
+    mean, std = torch.tensor(ckpt["mean"]).view(1, -1, 1, 1), torch.tensor(ckpt["std"]).view(1, -1, 1, 1)
     with torch.no_grad():
-        assert np.allclose(got, model(x).numpy(), atol=1e-4)
+        assert np.allclose(got, model((x - mean) / std).numpy(), atol=1e-4)
+    meta = sess.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["autokd.mean"]) == ckpt["mean"] and json.loads(meta["autokd.std"]) == ckpt["std"]
 
 
 @pytest.mark.parametrize("case", ["unknown_key", "out_of_range", "missing_dataset"])

@@ -101,13 +101,73 @@ def test_failures_are_told_as_infinite_loss_and_never_promoted():
     assert any(l == float("inf") for l in d.model.losses[30.0])
 
 
-def test_all_failed_bracket_ends():
-    def broken(spec):
-        return TrialResult(spec.trial_id, spec.config_id, spec.budget, "failed", error="boom")
+def broken(spec):
+    return TrialResult(spec.trial_id, spec.config_id, spec.budget, "failed", error="boom")
 
-    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 1, seed=0)
+
+def test_all_failed_bracket_ends_without_refill():
+    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 1, seed=0, refill_failed=False)
     order = run(d, broken)
     assert len(order) == 4 and d.done()
+
+
+def test_failed_slots_are_refilled_with_new_proposals_at_the_rung_budget():
+    """As hpbandster's get_next_run: a rung left short by failures samples new configurations at its budget,
+    numbered (bracket, stage, index)."""
+    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 1, seed=0)
+    order = run(d, broken)
+    assert d.done() and [(s.config_id, s.budget) for s in order][4:] == [((0, 1, 0), 60.0), ((0, 1, 1), 60.0),
+                                                                         ((0, 2, 0), 120.0)]
+
+    def half(spec):  # (0,0,0), (0,0,1) fail at 30: the two survivors fill rung 1, nothing to refill
+        return broken(spec) if spec.config_id in ((0, 0, 0), (0, 0, 1)) else objective(spec)
+
+    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 1, seed=0)
+    order = run(d, half)
+    assert [s.config_id for s in order if s.budget == 60.0] == [(0, 0, 2), (0, 0, 3)]
+
+    def three(spec):  # three of four fail at 30: one survivor, one refill at 60
+        return objective(spec) if spec.config_id == (0, 0, 3) else broken(spec)
+
+    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 1, seed=0)
+    order = run(d, three)
+    assert sorted(s.config_id for s in order if s.budget == 60.0) == [(0, 0, 3), (0, 1, 0)]
+    assert len({d.arch_seed(c) for c in d.configs}) == len(d.configs)  # refills get their own architectures
+
+
+def test_hpbandster_rounding_gives_its_bracket_sizes():
+    assert [plan_bracket(i, BUDGETS, 2, "hpbandster").sizes for i in range(3)] == [[4, 2, 1], [2, 1], [3]]
+    assert schedule_summary(BUDGETS, 2, 63, "hpbandster")["evaluations"] == 273
+    assert schedule_summary(BUDGETS, 2, 63)["evaluations"] == 294
+
+
+def test_random_search_proposes_without_a_model_in_the_same_brackets():
+    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 24, seed=3, optimizer="random")
+    order = run(d)
+    assert len(order) == schedule_summary(BUDGETS, 2, 24)["evaluations"] and d.model is None
+    assert d.model_based_proposals()[0] == 0
+    again = run(BOHBDriver(load_space("nago"), BUDGETS, 2, 24, seed=3, optimizer="random"))
+    assert [s.theta for s in order] == [s.theta for s in again]
+
+
+def test_replay_never_reruns_an_evaluation_whatever_trial_id_carried_it():
+    """A journal from repeated kills: the same evaluation started under several trial ids, finished under the
+    last one. Replay runs it zero more times; an evaluation started twice and never finished runs once."""
+    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 1, seed=0)
+    a, b = d.ask(), d.ask()
+    theta = lambda s: {"theta": s.theta, "temperature": s.temperature, "alpha": s.alpha, "seed": s.seed}  # noqa
+    events = []
+    for tid, spec in ((0, a), (1, b), (2, a), (3, b), (4, a)):  # a: started 3×, b: started 2×
+        events.append({"event": "started", "trial_id": tid, "config_id": list(spec.config_id),
+                       "budget": spec.budget, **theta(spec)})
+    events.append({"event": "finished", "trial_id": 4, "config_id": list(a.config_id), "budget": a.budget,
+                   "val_acc": 0.5, "loss": 0.5, **theta(a)})
+    fresh = BOHBDriver(load_space("nago"), BUDGETS, 2, 1, seed=0)
+    assert fresh.replay(events) == 1
+    assert [(s.config_id, s.budget) for s in fresh.requeue] == [(b.config_id, b.budget)]
+    order = run(fresh)
+    assert (a.config_id, a.budget) not in [(s.config_id, s.budget) for s in order]
+    assert [(s.config_id, s.budget) for s in order].count((b.config_id, b.budget)) == 1
 
 
 def test_promote_ignores_failures_and_breaks_ties_by_id():

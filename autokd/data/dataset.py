@@ -48,19 +48,30 @@ def load_dataset(name: str, data_dir: str | Path | None = None, image_size: int 
 
 
 def train_val_split(train: ImageSet, val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0,
-                    subset: int | None = None) -> tuple[ImageSet, ImageSet]:
-    """Seeded split of the training set. `subset` N keeps N training and max(N // 5, 100) validation images."""
+                    subset: int | None = None, val_images: int | None = None) -> tuple[ImageSet, ImageSet]:
+    """Seeded split of the training set into (training, validation).
+
+    The validation split is the first `val_images` images of a seeded permutation (default: `val_fraction` of the
+    set), so it does not depend on `subset`; then `subset` N keeps N of the remaining training images. Without
+    `val_images`, a subset validates on max(N // 5, 100) images (the smoke preset's small split)."""
     n = len(train)
     if not 0.0 < val_fraction < 1.0:
         raise DatasetError(f"validation fraction must be in (0, 1), got {val_fraction}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
-    n_val = max(1, int(round(n * val_fraction)))
+    if val_images is not None:
+        if not 1 <= val_images <= n - 2:
+            raise DatasetError(f"val_images {val_images} leaves no training images: the training set has {n}; "
+                               f"lower val_images")
+        n_val = int(val_images)
+    else:
+        n_val = max(1, int(round(n * val_fraction)))
     val_idx, train_idx = perm[:n_val], perm[n_val:]
     if subset is not None:
         if subset < 2:
             raise DatasetError(f"--subset must be at least 2, got {subset}")
         train_idx = train_idx[:subset]
-        val_idx = val_idx[:max(subset // 5, min(100, n_val))]
+        if val_images is None:
+            val_idx = val_idx[:max(subset // 5, min(100, n_val))]
     return train.subset(train_idx), train.subset(val_idx)
 
 

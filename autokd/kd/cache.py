@@ -20,19 +20,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from autokd.data.augment import Augment, apply_view
 from autokd.data.loader import Batch
 from autokd.data.readers import ImageSet
 from autokd.data.registry import cache_root
+from autokd.fsutil import write_atomic
+from autokd.kd.teacher import OnTheFlyTeacher, Teacher
 
 CACHE_FORMAT = "autokd.logits/1"
 
 
 @dataclass(frozen=True)
 class CacheKey:
-    teacher_sha: str  # sha256 of the checkpoint file
+    teacher_sha: str  # the teacher's fingerprint (SHA-256 of the files that define its function)
     images_sha: str  # sha256 of the uint8 images (in order)
     pad: int
     flip: bool
@@ -42,14 +43,6 @@ class CacheKey:
     def digest(self) -> str:
         text = f"{CACHE_FORMAT}|{self.teacher_sha}|{self.images_sha}|{self.pad}|{self.flip}|{self.mean}|{self.std}"
         return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def tensor_sha256(t: torch.Tensor) -> str:
@@ -66,27 +59,24 @@ def free_bytes(device: torch.device) -> int:
     return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
-@torch.no_grad()
-def compute_logits(teacher: nn.Module, images: ImageSet, aug: Augment, mean: tuple[float, ...],
+def compute_logits(teacher: Teacher, images: ImageSet, aug: Augment, mean: tuple[float, ...],
                    std: tuple[float, ...], device: torch.device, batch_size: int = 512) -> torch.Tensor:
-    """fp16 (N, views, K) logits on the CPU: view v of every image through the teacher in eval mode."""
-    teacher.eval()
+    """fp16 (N, views, K) logits on the CPU: view v of every image through the teacher in eval mode (inputs
+    normalised with the dataset's statistics, then renormalised to the teacher's as during training)."""
+    live = OnTheFlyTeacher(teacher, mean, std)
     c = images.images.shape[1]
     scale = (1.0 / (255.0 * torch.tensor(std))).view(1, c, 1, 1).to(device)
     shift = (-torch.tensor(mean) / torch.tensor(std)).view(1, c, 1, 1).to(device)
     n, views = len(images), aug.views
     out: torch.Tensor | None = None
-    cuda = device.type == "cuda"
     for start in range(0, n, batch_size):
         u8 = images.images[start:start + batch_size].to(device)
         for v in range(views):
             view = torch.full((u8.shape[0],), v, dtype=torch.int64, device=device)
             x = apply_view(u8, view, aug.pad).float() * scale + shift
-            if cuda:
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    logits = teacher(x.contiguous(memory_format=torch.channels_last)).float()
-            else:
-                logits = teacher(x).float()
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            logits = live.logits(x)
             if out is None:
                 out = torch.empty(n, views, logits.shape[1], dtype=torch.float16)
             out[start:start + u8.shape[0], v] = logits.half().cpu()
@@ -94,28 +84,26 @@ def compute_logits(teacher: nn.Module, images: ImageSet, aug: Augment, mean: tup
     return out
 
 
-def load_or_build(teacher: nn.Module, teacher_path: str | Path, images: ImageSet, aug: Augment,
-                  mean: tuple[float, ...], std: tuple[float, ...], device: torch.device,
-                  quiet: bool = False) -> tuple[torch.Tensor, Path]:
+def load_or_build(teacher: Teacher, images: ImageSet, aug: Augment, mean: tuple[float, ...],
+                  std: tuple[float, ...], device: torch.device, quiet: bool = False) -> tuple[torch.Tensor, Path]:
     """The cache tensor (on CPU) and its file; built and written atomically when missing or when a key part
     changed (a changed key is a different file)."""
-    key = CacheKey(file_sha256(teacher_path), tensor_sha256(images.images), aug.pad, aug.flip, tuple(mean),
-                   tuple(std))
+    key = CacheKey(teacher.fingerprint, tensor_sha256(images.images), aug.pad, aug.flip, tuple(mean), tuple(std))
     path = cache_root() / "logits" / f"{key.digest()}.pt"
     if path.is_file():
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        if obj.get("format") == CACHE_FORMAT and obj.get("key") == key.digest():
-            return obj["logits"], path
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+            if obj.get("format") == CACHE_FORMAT and obj.get("key") == key.digest():
+                return obj["logits"], path
+        except Exception:  # a corrupt cache file is rebuilt, never trusted
+            pass
     if not quiet:
         print(f"autokd: computing teacher logits for {len(images)} images × {aug.views} views → {path}",
               file=sys.stderr, flush=True)
     logits = compute_logits(teacher, images, aug, mean, std, device)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save({"format": CACHE_FORMAT, "key": key.digest(), "key_parts": key.__dict__, "logits": logits}, buf)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    write_atomic(path, buf.getvalue())
     return logits, path
 
 

@@ -1,16 +1,26 @@
-"""Teachers: checkpoints (train, save, load, check against the dataset) and the logits they give a student batch.
+"""Teachers: checkpoints (train, save, load, check against the dataset), users' own models, and the logits a teacher
+gives a student batch.
 
-A checkpoint holds the architecture name and arguments, dataset, classes, input shape, normalisation, state dict and
-test accuracy. `--teacher NAME` uses the cached checkpoint for (dataset, NAME, size) or trains and caches one;
-`--teacher PATH` loads a checkpoint and refuses one that does not fit the dataset.
+`--teacher` accepts
+- a built-in name (`vgg7`, `darts`, `resnet18`, `wrn-40-2`): the checkpoint shipped inside the package for this
+  dataset (checksum-verified), else the cached one, else one trained now and cached;
+- an autokd checkpoint (`autokd.teacher/1`, written by `autokd teacher train`);
+- a TorchScript file (`torch.jit.save`) or a `torch.export` program (`.pt2`), with a sidecar `PATH.json` that
+  declares `num_classes`, `mean` and `std` (the input normalisation it was trained with);
+- `package.module:callable` returning an `nn.Module`, with `--teacher-weights STATE_DICT.pt` and a sidecar
+  `STATE_DICT.pt.json`.
+Every teacher is checked against the dataset by a forward pass before a search starts.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
+import importlib
 import io
-import os
+import re
 import sys
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,38 +32,68 @@ from autokd import __version__
 from autokd.data.dataset import Dataset, test_subset
 from autokd.data.loader import Batch
 from autokd.data.registry import cache_root
-from autokd.errors import TeacherError
+from autokd.errors import TeacherError, UserError
+from autokd.fsutil import read_json, write_atomic
 from autokd.nn.teachers import TEACHERS, build_teacher, teacher_arch
 from autokd.train import EvalResult, Progress, pick_device, train_and_evaluate
+from autokd.validate import Field, check_object
 
 TEACHER_FORMAT = "autokd.teacher/1"
 SMOKE_TRAIN_IMAGES = 5000  # smoke teachers train on a subset ...
 SMOKE_TEST_IMAGES = 2000  # ... and report accuracy on part of the test set
+CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+# The built-in teacher of a dataset when --teacher is not given.
+DEFAULT_TEACHERS = {"fashion-mnist": "vgg7"}
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "teachers"
+# Checkpoints shipped inside the package: file → SHA-256 (verified on load). docs/teachers.md has how each was made.
+SHIPPED: dict[str, str] = {}
 
 
 @dataclass
 class Teacher:
-    module: nn.Module  # eval mode, on its device
-    meta: dict[str, Any]  # the checkpoint without the state dict
-    path: Path
+    module: nn.Module  # eval mode, on its device; takes input normalised with meta["mean"], meta["std"]
+    meta: dict[str, Any]  # the checkpoint without the state dict (or the sidecar of a user's model)
+    path: Path  # the file that defines it (the weights file for module:callable)
+    fingerprint: str  # SHA-256 of everything that defines its function: the teacher-logit cache keys on it
+    kind: str = "autokd"  # autokd, torchscript, export, callable
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def teacher_cache_path(dataset: str, arch: str, smoke: bool) -> Path:
     return cache_root() / "teachers" / f"{dataset}-{arch}{'-smoke' if smoke else ''}.pt"
 
 
+def shipped_path(dataset: str, arch: str) -> Path | None:
+    name = f"{dataset}-{arch}.pt"
+    path = SHIPPED_DIR / name
+    return path if name in SHIPPED and path.is_file() else None
+
+
+def default_teacher(dataset: str) -> str:
+    return DEFAULT_TEACHERS.get(dataset, "darts")
+
+
 def save_checkpoint(path: str | Path, ckpt: dict[str, Any]) -> None:
     """Atomic: a crash leaves the old checkpoint or none, never a torn file."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save(ckpt, buf)
-    tmp = p.with_name(f".{p.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(buf.getvalue())
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, p)
+    write_atomic(path, buf.getvalue())
+
+
+CHECKPOINT_FIELDS = {
+    "format": Field("str", required=True), "arch": Field("str", required=True, choices=tuple(TEACHERS)),
+    "args": Field("dict", required=True), "num_classes": Field("int", min=2, required=True),
+    "input_shape": Field("list", required=True), "mean": Field("list", required=True),
+    "std": Field("list", required=True), "state_dict": Field("dict", required=True),
+    "test_acc": Field("float", min=0, max=1, nullable=True),
+}
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -67,6 +107,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise TeacherError(f"teacher checkpoint {p} cannot be read ({type(exc).__name__}); retrain it") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != TEACHER_FORMAT:
         raise TeacherError(f"{p} is not an autokd teacher checkpoint (format {TEACHER_FORMAT})")
+    try:
+        check_object(ckpt, CHECKPOINT_FIELDS, f"teacher checkpoint {p}", allow_unknown=True)
+    except UserError as exc:
+        raise TeacherError(str(exc)) from None
     return ckpt
 
 
@@ -74,18 +118,25 @@ def check_fits(meta: dict[str, Any], dataset: Dataset, where: str) -> None:
     if int(meta["num_classes"]) != dataset.num_classes:
         raise TeacherError(f"teacher {where} predicts {meta['num_classes']} classes but {dataset.info.name} has "
                            f"{dataset.num_classes}; use a teacher trained on this dataset")
-    if tuple(meta["input_shape"]) != tuple(dataset.input_shape):
-        raise TeacherError(f"teacher {where} takes inputs {tuple(meta['input_shape'])} but {dataset.info.name} "
+    shape = meta.get("input_shape")
+    if shape is not None and tuple(shape) != tuple(dataset.input_shape):
+        raise TeacherError(f"teacher {where} takes inputs {tuple(shape)} but {dataset.info.name} "
                            f"images are {tuple(dataset.input_shape)}; use a teacher trained on this dataset")
+    for key in ("mean", "std"):
+        if len(meta[key]) != dataset.input_shape[0]:
+            raise TeacherError(f"teacher {where}: {key} has {len(meta[key])} values but {dataset.info.name} "
+                               f"images have {dataset.input_shape[0]} channel(s)")
 
 
 def module_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
-    module = build_teacher(ckpt["arch"], int(ckpt["num_classes"]), int(ckpt["input_shape"][0]), dict(ckpt["args"]))
     try:
-        module.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
+        module = build_teacher(ckpt["arch"], int(ckpt["num_classes"]), int(ckpt["input_shape"][0]),
+                               dict(ckpt["args"]))
+        state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+        module.load_state_dict(state)  # fp16 (shipped) checkpoints are widened to fp32
+    except (RuntimeError, TypeError, ValueError, AttributeError) as exc:
         raise TeacherError(f"teacher checkpoint does not match architecture {ckpt['arch']}: "
-                           f"{str(exc).splitlines()[0]}") from None
+                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     return module
 
 
@@ -108,51 +159,199 @@ def train_teacher(arch: str, dataset: Dataset, epochs: float | None = None, smok
                                 progress=progress)
     if result.status != "ok":
         raise RuntimeError(f"teacher training failed: {result.error}")
+    from autokd.baselines import linear_baseline
+
     ckpt = {"format": TEACHER_FORMAT, "arch": arch, "args": args, "dataset": dataset.info.name,
             "num_classes": dataset.num_classes, "input_shape": list(dataset.input_shape),
             "mean": list(dataset.info.mean), "std": list(dataset.info.std),
             "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
             "test_acc": result.val_acc, "test_images": len(test), "train_images": len(train),
             "epochs": recipe.epochs, "smoke": smoke, "params": result.params, "macs": result.macs,
-            "seconds": result.seconds, "device": result.device, "autokd_version": __version__,
+            "seconds": result.seconds, "device": result.device, "seed": seed, "autokd_version": __version__,
+            "linear_baseline": linear_baseline(train, test, dataset.info.mean, dataset.info.std),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     return ckpt, result
 
 
-def _stderr_progress(prefix: str) -> Progress:
-    def report(p: dict[str, Any]) -> None:
-        print(f"{prefix}: epoch {p['epoch']}/{p['epochs']}, loss {p['train_loss']:.3f}, "
-              f"{p['seconds']:.0f}s elapsed, ~{p['eta_seconds']:.0f}s left", file=sys.stderr, flush=True)
-    return report
+SIDECAR_FIELDS = {
+    "num_classes": Field("int", min=2, required=True), "mean": Field("list", required=True),
+    "std": Field("list", required=True), "input_shape": Field("list", nullable=True),
+    "test_acc": Field("float", min=0, max=1, nullable=True), "name": Field("str", nullable=True),
+}
+
+
+def read_sidecar(path: Path, model_file: Path) -> dict[str, Any]:
+    """The declared facts about a user's model: its class count and the normalisation it expects."""
+    if not path.is_file():
+        raise TeacherError(f"teacher {model_file} needs a sidecar {path} declaring its num_classes, mean and std "
+                           f'(e.g. {{"num_classes": 10, "mean": [0.286], "std": [0.353]}}); see docs/teachers.md')
+    meta = check_object(read_json(path, "teacher sidecar"), SIDECAR_FIELDS, f"teacher sidecar {path}")
+    for key in ("mean", "std"):
+        values = meta[key]
+        if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise TeacherError(f"teacher sidecar {path}: {key} must be a list of numbers, one per channel")
+        if key == "std" and min(values) <= 0:
+            raise TeacherError(f"teacher sidecar {path}: std values must be positive")
+    return meta
+
+
+def _archive_kind(path: Path) -> str:
+    """autokd, torchscript or export, from the file's own structure (not its name)."""
+    if path.suffix == ".pt2":
+        return "export"
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return "autokd"  # not a zip archive: torch.load will say what it is
+    if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+        return "torchscript"
+    if any("/models/" in n and n.endswith(".json") for n in names) or any(n.endswith("archive_format")
+                                                                          for n in names):
+        return "export"
+    return "autokd"
+
+
+def _load_user_file(path: Path, kind: str) -> nn.Module:
+    try:
+        if kind == "torchscript":
+            return torch.jit.load(str(path), map_location="cpu")
+        program = torch.export.load(str(path))
+        return program.module()
+    except Exception as exc:
+        raise TeacherError(f"teacher {path} cannot be loaded as a {kind} file ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
+def _load_callable(spec: str, weights: str | None) -> tuple[nn.Module, Path]:
+    if not weights:
+        raise TeacherError(f"teacher {spec} is a module:callable; give its state dict with --teacher-weights")
+    mod_name, fn_name = spec.split(":")
+    try:
+        fn = getattr(importlib.import_module(mod_name), fn_name)
+    except ImportError as exc:
+        raise TeacherError(f"teacher {spec}: cannot import {mod_name} ({exc}); put it on PYTHONPATH") from None
+    except AttributeError:
+        raise TeacherError(f"teacher {spec}: {mod_name} has no {fn_name}") from None
+    try:
+        module = fn()
+    except Exception as exc:
+        raise TeacherError(f"teacher {spec}: calling {fn_name}() failed ({type(exc).__name__}: {exc})") from None
+    if not isinstance(module, nn.Module):
+        raise TeacherError(f"teacher {spec}: {fn_name}() returned {type(module).__name__}, not an nn.Module")
+    wpath = Path(weights)
+    try:
+        state = torch.load(wpath, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+        module.load_state_dict(state)
+    except FileNotFoundError:
+        raise TeacherError(f"--teacher-weights {wpath} not found") from None
+    except Exception as exc:
+        raise TeacherError(f"--teacher-weights {wpath} does not fit {spec} ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    return module, wpath
+
+
+def _check_forward(module: nn.Module, meta: dict[str, Any], dataset: Dataset, where: str,
+                   device: torch.device) -> None:
+    """A forward pass on a few of the dataset's images: the output must be (batch, classes) and finite."""
+    x = dataset.test.images[:4].to(device).float() / 255.0
+    mean = torch.tensor(meta["mean"], device=device).view(1, -1, 1, 1)
+    std = torch.tensor(meta["std"], device=device).view(1, -1, 1, 1)
+    try:
+        with torch.inference_mode():
+            out = module((x - mean) / std)
+    except Exception as exc:
+        raise TeacherError(f"teacher {where} fails on {dataset.info.name} images of shape "
+                           f"{tuple(dataset.input_shape)} ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (x.shape[0], dataset.num_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise TeacherError(f"teacher {where} returns {got} for a batch of {x.shape[0]}; expected "
+                           f"({x.shape[0]}, {dataset.num_classes}) logits for {dataset.info.name}")
+    if not torch.isfinite(out.float()).all():
+        raise TeacherError(f"teacher {where} returns non-finite logits on {dataset.info.name} images")
+
+
+def _built_in(name: str, dataset: Dataset, smoke: bool, device: str | None, quiet: bool,
+              progress: Progress | None) -> Path:
+    """The checkpoint file of a built-in teacher: shipped, cached, or trained now (with progress) and cached."""
+    shipped = None if smoke else shipped_path(dataset.info.name, name)
+    if shipped is not None:
+        want = SHIPPED[shipped.name]
+        if file_sha256(shipped) != want:
+            raise TeacherError(f"the shipped teacher {shipped} is corrupt (SHA-256 differs from {want[:12]}…); "
+                               f"reinstall autokd")
+        return shipped
+    path = teacher_cache_path(dataset.info.name, name, smoke)
+    if not path.is_file():
+        if not quiet:
+            print(f"autokd: no {name} teacher for {dataset.info.name} yet; training one "
+                  f"({'smoke size' if smoke else 'full recipe'}) → {path}", file=sys.stderr, flush=True)
+        ckpt, result = train_teacher(name, dataset, smoke=smoke, device=device,
+                                     progress=progress if not quiet else None)
+        save_checkpoint(path, ckpt)
+        if not quiet:
+            print(f"autokd: teacher {name} test accuracy {result.val_acc:.4f} ({result.seconds:.0f}s)",
+                  file=sys.stderr, flush=True)
+    return path
 
 
 def resolve_teacher(name_or_path: str, dataset: Dataset, smoke: bool = False, device: str | None = None,
-                    quiet: bool = False) -> Teacher:
-    """A built-in name (cached checkpoint, trained and cached when missing) or a checkpoint path."""
+                    quiet: bool = False, weights: str | None = None, progress: Progress | None = None,
+                    check: bool = False) -> Teacher:
+    """Any teacher `--teacher` accepts (module docstring), on `device`, in eval mode, checked against the dataset
+    (with `check`, by a forward pass too)."""
+    dev = pick_device(device)
+    kind = "autokd"
     if name_or_path in TEACHERS:
-        path = teacher_cache_path(dataset.info.name, name_or_path, smoke)
-        if not path.is_file():
-            if not quiet:
-                print(f"autokd: no cached {name_or_path} teacher for {dataset.info.name}; training one "
-                      f"({'smoke size' if smoke else 'full recipe'}) → {path}", file=sys.stderr, flush=True)
-            ckpt, result = train_teacher(name_or_path, dataset, smoke=smoke, device=device,
-                                         progress=None if quiet else _stderr_progress(f"teacher {name_or_path}"))
-            save_checkpoint(path, ckpt)
-            if not quiet:
-                print(f"autokd: teacher {name_or_path} test accuracy {result.val_acc:.4f} "
-                      f"({result.seconds:.0f}s)", file=sys.stderr, flush=True)
+        path = _built_in(name_or_path, dataset, smoke, device, quiet, progress)
+    elif CALLABLE.match(name_or_path) and not Path(name_or_path).exists():
+        module, path = _load_callable(name_or_path, weights)
+        meta = {**read_sidecar(Path(f"{path}.json"), path), "arch": name_or_path}
+        return _finish(module, meta, path, file_sha256(path) + name_or_path, "callable", dataset, dev, check)
     else:
         path = Path(name_or_path)
-        if not path.is_file() and "/" not in name_or_path and not name_or_path.endswith(".pt"):
-            raise TeacherError(f"unknown teacher {name_or_path!r}; built-in: {', '.join(TEACHERS)}, or a "
-                               f"checkpoint path")
+        if not path.is_file():
+            if path.is_dir():
+                raise TeacherError(f"teacher {path} is a folder; give a checkpoint or model file")
+            if "/" not in name_or_path and "." not in name_or_path:
+                raise TeacherError(f"unknown teacher {name_or_path!r}; built-in: {', '.join(TEACHERS)}, a "
+                                   f"checkpoint or TorchScript/export file, or module:callable")
+            raise TeacherError(f"teacher file {path} not found")
+        kind = _archive_kind(path)
+        if kind != "autokd":
+            module = _load_user_file(path, kind)
+            meta = {**read_sidecar(Path(f"{path}.json"), path), "arch": kind}
+            return _finish(module, meta, path, file_sha256(path), kind, dataset, dev, True)
     ckpt = load_checkpoint(path)
     check_fits(ckpt, dataset, str(path))
     module = module_from_checkpoint(ckpt)
-    dev = pick_device(device)
-    module.to(dev, memory_format=torch.channels_last if dev.type == "cuda" else torch.preserve_format).eval()
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
-    return Teacher(module, meta, path)
+    return _finish(module, meta, path, file_sha256(path), kind, dataset, dev, check)
+
+
+def _finish(module: nn.Module, meta: dict[str, Any], path: Path, fingerprint: str, kind: str, dataset: Dataset,
+            dev: torch.device, check: bool) -> Teacher:
+    check_fits(meta, dataset, str(path))
+    module = module.to(dev)
+    if dev.type == "cuda" and kind != "export":
+        module = module.to(memory_format=torch.channels_last)
+    module.eval()
+    if check:
+        _check_forward(module, meta, dataset, str(path), dev)
+    meta.setdefault("params", sum(p.numel() for p in module.parameters()))
+    return Teacher(module, meta, path, hashlib.sha256(fingerprint.encode()).hexdigest(), kind)
+
+
+def teacher_summary(t: Teacher) -> dict[str, Any]:
+    """What run.json, summaries and reports record about a teacher."""
+    keys = ("arch", "args", "dataset", "test_acc", "test_images", "params", "macs", "epochs", "smoke", "name",
+            "linear_baseline")
+    return {**{k: t.meta.get(k) for k in keys}, "kind": t.kind, "path": str(t.path.resolve()),
+            "fingerprint": t.fingerprint[:16]}
 
 
 class OnTheFlyTeacher:
@@ -164,7 +363,8 @@ class OnTheFlyTeacher:
 
     def __init__(self, teacher: Teacher, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         self.module = teacher.module
-        dev = next(self.module.parameters()).device
+        params = list(self.module.parameters()) + list(self.module.buffers())
+        dev = params[0].device if params else torch.device("cpu")
         self.cuda = dev.type == "cuda"
         t_mean, t_std = torch.tensor(teacher.meta["mean"]), torch.tensor(teacher.meta["std"])
         d_mean, d_std = torch.tensor(mean), torch.tensor(std)
@@ -172,10 +372,16 @@ class OnTheFlyTeacher:
         self.scale = (d_std / t_std).view(1, -1, 1, 1).to(dev)
         self.shift = ((d_mean - t_mean) / t_std).view(1, -1, 1, 1).to(dev)
 
-    @torch.no_grad()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        x = x if self.identity else x * self.scale + self.shift
+        with torch.inference_mode():
+            if self.cuda:
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    out = self.module(x)
+            else:
+                out = self.module(x)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        return out.float().clone()  # a normal tensor: inference tensors cannot enter autograd
+
     def __call__(self, batch: Batch) -> torch.Tensor:
-        x = batch.x if self.identity else batch.x * self.scale + self.shift
-        if self.cuda:
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                return self.module(x).float()
-        return self.module(x).float()
+        return self.logits(batch.x)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autokd.nn.fused import conv_bn_eval, gated_sum, mean_of
 from autokd.space.spec import GraphSpec
 
 
@@ -17,7 +18,9 @@ class ConvOp(nn.Module):
         self.conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=True)
         self.bn = nn.BatchNorm2d(c_out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, fused: bool = False) -> torch.Tensor:
+        if fused and not self.training:
+            return conv_bn_eval(F.relu(x), self.conv, self.bn)  # BatchNorm folded into the conv
         return self.bn(self.conv(F.relu(x)))
 
 
@@ -28,7 +31,9 @@ class GatedSum(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(n))
 
-    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, xs: list[torch.Tensor], fused: bool = False) -> torch.Tensor:
+        if fused:
+            return gated_sum(xs, self.weight)
         gates = torch.sigmoid(self.weight).to(xs[0].dtype)
         out = xs[0] * gates[0]
         for i in range(1, len(xs)):
@@ -38,7 +43,9 @@ class GatedSum(nn.Module):
 
 class DagBlock(nn.Module):
     """Runs nodes of a DAG in id order: input nodes get x, others the gated sum of their predecessors; the output
-    is the mean of the output nodes. Used for mid graphs (nodes = modules) and bottom graphs (nodes = ops)."""
+    is the mean of the output nodes. Used for mid graphs (nodes = modules) and bottom graphs (nodes = ops).
+
+    `fused=True` computes the same function with the cheaper arithmetic of `autokd.nn.fused` (the CPU path)."""
 
     def __init__(self, graph: GraphSpec, nodes: list[nn.Module]) -> None:
         super().__init__()
@@ -48,7 +55,7 @@ class DagBlock(nn.Module):
         # ModuleDict keys must be strings: the node id of every merge of two or more inputs.
         self.merges = nn.ModuleDict({str(i): GatedSum(len(p)) for i, p in enumerate(self.preds) if len(p) > 1})
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, fused: bool = False) -> torch.Tensor:
         outs: list[torch.Tensor] = []
         for i, node in enumerate(self.nodes):
             p = self.preds[i]
@@ -57,10 +64,12 @@ class DagBlock(nn.Module):
             elif len(p) == 1:
                 inp = outs[p[0]]
             else:
-                inp = self.merges[str(i)]([outs[j] for j in p])
-            outs.append(node(inp))
+                inp = self.merges[str(i)]([outs[j] for j in p], fused)
+            outs.append(node(inp, fused))
         if len(self.outputs) == 1:
             return outs[self.outputs[0]]
+        if fused:
+            return mean_of([outs[o] for o in self.outputs])
         return torch.stack([outs[o] for o in self.outputs]).mean(0)
 
 

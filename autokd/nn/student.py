@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from autokd.nn.fused import gated_sum, head_features
 from autokd.nn.ops import ConvOp, DagBlock, GatedSum, pool_to
 from autokd.space.plan import STEM, Source, graph_input_channels, top_plan
 from autokd.space.spec import HEAD_CHANNELS, HEAD_DROPOUT, ArchSpec, CellSpec
@@ -32,9 +33,11 @@ class TopMerge(nn.Module):
         self.proj = nn.ModuleDict({str(i): nn.Conv2d(s.channels, channels, 1, bias=True)
                                    for i, s in enumerate(sources) if s.kind == "project"})
 
-    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, xs: list[torch.Tensor], fused: bool = False) -> torch.Tensor:
         if len(xs) == 1 and self.kinds[0] == "identity":
             return pool_to(xs[0], self.size)
+        if fused and self.gate is not None and not self.proj:
+            return gated_sum([pool_to(x, self.size) for x in xs], self.gate.weight)
         total = None
         for i, x in enumerate(xs):
             x = pool_to(x, self.size)
@@ -46,8 +49,14 @@ class TopMerge(nn.Module):
         return total
 
 
+ARITHMETIC = ("auto", "fused", "reference")
+
+
 class Student(nn.Module):
-    def __init__(self, spec: ArchSpec) -> None:
+    """The NAGO student. `arithmetic` picks how it computes (never what): "reference" runs the plain modules (the
+    CUDA path), "fused" the cheaper arithmetic of `autokd.nn.fused` (the CPU path), "auto" picks by device."""
+
+    def __init__(self, spec: ArchSpec, arithmetic: str = "auto") -> None:
         super().__init__()
         c_in, c0 = spec.input_shape[0], spec.stem_channels
         stride = 2 if spec.stem_downsample == 4 else 1
@@ -64,6 +73,9 @@ class Student(nn.Module):
             nn.BatchNorm2d(HEAD_CHANNELS), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
             nn.Dropout(HEAD_DROPOUT), nn.Linear(HEAD_CHANNELS, spec.num_classes))
         self.n_outputs = len(out.sources)
+        if arithmetic not in ARITHMETIC:
+            raise ValueError(f"arithmetic must be one of {ARITHMETIC}, got {arithmetic!r}")
+        self.arithmetic = arithmetic
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -76,19 +88,28 @@ class Student(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    def uses_fused(self, x: torch.Tensor) -> bool:
+        return self.arithmetic == "fused" or (self.arithmetic == "auto" and x.device.type == "cpu")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fused = self.uses_fused(x)
         stem = self.stem(x)
         outs: list[torch.Tensor] = []
         for merge, cell, srcs in zip(self.merges, self.cells, self.sources):
             inputs = [stem if s == STEM else outs[s] for s in srcs]
-            outs.append(cell(merge(inputs)))
+            outs.append(cell(merge(inputs, fused), fused))
         om = self.output_merge
         pooled = [pool_to(outs[s], om.size) for s in om.source_ids]
         feats = [om.proj[str(i)](p) if om.kinds[i] == "project" else p for i, p in enumerate(pooled)]
         y = feats[0] if len(feats) == 1 else torch.stack(feats).mean(0)
-        return self.head(y)
+        # head: ReLU, conv1×1, BN, ReLU, pool, flatten (0-5), dropout (6), classifier (7)
+        pooled_features = head_features(y, self.head[1], self.head[2]) if fused else self.head[:6](y)
+        features = self.head[6](pooled_features)
+        # The classifier runs in fp32 even under autocast, so KD's soft targets are not quantised to bf16.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self.head[7](features.to(self.head[7].weight.dtype))
 
 
-def build_student(spec: ArchSpec) -> Student:
+def build_student(spec: ArchSpec, arithmetic: str = "auto") -> Student:
     """Build the module for an architecture; the same spec always gives the same parameter names and shapes."""
-    return Student(spec)
+    return Student(spec, arithmetic)

@@ -1,190 +1,257 @@
-"""`autokd report RUN_DIR [--compare OTHER]`: report.md, correlation.csv and PNG figures from the journal."""
+"""`autokd report RUN [RUN ...] [--compare OTHER ...] [--aggregate]`: report.md, correlation.csv and figures.
+
+One run: which family won, by how much, whether the difference is noise (standard errors on the validation split),
+and whether KD mattered (α of the winners; the no-KD run with --compare). Several runs with --aggregate: the paper's
+repeated-run figures (accuracies tallied over runs, best-so-far mean ± std, rank correlations with their spread);
+--compare then names a second group (e.g. the no-KD runs)."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from autokd.errors import RunDirError
+from autokd.errors import UserError
 from autokd.fsutil import write_atomic
-from autokd.report.correlation import BudgetPair, accuracies_by_budget, budget_correlations, correlation_csv
-from autokd.search.journal import read_journal
+from autokd.report import figures
+from autokd.report.correlation import BudgetPair, budget_correlations, correlation_csv
+from autokd.report.data import RunData, load_run_data, pct, standard_error
 from autokd.space.configspace import THETA_KEYS
 
 
-@dataclass
-class RunData:
-    run_dir: Path
-    run: dict[str, Any]
-    events: list[dict[str, Any]]
-
-    @property
-    def label(self) -> str:
-        return "no KD" if self.run.get("settings", {}).get("no_kd") else "KD"
-
-    @property
-    def results(self) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["event"] in ("finished", "failed")]
+def _group_label(runs: list[RunData]) -> str:
+    if len(runs) == 1:
+        return runs[0].label
+    kd = {r.kd for r in runs}
+    kind = "KD" if kd == {True} else "no KD" if kd == {False} else "mixed"
+    return f"{runs[0].run_dir.resolve().parent.name}/{runs[0].name}… ({len(runs)} runs, {kind})"
 
 
-def load_run_data(run_dir: str | Path) -> RunData:
-    d = Path(run_dir)
-    if not (d / "journal.jsonl").is_file():
-        raise RunDirError(f"{d} has no journal.jsonl; give the run directory of an autokd search")
-    _, events, _ = read_journal(d / "journal.jsonl")
-    try:
-        run = json.loads((d / "run.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        run = {}
-    return RunData(d, run, events)
+def _corr_cell(value: float | None, ci: tuple[float, float] | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_histograms(runs: list[RunData], path: Path) -> None:
-    plt = _plt()
-    budgets = sorted({b for r in runs for b in accuracies_by_budget(r.events)})
-    fig, axes = plt.subplots(1, max(1, len(budgets)), figsize=(4.2 * max(1, len(budgets)), 3.4), squeeze=False)
-    for ax, b in zip(axes[0], budgets):
-        for r in runs:
-            accs = list(accuracies_by_budget(r.events).get(b, {}).values())
-            if accs:
-                ax.hist(accs, bins=min(20, max(5, len(accs))), alpha=0.6, label=f"{r.label} (n={len(accs)})")
-        ax.set_title(f"{b:g} epochs")
-        ax.set_xlabel("validation accuracy")
-        ax.legend(fontsize=8)
-    axes[0][0].set_ylabel("configurations")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def correlation_table(pairs: list[BudgetPair]) -> list[str]:
+    lines = ["| budgets | n | Spearman [95% CI] | Kendall [95% CI] | note |", "|---|---|---|---|---|"]
+    for p in pairs:
+        lines.append(f"| {p.low:g} → {p.high:g} | {p.n} | {_corr_cell(p.spearman, p.spearman_ci)} | "
+                     f"{_corr_cell(p.kendall, p.kendall_ci)} | {p.why_empty or ''} |")
+    return lines
 
 
-def best_so_far(r: RunData) -> tuple[list[float], list[float]]:
-    """(minutes since the first event, best validation accuracy so far) at each finished trial."""
-    if not r.events:
-        return [], []
-    t0 = min(e["time"] for e in r.events)
-    xs, ys, best = [], [], float("-inf")
-    for e in sorted((e for e in r.events if e["event"] == "finished"), key=lambda e: e["time"]):
-        best = max(best, e["val_acc"])
-        xs.append((e["time"] - t0) / 60)
-        ys.append(best)
-    return xs, ys
+def _num(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else "?"
 
 
-def plot_best_so_far(runs: list[RunData], path: Path) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for r in runs:
-        xs, ys = best_so_far(r)
-        if xs:
-            ax.step(xs, ys, where="post", label=r.label)
-    ax.set_xlabel("wall-clock minutes")
-    ax.set_ylabel("best validation accuracy so far")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def _header(run: RunData) -> list[str]:
+    st, r = run.settings, run.run
+    teacher = r.get("teacher") or {}
+    end = run.end
+    n_val = run.val_images
+    lines = [f"# autokd search report: {run.name}", "",
+             "| | |", "|---|---|",
+             f"| run directory | `{run.run_dir}` |",
+             f"| dataset, preset | {st.get('dataset', '?')}, {st.get('preset', '?')} |",
+             f"| training / validation images | {_num(r.get('train_images'))} / {_num(n_val)} |",
+             f"| parameter limit | {_num(r.get('param_limit'))} |",
+             f"| teacher | {teacher.get('arch', 'none')}"
+             + (f", {pct(teacher.get('test_acc'), digits=2)} test accuracy" if teacher.get("test_acc") is not None
+                else "") + " |",
+             f"| budgets | {'/'.join(f'{b:g}' for b in run.budgets())} epochs, η = {st.get('eta', '?')}, "
+             f"{st.get('iterations', '?')} brackets, {st.get('optimizer', 'bohb')}, lr schedule "
+             f"{st.get('lr_schedule', 'cosine')} |",
+             f"| trials | {len(run.finished)} finished, {len(run.failed)} failed |",
+             f"| wall time | {run.wall_seconds() / 60:.1f} min"
+             + (" (search finished)" if end else " (not finished, or killed)") + " |"]
+    if end and end.get("proposals"):
+        lines.append(f"| proposals from BOHB's model | {end.get('model_based_proposals')} of {end.get('proposals')} |")
+    if n_val:
+        lines += ["", f"Validation accuracies are measured on {n_val:,} images: a standard error of about "
+                  f"±{100 * standard_error(0.85, n_val):.1f} points at 85% (±{100 * standard_error(0.5, n_val):.1f} at "
+                  f"50%). Differences smaller than about two standard errors are noise."]
+    return lines + [""]
 
 
-def per_config_top(r: RunData) -> dict[tuple[int, ...], dict[str, Any]]:
-    """Each configuration's result at its highest budget."""
-    out: dict[tuple[int, ...], dict[str, Any]] = {}
-    for e in r.events:
-        if e["event"] == "finished":
-            cid = tuple(e["config_id"])
-            if cid not in out or e["budget"] >= out[cid]["budget"]:
-                out[cid] = e
-    return out
+def _winner(run: RunData, out: Path) -> list[str]:
+    best = run.best
+    if not best:
+        return ["No finished trial yet: no winner.", ""]
+    src = best.get("source", {})
+    n_val = src.get("val_images") or run.val_images
+    se = standard_error(src.get("val_acc") or 0.0, n_val)
+    top = run.by_budget().get(float(src.get("budget", 0)), {})
+    ranked = sorted(top.values(), key=lambda e: -e["val_acc"])
+    lines = ["## Which family won", "",
+             f"Configuration {tuple(src.get('config_id', []))}: **{pct(src.get('val_acc'), se)}** validation accuracy "
+             f"at {src.get('budget', 0):g} epochs, {src.get('params') or 0:,} parameters, τ = "
+             f"{best['kd']['temperature']:.2f}, α = {best['kd']['alpha']:.2f} (architecture seed "
+             f"{src.get('seed', '?')}, arch_id {src.get('arch_id', '?')})."]
+    if len(ranked) > 1 and se:
+        gap = ranked[0]["val_acc"] - ranked[1]["val_acc"]
+        lines.append(f"The runner-up at that budget ({tuple(ranked[1]['config_id'])}) reached "
+                     f"{pct(ranked[1]['val_acc'])}: a gap of {100 * gap:.1f} points, {gap / (se * 2 ** 0.5):.1f} "
+                     f"standard errors of the difference — " + ("more than noise." if gap > 2 * se * 2 ** 0.5
+                                                                 else "within noise."))
+    theta = best.get("generator", {})
+    lines += ["", "Generator θ: " + ", ".join(f"{k} = {theta[k]:.3g}" for k in THETA_KEYS if k in theta) + "."]
+    shape, classes = run.run.get("input_shape"), run.run.get("num_classes")
+    if shape and classes:
+        from autokd.report.draw import draw_architecture
+        from autokd.space.generator import sample_architecture
+
+        try:
+            spec = sample_architecture(theta, int(src.get("seed", 0)), tuple(shape), classes,
+                                       best.get("param_limit") or run.run.get("param_limit") or 4_000_000)
+            draw_architecture(spec, out / "best_architecture.png")
+            lines += ["", f"![the winning architecture (seed {src.get('seed', 0)}, arch_id {spec.arch_id})]"
+                          f"(best_architecture.png)"]
+        except UserError as exc:
+            lines += ["", f"(no drawing: {exc})"]
+    return lines + [""]
 
 
-def plot_tau_alpha(r: RunData, path: Path) -> None:
-    plt = _plt()
-    tops = list(per_config_top(r).values())
-    fig, ax = plt.subplots(figsize=(5.2, 4))
-    if tops:
-        sc = ax.scatter([e["temperature"] for e in tops], [e["alpha"] for e in tops],
-                        c=[e["val_acc"] for e in tops], s=[20 + 20 * (e["budget"] / max(t["budget"] for t in tops))
-                                                           for e in tops], cmap="viridis")
-        fig.colorbar(sc, ax=ax, label="val accuracy at the configuration's highest budget")
-    ax.set_xlabel("temperature τ")
-    ax.set_ylabel("KD weight α")
-    ax.set_title("τ / α landscape (marker size: budget)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _corr_rows(pairs: list[BudgetPair]) -> list[str]:
-    f = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
-    return [f"| {p.low:g} → {p.high:g} | {p.n} | {f(p.spearman)} | {f(p.kendall)} |" for p in pairs]
-
-
-def build_report(run_dir: str | Path, out_dir: str | Path | None = None,
-                 compare: str | Path | None = None) -> Path:
-    main = load_run_data(run_dir)
-    other = load_run_data(compare) if compare else None
-    out = Path(out_dir) if out_dir else main.run_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    runs = [main] + ([other] if other else [])
-    pairs = budget_correlations(main.events)
-    write_atomic(out / "correlation.csv", correlation_csv(pairs))
-    plot_histograms(runs, out / "accuracy_by_budget.png")
-    plot_best_so_far(runs, out / "best_so_far.png")
-    plot_tau_alpha(main, out / "tau_alpha.png")
-    settings = main.run.get("settings", {})
-    results = main.results
-    ok = [e for e in results if e["event"] == "finished"]
-    lines = [f"# autokd search report: {main.run_dir}", "",
-             f"Dataset **{settings.get('dataset', '?')}**, teacher **{settings.get('teacher') or 'none'}**, space "
-             f"{main.run.get('space', '?')}, budgets {settings.get('min_budget', '?')}–{settings.get('max_budget', '?')}"
-             f" epochs (η={settings.get('eta', '?')}). {len(ok)} trials finished, {len(results) - len(ok)} failed.", ""]
-    best_path = main.run_dir / "best.json"
-    if best_path.is_file():
-        best = json.loads(best_path.read_text())
-        src = best.get("source", {})
-        lines += [f"Best generator (`best.json`): config {tuple(src.get('config_id', []))}, val_acc "
-                  f"{src.get('val_acc', float('nan')):.4f} at {src.get('budget', 0):g} epochs, "
-                  f"τ={best['kd']['temperature']:.2f}, α={best['kd']['alpha']:.2f}.", ""]
-        shape, classes = main.run.get("input_shape"), main.run.get("num_classes")
-        if shape and classes:
-            from autokd.errors import InvalidGenerator
-            from autokd.report.draw import draw_architecture
-            from autokd.space.generator import sample_architecture
-
-            try:
-                spec = sample_architecture(best["generator"], 0, tuple(shape), classes, best.get("param_limit")
-                                           or main.run.get("param_limit") or 4_000_000)
-                draw_architecture(spec, out / "best_architecture.png")
-                lines += ["![an architecture sampled from the best generator](best_architecture.png)", ""]
-            except InvalidGenerator as exc:
-                lines += [f"(no drawing: {exc})", ""]
-    lines += ["## Rank correlation across budgets", "",
-              "Over the configurations evaluated at both budgets (n); values in `correlation.csv`.", ""]
-    header = ["| budgets | n | Spearman | Kendall |", "|---|---|---|---|"]
-    lines += [f"**{main.label}**", ""] + header + _corr_rows(pairs) + [""]
+def _kd_section(main: list[RunData], other: list[RunData] | None) -> list[str]:
+    lines = ["## Did KD matter?", ""]
+    kd_runs = [r for r in main if r.kd]
+    if kd_runs:
+        alphas = []
+        for r in kd_runs:
+            by = r.by_budget()
+            if by:
+                top = max(by)
+                alphas += [e.get("alpha") or 0.0 for e in sorted(by[top].values(), key=lambda e: -e["val_acc"])[:3]]
+        if alphas:
+            lines.append(f"The best configurations at the highest budget use α = "
+                         + ", ".join(f"{a:.2f}" for a in alphas)
+                         + (" — the search kept distillation on." if statistics.mean(alphas) > 0.3 else
+                            " — the search mostly turned distillation down."))
     if other:
-        lines += [f"**{other.label}** ({other.run_dir})", ""] + header + _corr_rows(budget_correlations(other.events))
-        lines += [""]
-    lines += ["## Accuracy per budget", "", "![histograms](accuracy_by_budget.png)", "",
-              "## Best so far", "", "![best so far](best_so_far.png)", "",
-              "## τ / α landscape", "", "![tau alpha](tau_alpha.png)", "", "## Top configurations", "",
-              "| config | budget | val_acc | τ | α | params | " + " | ".join(THETA_KEYS) + " |",
-              "|" + "---|" * (6 + len(THETA_KEYS))]
-    for e in sorted(ok, key=lambda e: (-e["budget"], -e["val_acc"]))[:10]:
+        def best_of(runs: list[RunData]) -> list[float]:
+            return [max((e["val_acc"] for e in r.by_budget().get(max(r.budgets()), {}).values()), default=0.0)
+                    for r in runs if r.budgets()]
+
+        a, b = best_of(main), best_of(other)
+        if a and b:
+            n = main[0].val_images
+            ma, mb = statistics.mean(a), statistics.mean(b)
+            spread = (f" (mean of {len(a)} and {len(b)} runs)" if len(a) + len(b) > 2 else "")
+            se = standard_error(ma, n) if n else None
+            lines.append(f"Best at the highest budget: {_group_label(main)} {pct(ma)} against {_group_label(other)} "
+                         f"{pct(mb)}{spread}: a difference of {100 * (ma - mb):+.1f} points"
+                         + (f" (one run's standard error ±{100 * se:.1f})." if se else "."))
+    elif not kd_runs:
+        lines.append("This run searched without KD (the NAGO baseline).")
+    else:
+        lines.append("Compare with a --no-kd run to measure it: `autokd report RUN --compare NOKD_RUN`.")
+    return lines + [""]
+
+
+def _correlation_section(groups: list[tuple[str, list[RunData]]], out: Path) -> list[str]:
+    lines = ["## Rank correlation across budgets", "",
+             "Do cheap budgets rank configurations as the expensive ones do? Over the configurations evaluated at both "
+             "budgets (n), with bootstrap 95% confidence intervals; values in `correlation.csv`.", ""]
+    csv_text = ""
+    for label, runs in groups:
+        lines += [f"**{label}**", ""]
+        if len(runs) == 1:
+            pairs = budget_correlations(runs[0].events)
+            lines += correlation_table(pairs) + [""]
+            csv_text += f"# {label}\n" + correlation_csv(pairs)
+        else:
+            per_run = [budget_correlations(r.events, n_boot=200) for r in runs]
+            keys = sorted({(p.low, p.high) for ps in per_run for p in ps})
+            lines += ["| budgets | runs with a value | Spearman mean ± std | Kendall mean ± std |", "|---|---|---|---|"]
+            for lo, hi in keys:
+                sp = [p.spearman for ps in per_run for p in ps if (p.low, p.high) == (lo, hi) and p.spearman is not None]
+                kt = [p.kendall for ps in per_run for p in ps if (p.low, p.high) == (lo, hi) and p.kendall is not None]
+                cell = lambda v: (f"{statistics.mean(v):.2f} ± {statistics.stdev(v):.2f}" if len(v) > 1  # noqa: E731
+                                  else f"{v[0]:.2f}" if v else "–")
+                lines.append(f"| {lo:g} → {hi:g} | {len(sp)} of {len(runs)} | {cell(sp)} | {cell(kt)} |")
+            lines.append("")
+            for r, ps in zip(runs, per_run):
+                csv_text += f"# {r.label}\n" + correlation_csv(ps)
+    write_atomic(out / "correlation.csv", csv_text)
+    return lines
+
+
+def _failures(runs: list[RunData]) -> list[str]:
+    failed = [(r, e) for r in runs for e in r.failed]
+    lost = [(r, e) for r in runs for e in r.events if e["event"] == "env_failed"]
+    if not failed and not lost:
+        return ["## Failed trials", "", "None.", ""]
+    lines = ["## Failed trials", "", "| run | trial | config | budget | reason |", "|---|---|---|---|---|"]
+    for r, e in failed:
+        lines.append(f"| {r.name} | {e['trial_id']} | {tuple(e['config_id'])} | {e['budget']:g} | "
+                     f"{(e.get('error') or '?')[:120]} |")
+    for r, e in lost:
+        lines.append(f"| {r.name} | {e['trial_id']} | {tuple(e['config_id'])} | {e['budget']:g} | environment "
+                     f"(rerun on resume): {(e.get('error') or '?')[:100]} |")
+    return lines + [""]
+
+
+def _top_table(run: RunData) -> list[str]:
+    n_val = run.val_images
+    lines = ["## Top configurations", "",
+             "| config | budget | val_acc ± SE | τ | α | params | " + " | ".join(THETA_KEYS) + " |",
+             "|" + "---|" * (6 + len(THETA_KEYS))]
+    for e in sorted(run.finished, key=lambda e: (-e["budget"], -e["val_acc"]))[:10]:
         theta = e.get("theta", {})
-        lines.append(f"| {tuple(e['config_id'])} | {e['budget']:g} | {e['val_acc']:.4f} | "
-                     f"{(e.get('temperature') or 0):.2f} | {(e.get('alpha') or 0):.2f} | {e.get('params') or 0:,} | "
+        lines.append(f"| {tuple(e['config_id'])} | {e['budget']:g} | {pct(e['val_acc'], standard_error(e['val_acc'], n_val))} "
+                     f"| {(e.get('temperature') or 0):.2f} | {(e.get('alpha') or 0):.2f} | {e.get('params') or 0:,} | "
                      + " | ".join(f"{theta.get(k, 0):.3g}" for k in THETA_KEYS) + " |")
+    return lines + [""]
+
+
+def build_report(run_dirs: str | Path | Sequence[str | Path], out_dir: str | Path | None = None,
+                 compare: str | Path | Sequence[str | Path] | None = None, aggregate: bool = False) -> Path:
+    dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
+    others = [compare] if isinstance(compare, (str, Path)) else list(compare or [])
+    main = [load_run_data(d) for d in dirs]
+    other = [load_run_data(d) for d in others] or None
+    if len(main) > 1 and not aggregate:
+        raise UserError("several run directories make one report only with --aggregate (repeats of one search); "
+                        "or compare two runs with RUN --compare OTHER")
+    out = Path(out_dir) if out_dir else (main[0].run_dir / "report" if len(main) == 1
+                                         else main[0].run_dir.resolve().parent / "report")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    groups = [(_group_label(main), main)] + ([(_group_label(other), other)] if other else [])
+    lead = main[0]
+    lines = _header(lead) if len(main) == 1 else [
+        f"# autokd report: {len(main)} repeated runs" + (f" against {len(other)}" if other else ""), "",
+        "Runs: " + ", ".join(f"`{r.run_dir}`" for r in main) + ".",
+        *(["Compared with: " + ", ".join(f"`{r.run_dir}`" for r in other) + "."] if other else []), ""]
+    if len(main) == 1:
+        lines += _winner(lead, out)
+    else:
+        bests = [r.best["source"]["val_acc"] for r in main if r.best]
+        if bests:
+            lines += ["## Winners over the runs", "",
+                      f"Best validation accuracy per run: " + ", ".join(pct(b) for b in bests)
+                      + (f"; mean {pct(statistics.mean(bests))} ± {100 * statistics.stdev(bests):.1f} (std over runs)."
+                         if len(bests) > 1 else "."), ""]
+    lines += _kd_section(main, other)
+    lines += _correlation_section(groups, out)
+    figures.accuracy_strips(groups, out / "accuracy_by_budget.png")
+    figures.best_so_far(groups, out / "best_so_far.png")
+    figures.accuracy_vs_params(groups, out / "accuracy_vs_params.png")
+    lines += ["## Accuracy per budget", "", "Every configuration as a point, on one axis for all budgets"
+              + (", tallied over the runs" if len(main) > 1 else "") + "; lines: chance, a linear classifier on the "
+              "same split, the teacher's test accuracy.", "", "![accuracy per budget](accuracy_by_budget.png)", "",
+              "## Best so far", "", "At each budget separately (" + ("mean ± std over runs, against evaluations"
+                                                                     if len(main) > 1 else "against wall-clock time")
+              + ").", "", "![best so far](best_so_far.png)", ""]
+    if lead.kd and len(main) == 1:
+        shown = figures.tau_alpha(lead, out / "tau_alpha.png")
+        if shown is not None:
+            lines += ["## τ / α", "", f"At {shown:g} epochs (the budget with the most results), so colour is "
+                      "accuracy, not budget.", "", "![tau alpha](tau_alpha.png)", ""]
+    lines += ["## Accuracy against size", "", "![accuracy vs params](accuracy_vs_params.png)", ""]
+    lines += _failures(main + (other or []))
+    if len(main) == 1:
+        lines += _top_table(lead)
     write_atomic(out / "report.md", "\n".join(lines) + "\n")
     return out

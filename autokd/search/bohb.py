@@ -1,9 +1,14 @@
-"""The BOHB driver: our Hyperband bookkeeping, proposals from hpbandster's BOHB config generator (its KDE model),
-driven directly with ask/tell (no Pyro master), the way Ray Tune's TuneBOHB does.
+"""The search driver: our Hyperband bookkeeping with proposals from hpbandster's BOHB config generator (its KDE
+model), driven directly with ask/tell (no Pyro master), the way Ray Tune's TuneBOHB does; or uniform random
+proposals in the same brackets (`optimizer="random"`, the baseline BOHB is compared against).
 
 Several brackets run at once: when every rung of the open brackets waits for results, a new bracket starts, so
 workers never idle while a rung completes. A configuration keeps its architecture seed across budgets; every
-(configuration, budget) trains from scratch with its schedule annealed to its own budget.
+(configuration, budget) trains from scratch with its own schedule.
+
+Configuration ids are hpbandster's (bracket, stage, index): stage 0 for the bracket's first rung, stage r for a
+configuration proposed to fill rung r when failures left fewer survivors than the rung needs (hpbandster's
+`get_next_run` does the same: a short stage gets newly sampled configurations at its budget).
 """
 
 from __future__ import annotations
@@ -20,27 +25,41 @@ from autokd.search.hyperband import Bracket, ConfigId, plan_bracket, promote
 from autokd.search.trial import TrialResult, TrialSpec
 from autokd.space.configspace import THETA_KEYS, SearchSpace, config_to_plain
 
+Key = tuple[ConfigId, float]  # (configuration, budget): one evaluation
+
 
 class BOHBDriver:
-    def __init__(self, space: SearchSpace, budgets: list[float], eta: int, iterations: int, seed: int) -> None:
-        from hpbandster.optimizers.config_generators.bohb import BOHB as BOHBConfigGenerator
-
+    def __init__(self, space: SearchSpace, budgets: list[float], eta: int, iterations: int, seed: int,
+                 optimizer: str = "bohb", rounding: str = "hyperband", refill_failed: bool = True,
+                 min_points_in_model: int | None = None, random_fraction: float = 1 / 3) -> None:
         self.space = space
         self.budgets = list(budgets)
         self.eta = eta
         self.iterations = iterations
         self.seed = seed
+        self.optimizer = optimizer
+        self.rounding = rounding
+        self.refill_failed = refill_failed
         self.configspace = space.to_configspace(seed=seed)
-        logging.getLogger("hpbandster").setLevel(logging.ERROR)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.model = BOHBConfigGenerator(configspace=self.configspace)
+        self.model: Any = None
+        if optimizer == "bohb":
+            from hpbandster.optimizers.config_generators.bohb import BOHB as BOHBConfigGenerator
+
+            logging.getLogger("hpbandster").setLevel(logging.ERROR)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.model = BOHBConfigGenerator(configspace=self.configspace,
+                                                 min_points_in_model=min_points_in_model,
+                                                 random_fraction=random_fraction)
+        elif optimizer != "random":
+            raise ValueError(f"optimizer must be bohb or random, got {optimizer!r}")
         self.brackets: list[Bracket] = []
         self.configs: dict[ConfigId, dict[str, Any]] = {}  # θ + temperature + alpha
         self.proposal_info: dict[ConfigId, dict[str, Any]] = {}
-        self.results: dict[tuple[ConfigId, float], TrialResult] = {}
+        self.results: dict[Key, TrialResult] = {}
         self.in_flight: dict[int, TrialSpec] = {}
         self.requeue: list[TrialSpec] = []
+        self.refills: dict[tuple[int, int], list[ConfigId]] = {}  # (bracket, rung) → configurations proposed there
         self.next_trial_id = 0
         self.told = 0  # results the model received
 
@@ -50,13 +69,27 @@ class BOHBDriver:
         n = len(self.configs)
         np.random.seed((self.seed * 1_000_003 + n) % 2**32)
         self.configspace.seed((self.seed * 7_919 + n) % 2**32)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            config, info = self.model.get_config(budget)
+        if self.model is None:
+            config, info = self.configspace.sample_configuration(), {"model_based_pick": False, "random_search": True}
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                config, info = self.model.get_config(budget)
         return {"config": config_to_plain(config), "info": config_to_plain(info or {})}
 
+    def _new_config(self, cid: ConfigId, budget: float) -> None:
+        proposal = self._propose(budget)
+        self.configs[cid] = proposal["config"]
+        self.proposal_info[cid] = proposal["info"]
+
     def arch_seed(self, config_id: ConfigId) -> int:
-        return (self.seed * 1_000_003 + config_id[0] * 1_009 + config_id[2]) % 2**31
+        # stage 0 keeps the formula of runs written before refills existed
+        return (self.seed * 1_000_003 + config_id[0] * 1_009 + config_id[1] * 100_003 + config_id[2]) % 2**31
+
+    def model_based_proposals(self) -> tuple[int, int]:
+        """(proposals the KDE model made, all proposals)."""
+        picks = [bool(info.get("model_based_pick")) for info in self.proposal_info.values()]
+        return sum(picks), len(picks)
 
     def _spec(self, config_id: ConfigId, budget: float) -> TrialSpec:
         cfg = self.configs[config_id]
@@ -73,26 +106,42 @@ class BOHBDriver:
                 or any(s.config_id == config_id and s.budget == budget for s in self.in_flight.values())
                 or any(s.config_id == config_id and s.budget == budget for s in self.requeue))
 
+    def _rung_ready(self, b: Bracket, r: int) -> bool:
+        """Whether rung r's members can be chosen: every member of rung r-1 has its result."""
+        prev = b.rungs[r - 1]
+        if r - 1 == 0 and len(prev) < b.sizes[0]:
+            return False  # rung 0 still being proposed
+        return all((cid, b.budgets[r - 1]) in self.results for cid in prev)
+
+    def _promote(self, b: Bracket, r: int) -> None:
+        acc = [(cid, self.results[(cid, b.budgets[r - 1])].val_acc) for cid in b.rungs[r - 1]]
+        b.rungs[r] = promote(acc, b.sizes[r])
+        b.promoted[r] = True
+        if self.refill_failed:
+            # configurations that already filled this rung (known from a replayed journal) come back first
+            b.rungs[r] += self.refills.get((b.index, r), [])[:b.sizes[r] - len(b.rungs[r])]
+
     def _next_in_bracket(self, b: Bracket) -> TrialSpec | None:
         for r, budget in enumerate(b.budgets):
             if not b.promoted[r]:
-                prev = b.rungs[r - 1]
-                if len(prev) < b.sizes[r - 1] and r - 1 == 0:
-                    return None  # rung 0 still being proposed
-                if not all((cid, b.budgets[r - 1]) in self.results for cid in prev):
-                    return None  # waiting for the previous rung
-                acc = [(cid, self.results[(cid, b.budgets[r - 1])].val_acc) for cid in prev]
-                b.rungs[r] = promote(acc, b.sizes[r])
-                b.promoted[r] = True
+                if not self._rung_ready(b, r):
+                    return None
+                self._promote(b, r)
             for cid in b.rungs[r]:
                 if not self._busy(cid, budget):
                     return self._spec(cid, budget)
-            if r == 0 and len(b.rungs[0]) < b.sizes[0]:
+            short = len(b.rungs[r]) < b.sizes[r]
+            if r == 0 and short:
                 cid = (b.index, 0, len(b.rungs[0]))
-                proposal = self._propose(budget)
-                self.configs[cid] = proposal["config"]
-                self.proposal_info[cid] = proposal["info"]
+                self._new_config(cid, budget)
                 b.rungs[0].append(cid)
+                return self._spec(cid, budget)
+            if r > 0 and short and self.refill_failed and b.rungs[r - 1]:
+                # failures left this rung short: fill it with new proposals at its budget (as hpbandster does)
+                cid = (b.index, r, len(self.refills.setdefault((b.index, r), [])))
+                self._new_config(cid, budget)
+                self.refills[(b.index, r)].append(cid)
+                b.rungs[r].append(cid)
                 return self._spec(cid, budget)
         return None
 
@@ -107,80 +156,113 @@ class BOHBDriver:
             if spec is not None:
                 return spec
         if len(self.brackets) < self.iterations:
-            self.brackets.append(plan_bracket(len(self.brackets), self.budgets, self.eta))
+            self.brackets.append(plan_bracket(len(self.brackets), self.budgets, self.eta, self.rounding))
             return self._next_in_bracket(self.brackets[-1])
         return None
 
     def tell(self, result: TrialResult, update_model: bool = True) -> None:
         self.in_flight.pop(result.trial_id, None)
         cid = tuple(result.config_id)
-        self.results[(cid, float(result.budget))] = result
-        cfg = self.configs[cid]
-        job = SimpleNamespace(id=cid, kwargs={"budget": float(result.budget), "config": cfg},
-                              result=None if result.loss is None else {"loss": float(result.loss)},
-                              exception=result.error, timestamps={})
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.model.new_result(job, update_model=update_model)
+        key = (cid, float(result.budget))
+        if key in self.results:
+            return  # a duplicate (an old journal may hold one): the first result stands
+        self.results[key] = result
+        if self.model is not None:
+            cfg = self.configs[cid]
+            job = SimpleNamespace(id=cid, kwargs={"budget": float(result.budget), "config": cfg},
+                                  result=None if result.loss is None else {"loss": float(result.loss)},
+                                  exception=result.error, timestamps={})
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.model.new_result(job, update_model=update_model)
         self.told += 1
+
+    def release(self, trial_id: int) -> TrialSpec | None:
+        """Forget a trial in flight without a result (it failed for reasons outside the configuration); it is
+        offered again by ask() after a resume, never told to the model."""
+        return self.in_flight.pop(trial_id, None)
 
     def bracket_complete(self, b: Bracket) -> bool:
         if len(b.rungs[0]) < b.sizes[0]:
             return False
         for r, budget in enumerate(b.budgets):
             if not b.promoted[r]:
-                prev_done = [c for c in b.rungs[r - 1] if (c, b.budgets[r - 1]) in self.results]
-                if len(prev_done) < len(b.rungs[r - 1]):
+                if not self._rung_ready(b, r):
                     return False
-                if not promote([(c, self.results[(c, b.budgets[r - 1])].val_acc) for c in prev_done], 1):
-                    return True  # every configuration of the rung failed: nothing to promote
+                prev = [(c, self.results[(c, b.budgets[r - 1])].val_acc) for c in b.rungs[r - 1]]
+                if not promote(prev, 1) and not (self.refill_failed and b.rungs[r - 1]):
+                    return True  # every configuration of the rung failed and nothing refills: nothing to promote
                 return False  # ask() promotes the next rung
+            if len(b.rungs[r]) < b.sizes[r] and self.refill_failed and b.rungs[r - 1]:
+                return False  # ask() refills the rung
             if not all((c, budget) in self.results for c in b.rungs[r]):
                 return False
         return True
+
+    def settle(self) -> None:
+        """Choose every rung whose previous rung has all its results (as ask() would), proposing nothing: after a
+        replay, done() is then exact."""
+        for b in self.brackets:
+            for r in range(1, len(b.budgets)):
+                if not b.promoted[r]:
+                    if not self._rung_ready(b, r):
+                        break
+                    self._promote(b, r)
 
     def done(self) -> bool:
         return (len(self.brackets) >= self.iterations and not self.in_flight and not self.requeue
                 and all(self.bracket_complete(b) for b in self.brackets))
 
     # ------------------------------------------------------------------ resume
+    def _register(self, e: dict[str, Any]) -> None:
+        """A configuration from a journal's `started` event, placed in its bracket as when it was proposed."""
+        cid: ConfigId = tuple(e["config_id"])  # type: ignore[assignment]
+        b_index, stage = cid[0], cid[1]
+        while len(self.brackets) <= b_index:
+            self.brackets.append(plan_bracket(len(self.brackets), self.budgets, self.eta, self.rounding))
+        if cid in self.configs:
+            return
+        kd_names = {p.name for p in self.space.kd}  # nago-nokd has no temperature
+        self.configs[cid] = {**e["theta"], **{k: e[k] for k in ("temperature", "alpha") if k in kd_names}}
+        self.proposal_info[cid] = e.get("proposal") or {}
+        b = self.brackets[b_index]
+        if stage == 0:
+            if float(e["budget"]) == b.budgets[0]:
+                b.rungs[0].append(cid)
+        else:
+            self.refills.setdefault((b_index, stage), []).append(cid)
+
     def replay(self, events: list[dict[str, Any]]) -> int:
-        """Rebuild the state from journal events: finished and failed trials are told to the model (never rerun);
-        started-but-unfinished ones are queued to run again. Returns the number of results replayed."""
-        started: dict[int, dict[str, Any]] = {}
-        replayed = 0
+        """Rebuild the state from journal events. An evaluation (configuration, budget) with a `finished` or
+        `failed` event is told to the model once and never rerun, whatever trial id carried it and however many
+        times the run was resumed; one that was started without such a result is queued to run once more.
+        Returns the number of results replayed."""
+        started: dict[Key, dict[str, Any]] = {}
         for e in events:
-            tid = int(e["trial_id"])
-            self.next_trial_id = max(self.next_trial_id, tid + 1)
+            kind = e["event"]
+            if kind not in ("started", "finished", "failed"):
+                continue  # env_failed (rerun), search_finished, notes
+            self.next_trial_id = max(self.next_trial_id, int(e["trial_id"]) + 1)
             cid: ConfigId = tuple(e["config_id"])  # type: ignore[assignment]
-            if e["event"] == "started":
-                started[tid] = e
-                b_index = cid[0]
-                while len(self.brackets) <= b_index:
-                    self.brackets.append(plan_bracket(len(self.brackets), self.budgets, self.eta))
-                b = self.brackets[b_index]
-                if cid not in self.configs:
-                    kd_names = {p.name for p in self.space.kd}  # nago-nokd has no temperature
-                    self.configs[cid] = {**e["theta"], **{k: e[k] for k in ("temperature", "alpha")
-                                                          if k in kd_names}}
-                    if float(e["budget"]) == b.budgets[0]:
-                        b.rungs[0].append(cid)
-                    self.proposal_info[cid] = e.get("proposal", {})
-                self.in_flight[tid] = TrialSpec(tid, cid, dict(e["theta"]), float(e["temperature"]),
-                                                float(e["alpha"]), float(e["budget"]), int(e["seed"]))
-            else:
-                r = TrialResult(tid, cid, float(e["budget"]), "ok" if e["event"] == "finished" else "failed",
-                                val_acc=e.get("val_acc"), loss=e.get("loss"), params=e.get("params"),
-                                macs=e.get("macs"), seconds=float(e.get("seconds") or 0.0),
-                                arch_id=e.get("arch_id"), peak_memory_mb=e.get("peak_memory_mb"),
-                                error=e.get("error"))
-                self.tell(r, update_model=True)
-                replayed += 1
-        # Promotions are recomputed by ask() from the results (deterministically); unfinished trials run again
+            key = (cid, float(e["budget"]))
+            if kind == "started":
+                self._register(e)
+                started.setdefault(key, e)
+                continue
+            if key in self.results:
+                continue
+            self.tell(TrialResult(int(e["trial_id"]), cid, float(e["budget"]),
+                                  "ok" if kind == "finished" else "failed", val_acc=e.get("val_acc"),
+                                  loss=e.get("loss"), params=e.get("params"), macs=e.get("macs"),
+                                  seconds=float(e.get("seconds") or 0.0), arch_id=e.get("arch_id"),
+                                  peak_memory_mb=e.get("peak_memory_mb"), error=e.get("error")))
+        # Promotions are recomputed by ask() from the results (deterministically). Unfinished evaluations run again
         # under new trial ids, so ids stay unique in the journal.
-        unfinished = sorted(self.in_flight.values(), key=lambda t: t.trial_id)
-        self.in_flight = {}
-        for old in unfinished:
+        for key, e in sorted(started.items(), key=lambda kv: int(kv[1]["trial_id"])):
+            if key in self.results:
+                continue
+            old = TrialSpec(int(e["trial_id"]), key[0], dict(e["theta"]), float(e["temperature"]),
+                            float(e["alpha"]), key[1], int(e["seed"]))
             self.requeue.append(replace(old, trial_id=self.next_trial_id))
             self.next_trial_id += 1
-        return replayed
+        return len(self.results)

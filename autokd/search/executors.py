@@ -1,17 +1,28 @@
-"""Where trials run: in-process (`local`) or on Ray Core tasks (`ray`), several per GPU with fractional `num_gpus`.
+"""Where trials run.
 
-Only plain data crosses processes: TrialSpec / TrialContext as dicts in, TrialResult as a dict out.
+- `LocalExecutor`: one trial at a time in this process (the simple path: one worker).
+- `ProcessExecutor`: `workers` trials at once in worker processes on this machine, each with its torch thread count
+  set; a worker loads the dataset and the teacher once and keeps them for every trial it runs. On a CPU, several
+  single-thread trials beat one trial with every thread (docs/benchmarks.md).
+- `RayExecutor`: Ray Core tasks on any Ray cluster; with GPUs, ⌊GPUs / gpus_per_trial⌋ trials at once.
+
+Only plain data crosses processes: TrialSpec / TrialContext as dicts in, TrialResult as a dict out, progress
+events as dicts.
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
 import os
+import queue
+import socket
 import time
 from dataclasses import asdict
 from typing import Any, Callable, Protocol
 
 from autokd.errors import UserError
+from autokd.progress import Board
 from autokd.search.trial import TrialContext, TrialResult, TrialSpec, run_trial
 
 TrialFn = Callable[[TrialSpec], TrialResult]
@@ -30,14 +41,23 @@ class Executor(Protocol):
     def shutdown(self) -> None: ...
 
 
+def trial_label(spec: TrialSpec) -> str:
+    return f"trial {spec.trial_id} cfg {tuple(spec.config_id)} @{spec.budget:g} ep"
+
+
 class LocalExecutor:
-    """Runs one trial at a time in this process (the default without CUDA)."""
+    """Runs one trial at a time in this process (one worker)."""
 
     name = "local"
 
-    def __init__(self, fn: TrialFn) -> None:
+    def __init__(self, fn: TrialFn | None = None, ctx: TrialContext | None = None, board: Board | None = None) -> None:
+        if fn is None and ctx is None:
+            raise ValueError("LocalExecutor needs a trial function or a context")
         self.fn = fn
+        self.ctx = ctx
+        self.board = board
         self.capacity = 1
+        self.threads = ctx.threads if ctx is not None else None
         self.pending: list[TrialSpec] = []
 
     def submit(self, spec: TrialSpec) -> None:
@@ -47,26 +67,177 @@ class LocalExecutor:
         return len(self.pending)
 
     def wait(self, timeout: float | None = None) -> list[TrialResult]:
-        return [self.fn(self.pending.pop(0))] if self.pending else []
+        if not self.pending:
+            return []
+        spec = self.pending.pop(0)
+        if self.fn is not None:
+            return [self.fn(spec)]
+        assert self.ctx is not None
+        task = f"trial {spec.trial_id}"
+        report = self.board.reporter(task, trial_label(spec)) if self.board else None
+        try:
+            result = run_trial(spec, self.ctx, progress=report)
+        finally:
+            if self.board:
+                self.board.done(task)
+        result.extra.update(pid=os.getpid(), worker=0)
+        return [result]
 
     def shutdown(self) -> None:
         self.pending.clear()
 
 
+# ---------------------------------------------------------------------------------------------------- processes
+def configure_process(threads: int | None) -> None:
+    """Per-process settings of a trial worker: its torch thread count (set before any parallel work)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:
+            pass  # already set: only possible before the first parallel work
+
+
+def _worker_main(index: int, inbox: Any, outbox: Any, progress: Any, ctx: dict[str, Any],
+                 threads: int | None) -> None:
+    """A trial worker: runs the trials it is given, one at a time, until it receives None."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop (and terminates us)
+    configure_process(threads)
+    context = TrialContext(**ctx)
+    while True:
+        msg = inbox.get()
+        if msg is None:
+            return
+        spec = TrialSpec(**{**msg, "config_id": tuple(msg["config_id"])})
+        task, label = f"trial {spec.trial_id}", trial_label(spec)
+
+        def report(event: dict[str, Any], task: str = task, label: str = label) -> None:
+            progress.put({**event, "task": task, "label": label})
+
+        started = time.time()
+        result = run_trial(spec, context, progress=report)
+        result.extra.update(pid=os.getpid(), worker=index, started=started, ended=time.time())
+        outbox.put(result.to_json())
+
+
+class ProcessExecutor:
+    """`workers` trial processes on this machine; a dead worker is a failed trial and is replaced."""
+
+    name = "local"
+
+    def __init__(self, ctx: TrialContext, workers: int, board: Board | None = None) -> None:
+        self.ctx = asdict(ctx)
+        self.threads = ctx.threads
+        self.board = board
+        self.capacity = int(workers)
+        self.mp = mp.get_context("spawn")  # fork would copy torch's thread pools and locks
+        self.outbox = self.mp.Queue()
+        self.progress = self.mp.Queue()
+        self.workers: list[Any] = []
+        self.inboxes: list[Any] = []
+        self.running: dict[int, TrialSpec] = {}  # worker index → its trial
+        for i in range(self.capacity):
+            self._start(i)
+
+    def _start(self, i: int) -> None:
+        inbox = self.mp.Queue()
+        proc = self.mp.Process(target=_worker_main, args=(i, inbox, self.outbox, self.progress, self.ctx,
+                                                          self.threads), daemon=True, name=f"autokd-worker-{i}")
+        proc.start()
+        if i < len(self.workers):
+            self.workers[i], self.inboxes[i] = proc, inbox
+        else:
+            self.workers.append(proc)
+            self.inboxes.append(inbox)
+
+    def submit(self, spec: TrialSpec) -> None:
+        idle = [i for i in range(self.capacity) if i not in self.running]
+        if not idle:
+            raise RuntimeError("no idle worker: submit at most `capacity` trials")
+        i = idle[0]
+        self.running[i] = spec
+        self.inboxes[i].put(spec.to_json())
+
+    def in_flight(self) -> int:
+        return len(self.running)
+
+    def _drain_progress(self) -> None:
+        while True:
+            try:
+                event = self.progress.get_nowait()
+            except (queue.Empty, OSError, EOFError):
+                return
+            if self.board:
+                self.board.update(event)
+
+    def wait(self, timeout: float | None = None) -> list[TrialResult]:
+        if not self.running:
+            return []
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._drain_progress()
+            try:
+                data = self.outbox.get(timeout=0.25)
+            except queue.Empty:
+                data = None
+            if data is not None:
+                result = TrialResult.from_json(data)
+                worker = next((i for i, s in self.running.items() if s.trial_id == result.trial_id), None)
+                if worker is not None:
+                    del self.running[worker]
+                if self.board:
+                    self.board.done(f"trial {result.trial_id}")
+                return [result]
+            lost = self._lost_workers()
+            if lost:
+                return lost
+            if deadline is not None and time.monotonic() >= deadline:
+                return []
+
+    def _lost_workers(self) -> list[TrialResult]:
+        out = []
+        for i, proc in enumerate(self.workers):
+            if proc.is_alive():
+                continue
+            spec = self.running.pop(i, None)
+            if spec is not None:
+                out.append(TrialResult(spec.trial_id, spec.config_id, spec.budget, "failed",
+                                       error=f"worker process died (exit code {proc.exitcode}); out of memory?"))
+                if self.board:
+                    self.board.done(f"trial {spec.trial_id}")
+            self._start(i)
+        return out
+
+    def shutdown(self) -> None:
+        for i, inbox in enumerate(self.inboxes):
+            try:
+                inbox.put(None)
+            except (OSError, ValueError):
+                pass
+        deadline = time.monotonic() + (2.0 if not self.running else 0.0)
+        for proc in self.workers:
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
+        self.running.clear()
+        self._drain_progress()
+
+
+# ---------------------------------------------------------------------------------------------------- ray
 def _spec_from_json(d: dict[str, Any]) -> TrialSpec:
     return TrialSpec(**{**d, "config_id": tuple(d["config_id"])})
-
-
-def _result_from_json(d: dict[str, Any]) -> TrialResult:
-    return TrialResult(**{**d, "config_id": tuple(d["config_id"])})
 
 
 def ray_trial(spec: dict[str, Any], ctx: dict[str, Any], threads: int) -> dict[str, Any]:
     """The Ray task body: plain dicts in and out. Records where and when it ran (GPU ids, pid, times)."""
     import ray
-    import torch
 
-    torch.set_num_threads(max(1, threads))
+    configure_process(max(1, threads))
     started = time.time()
     result = run_trial(_spec_from_json(spec), TrialContext(**ctx))
     out = result.to_json()
@@ -74,6 +245,22 @@ def ray_trial(spec: dict[str, Any], ctx: dict[str, Any], threads: int) -> dict[s
                     "started": started, "ended": time.time(),
                     "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
     return out
+
+
+def check_ray_address(address: str, timeout: float = 5.0) -> None:
+    """Fail within seconds when a HOST:PORT Ray address cannot be reached (ray.init would wait for minutes)."""
+    if address in ("auto", "local") or address.startswith("ray://") and ":" not in address[6:]:
+        return
+    host_port = address[6:] if address.startswith("ray://") else address
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--ray-address {address!r} is not HOST:PORT (or auto)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start it with "
+                        f"`ray start --head` or fix --ray-address") from None
 
 
 class RayExecutor:
@@ -86,12 +273,14 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, ctx: TrialContext, gpus_per_trial: float = 1.0, address: str | None = None,
-                 num_cpus: int | None = None, num_gpus: float | None = None, cpus_per_trial: int = 1) -> None:
+                 num_cpus: int | None = None, num_gpus: float | None = None, cpus_per_trial: int | None = None) -> None:
         try:
             import ray
         except ImportError:  # pragma: no cover - ray is a dependency
             raise UserError("the ray executor needs the ray package: pip install ray") from None
         self.ray = ray
+        if address:
+            check_ray_address(address)
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                       "configure_logging": False}
@@ -101,10 +290,11 @@ class RayExecutor:
                 kwargs.update(num_cpus=num_cpus, num_gpus=num_gpus)
             try:
                 ray.init(**kwargs)
-            except ConnectionError as exc:
-                raise UserError(f"cannot join the Ray cluster at {address}: {exc}") from None
+            except (ConnectionError, RuntimeError) as exc:
+                raise UserError(f"cannot join the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
         res = ray.cluster_resources()
         gpus, cpus = float(res.get("GPU", 0.0)), int(res.get("CPU", 1))
+        cpus_per_trial = int(cpus_per_trial or ctx.threads or 1)
         if gpus > 0:
             self.capacity = max(1, int(math.floor(gpus / gpus_per_trial + 1e-9)))
             per_trial_gpu: float | None = gpus_per_trial
@@ -113,6 +303,7 @@ class RayExecutor:
             self.capacity = max(1, cpus // cpus_per_trial)
             per_trial_gpu = None
         self.ctx = asdict(ctx)
+        self.threads = cpus_per_trial
         self.cpus_per_trial = cpus_per_trial
         opts: dict[str, Any] = {"num_cpus": cpus_per_trial, "max_retries": 0}
         if per_trial_gpu:
@@ -135,7 +326,7 @@ class RayExecutor:
         for ref in ready:
             spec = self.pending.pop(ref)
             try:
-                out.append(_result_from_json(self.ray.get(ref)))
+                out.append(TrialResult.from_json(self.ray.get(ref)))
             except Exception as exc:  # the worker died (OOM-killed, segfault): the trial failed
                 out.append(TrialResult(spec.trial_id, spec.config_id, spec.budget, "failed",
                                        error=f"worker lost: {type(exc).__name__}: {str(exc).splitlines()[0]}"))

@@ -1,8 +1,10 @@
 """Hyperband brackets and successive halving (REFERENCE §4), as plain bookkeeping.
 
-Bracket i has s = s_max − (i mod (s_max+1)); it starts n = ⌈(s_max+1)/(s+1)·η^s⌉ configurations at budget
-b_max·η^−s, and each rung keeps the best ⌊n·η^−r⌋ (at least 1) by validation accuracy for the next budget.
-For 30/60/120, η=2: 4@30 → 2@60 → 1@120; 3@60 → 1@120; 3@120.
+Bracket i has s = s_max − (i mod (s_max+1)); it starts n configurations at budget b_max·η^−s, and each rung keeps
+the best ⌊n·η^−r⌋ (at least 1) by validation accuracy for the next budget. Two roundings of n:
+- "hyperband" (default, Li et al.'s Hyperband): n = ⌈(s_max+1)/(s+1)·η^s⌉. For 30/60/120, η=2: 4@30 → 2@60 → 1@120;
+  3@60 → 1@120; 3@120 (10 evaluations per cycle of 3 brackets).
+- "hpbandster" (hpbandster's BOHB): n = ⌊(s_max+1)/(s+1)⌋·η^s: 4@30 → 2@60 → 1@120; 2@60 → 1@120; 3@120 (9).
 """
 
 from __future__ import annotations
@@ -28,11 +30,22 @@ class Bracket:
             self.promoted = [True] + [False] * (len(self.budgets) - 1)
 
 
-def plan_bracket(index: int, all_budgets: list[float], eta: int) -> Bracket:
+ROUNDINGS = ("hyperband", "hpbandster")
+
+
+def first_rung_size(s_max: int, s: int, eta: int, rounding: str = "hyperband") -> int:
+    if rounding == "hpbandster":
+        return int(math.floor((s_max + 1) / (s + 1)) * eta ** s)
+    if rounding == "hyperband":
+        return math.ceil((s_max + 1) / (s + 1) * eta ** s)
+    raise ValueError(f"bracket rounding must be one of {ROUNDINGS}, got {rounding!r}")
+
+
+def plan_bracket(index: int, all_budgets: list[float], eta: int, rounding: str = "hyperband") -> Bracket:
     """The bracket at position `index` of the Hyperband cycle; all_budgets increasing, min → max."""
     s_max = len(all_budgets) - 1
     s = s_max - (index % (s_max + 1))
-    n0 = math.ceil((s_max + 1) / (s + 1) * eta ** s)
+    n0 = first_rung_size(s_max, s, eta, rounding)
     sizes = [max(1, int(n0 * eta ** (-r))) for r in range(s + 1)]
     return Bracket(index, s, list(all_budgets[s_max - s:]), sizes)
 
@@ -44,11 +57,21 @@ def promote(candidates: list[tuple[ConfigId, float | None]], k: int) -> list[Con
     return [cid for cid, _ in ok[:k]]
 
 
-def schedule_summary(all_budgets: list[float], eta: int, iterations: int) -> dict[str, float]:
-    """Evaluations and epochs that `iterations` brackets plan (an upper bound: failures end lines early)."""
+def schedule_summary(all_budgets: list[float], eta: int, iterations: int,
+                     rounding: str = "hyperband") -> dict[str, float]:
+    """Evaluations and epochs that `iterations` brackets plan (failed slots refilled with new proposals keep the
+    count; without refilling, failures end lines early)."""
     evals, epochs, configs = 0, 0.0, 0
+    cycle = len(all_budgets)
+    if iterations > 10 * cycle:  # whole cycles repeat: count one and multiply (plans can be long)
+        one = schedule_summary(all_budgets, eta, cycle, rounding)
+        rest = schedule_summary(all_budgets, eta, iterations % cycle, rounding)
+        k = iterations // cycle
+        return {"brackets": iterations, "evaluations": k * one["evaluations"] + rest["evaluations"],
+                "configurations": k * one["configurations"] + rest["configurations"],
+                "epochs": k * one["epochs"] + rest["epochs"]}
     for i in range(iterations):
-        b = plan_bracket(i, all_budgets, eta)
+        b = plan_bracket(i, all_budgets, eta, rounding)
         evals += sum(b.sizes)
         configs += b.sizes[0]
         epochs += sum(n * bud for n, bud in zip(b.sizes, b.budgets))

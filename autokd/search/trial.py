@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable
 
 import torch
 
-from autokd.errors import UserError
+from autokd.errors import DatasetError, InvalidGenerator, TeacherError, UserError
+
+# A trial's status: "ok"; "failed" (the configuration's own failure: invalid generator, NaN, out of memory, an
+# exception in its training — told to the model as infinite loss, never promoted); "environment" (the teacher file,
+# dataset or device went away — not the configuration's verdict: not told to the model, rerun on resume).
+STATUSES = ("ok", "failed", "environment")
 
 
 @dataclass(frozen=True)
 class TrialSpec:
     trial_id: int
-    config_id: tuple[int, int, int]  # (bracket, 0, index in bracket), as hpbandster numbers configurations
+    config_id: tuple[int, int, int]  # (bracket, stage, index), as hpbandster numbers configurations
     theta: dict[str, Any]  # the 8 generator keys
     temperature: float
     alpha: float
     budget: float  # epochs
-    seed: int  # architecture, split and training seed (the same for every budget of a configuration)
+    seed: int  # architecture and training seed (the same for every budget of a configuration)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "config_id": list(self.config_id)}
@@ -27,11 +32,11 @@ class TrialSpec:
 
 @dataclass(frozen=True)
 class TrialContext:
-    """What every trial of a search shares: data, teacher checkpoint path, recipe. Plain data only."""
+    """What every trial of a search shares: data, teacher, recipe, threads. Plain data only."""
 
     dataset: str
     data_dir: str | None
-    teacher_path: str | None  # a checkpoint file; None for a search without KD
+    teacher_path: str | None  # checkpoint / TorchScript / export file or module:callable; None without KD
     param_limit: int
     subset: int | None
     val_fraction: float
@@ -42,6 +47,37 @@ class TrialContext:
     device: str | None = None
     memory_fraction: float | None = None  # cap on this process's share of GPU memory (packed trials)
     logit_cache: bool = False  # gather teacher logits from the per-view cache instead of a forward per step
+    teacher_weights: str | None = None
+    val_images: int | None = None
+    momentum: float = 0.9
+    weight_decay_scope: str = "all"
+    lr_schedule: str = "cosine"
+    lr_step_epochs: float = 20.0
+    lr_step_gamma: float = 0.5
+    augment_pad: int = 4
+    augment_flip: bool = True
+    eval_batch_size: int = 1000
+    threads: int | None = None  # torch threads for the trial; None leaves torch's choice
+
+    @classmethod
+    def from_settings(cls, settings: Any, teacher_path: str | None, param_limit: int, device: str | None,
+                      logit_cache: bool, threads: int | None) -> "TrialContext":
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in asdict(settings).items() if k in names}
+        values.update(teacher_path=teacher_path, param_limit=param_limit, split_seed=settings.seed, device=device,
+                      logit_cache=logit_cache, threads=threads)
+        return cls(**values)
+
+    def train_config(self, budget: float, seed: int) -> Any:
+        from autokd.data.augment import Augment
+        from autokd.train import TrainConfig
+
+        return TrainConfig(epochs=budget, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
+                           weight_decay=self.weight_decay, weight_decay_scope=self.weight_decay_scope,
+                           lr_schedule=self.lr_schedule, lr_step_epochs=self.lr_step_epochs,
+                           lr_step_gamma=self.lr_step_gamma,
+                           augment=Augment(pad=self.augment_pad, flip=self.augment_flip, cutout=0),
+                           eval_batch_size=self.eval_batch_size, seed=seed)
 
 
 @dataclass
@@ -49,7 +85,7 @@ class TrialResult:
     trial_id: int
     config_id: tuple[int, int, int]
     budget: float
-    status: str  # "ok" or "failed"
+    status: str  # one of STATUSES
     val_acc: float | None = None
     loss: float | None = None  # 1 - val_acc, what BOHB minimises; None (∞ to the model) for a failure
     params: int | None = None
@@ -58,12 +94,22 @@ class TrialResult:
     arch_id: str | None = None
     peak_memory_mb: float | None = None
     error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    train_loss: float | None = None
+    val_loss: float | None = None
+    steps: int | None = None
+    history: list[dict[str, float]] = field(default_factory=list)  # per epoch: train loss, lr, seconds
+    extra: dict[str, Any] = field(default_factory=dict)  # where it ran: device, pid, threads, times
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "config_id": list(self.config_id)}
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "TrialResult":
+        names = {f.name for f in fields(cls)}
+        return cls(**{**{k: v for k, v in d.items() if k in names}, "config_id": tuple(d["config_id"])})
 
+
+Progress = Callable[[dict[str, Any]], None]
 _TEACHERS: dict[tuple[Any, ...], Any] = {}  # per process: teacher functions, built once per search
 
 
@@ -72,15 +118,15 @@ def _teacher_fn(ctx: TrialContext, ds: Any, train: Any, augment: Any) -> Any:
     from autokd.kd.teacher import OnTheFlyTeacher, resolve_teacher
     from autokd.train import pick_device
 
-    # The split (seed, fraction, subset) decides which images the cache rows map to.
-    key = (str(ctx.teacher_path), ds.info.name, str(ctx.device), ctx.logit_cache, ctx.split_seed, ctx.val_fraction,
-           ctx.subset, augment)
+    # The split (seed, fraction, sizes) decides which images the cache rows map to.
+    key = (str(ctx.teacher_path), ctx.teacher_weights, ds.info.name, str(ctx.device), ctx.logit_cache,
+           ctx.split_seed, ctx.val_fraction, ctx.val_images, ctx.subset, augment)
     if key not in _TEACHERS:
-        teacher = resolve_teacher(str(ctx.teacher_path), ds, device=ctx.device, quiet=True)
+        teacher = resolve_teacher(str(ctx.teacher_path), ds, device=ctx.device, quiet=True,
+                                  weights=ctx.teacher_weights)
         if ctx.logit_cache:
             device = pick_device(ctx.device)
-            logits, _ = load_or_build(teacher.module, str(ctx.teacher_path), train, augment, ds.info.mean,
-                                      ds.info.std, device, quiet=True)
+            logits, _ = load_or_build(teacher, train, augment, ds.info.mean, ds.info.std, device, quiet=True)
             _TEACHERS.clear()  # one cache on the device at a time
             _TEACHERS[key] = CachedTeacher(logits, train, train.image_ids(), device)
         else:
@@ -88,41 +134,66 @@ def _teacher_fn(ctx: TrialContext, ds: Any, train: Any, augment: Any) -> Any:
     return _TEACHERS[key]
 
 
-def run_trial(spec: TrialSpec, ctx: TrialContext) -> TrialResult:
+def _is_environment_error(exc: BaseException) -> bool:
+    """Failures of the machine or its files, not of the configuration: a missing/corrupt teacher or dataset, a
+    filesystem error, a device that is gone."""
+    if isinstance(exc, InvalidGenerator):
+        return False
+    if isinstance(exc, (TeacherError, DatasetError, OSError)):
+        return True
+    return isinstance(exc, RuntimeError) and _device_lost(str(exc))
+
+
+def _device_lost(text: str) -> bool:
+    return any(s in text for s in ("CUDA error", "no CUDA GPUs", "device-side assert", "CUDA driver"))
+
+
+def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = None) -> TrialResult:
     """Sample the architecture, build it, train it with KD for the budget, score it. Never raises for a trial's
-    own failure (invalid generator, NaN, OOM, exception): that is a result with status "failed"."""
+    own failure (invalid generator, NaN, OOM, exception): that is a result with status "failed"; a failure of the
+    environment is status "environment"."""
     from autokd.data.dataset import load_dataset, train_val_split
     from autokd.nn.student import build_student
     from autokd.space.generator import sample_architecture
     from autokd.space.plan import count_macs
-    from autokd.train import KDConfig, TrainConfig, train_and_evaluate
+    from autokd.train import KDConfig, train_and_evaluate
 
     t0 = time.perf_counter()
     result = TrialResult(spec.trial_id, tuple(spec.config_id), spec.budget, "failed")
+    if ctx.threads:
+        torch.set_num_threads(ctx.threads)
+    result.extra["threads"] = torch.get_num_threads()
     try:
         if ctx.memory_fraction and torch.cuda.is_available():
             torch.cuda.set_per_process_memory_fraction(min(1.0, ctx.memory_fraction))
         ds = load_dataset(ctx.dataset, ctx.data_dir)
         arch = sample_architecture(spec.theta, spec.seed, ds.input_shape, ds.num_classes, ctx.param_limit)
         result.arch_id = arch.arch_id
-        train, val = train_val_split(ds.train, ctx.val_fraction, ctx.split_seed, ctx.subset)
+        train, val = train_val_split(ds.train, ctx.val_fraction, ctx.split_seed, ctx.subset, ctx.val_images)
         use_kd = ctx.teacher_path is not None and spec.alpha > 0
-        cfg = TrainConfig(epochs=spec.budget, batch_size=ctx.batch_size, lr=ctx.lr, weight_decay=ctx.weight_decay,
-                          seed=spec.seed)
+        cfg = ctx.train_config(spec.budget, spec.seed)
         teacher = _teacher_fn(ctx, ds, train, cfg.augment) if use_kd else None
         torch.manual_seed(spec.seed)
         model = build_student(arch)
         r = train_and_evaluate(model, train, val, ds.info.mean, ds.info.std, cfg, device=ctx.device,
                                teacher=teacher, kd=KDConfig(spec.temperature, spec.alpha) if use_kd else None,
-                               macs=count_macs(arch))
+                               macs=count_macs(arch), progress=progress)
         result.status, result.val_acc, result.params, result.macs = r.status, r.val_acc, r.params, r.macs
         result.peak_memory_mb, result.error = r.peak_memory_mb, r.error
-        result.extra = {"train_loss": r.train_loss, "val_loss": r.val_loss, "device": r.device, "steps": r.steps}
+        result.train_loss, result.val_loss, result.steps, result.history = r.train_loss, r.val_loss, r.steps, \
+            r.history
+        result.extra.update(device=r.device, train_images=len(train), val_images=len(val))
         if r.status == "ok" and r.val_acc is not None:
             result.loss = 1.0 - r.val_acc
-    except UserError as exc:  # invalid generator and the like: this configuration's failure
+        elif r.error and _device_lost(r.error):
+            result.status = "environment"
+    except UserError as exc:  # invalid generator (the configuration's), or a teacher/dataset problem (not)
         result.error = f"{type(exc).__name__}: {exc}"
+        if _is_environment_error(exc):
+            result.status = "environment"
     except Exception as exc:  # anything else still must not stop the search
         result.error = f"{type(exc).__name__}: {exc}"
+        if _is_environment_error(exc):
+            result.status = "environment"
     result.seconds = time.perf_counter() - t0
     return result

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from autokd.errors import UserError
-from autokd.fsutil import write_atomic
+from autokd.fsutil import read_json, write_atomic
+from autokd.validate import check_depth
 from autokd.space.configspace import load_space
 from autokd.space.generator import DEFAULT_PARAM_LIMIT
 
@@ -57,21 +58,19 @@ def generator_from_json(obj: Any, where: str = "generator file") -> GeneratorFil
     source = obj.get("source") or {}
     if not isinstance(source, dict):
         raise UserError(f"{where}: source must be an object")
+    seed = source.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31):
+        raise UserError(f"{where}: source.seed must be an architecture seed (an integer >= 0), got {seed!r}")
+    for key in ("dataset", "teacher", "data_dir", "teacher_weights"):
+        if source.get(key) is not None and not isinstance(source[key], str):
+            raise UserError(f"{where}: source.{key} must be a string, got {source[key]!r}")
     return GeneratorFile(theta, kd, space_name, limit, source)
 
 
 def load_generator(path: str | Path) -> GeneratorFile:
     p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise UserError(f"generator file {p} not found") from None
-    except OSError as exc:
-        raise UserError(f"generator file {p}: {exc.strerror}") from None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"generator file {p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    obj = read_json(p, "generator file")
+    check_depth(obj, f"generator file {p}")
     return generator_from_json(obj, f"generator file {p}")
 
 

@@ -18,6 +18,7 @@ ARCH_FORMAT = "autokd.arch/1"
 STAGE_RATIOS = (1, 2, 4)
 HEAD_CHANNELS = 1280
 HEAD_DROPOUT = 0.2
+MAX_GRAPH_NODES = 64  # far above the search space's 10: a file with more is not one autokd wrote
 # Inputs whose smaller side exceeds this get a stem that downsamples 4× (two stride-2 convs) before stage 0.
 LARGE_IMAGE_SIDE = 64
 
@@ -122,8 +123,8 @@ def _graph_from(obj: Any, where: str) -> GraphSpec:
     if not isinstance(obj, dict) or not isinstance(obj.get("nodes"), int) or not isinstance(obj.get("edges"), list):
         raise UserError(f"architecture file: {where} needs integer 'nodes' and a list 'edges'")
     n = obj["nodes"]
-    if n < 1:
-        raise UserError(f"architecture file: {where} has {n} nodes; at least 1 is needed")
+    if isinstance(n, bool) or not 1 <= n <= MAX_GRAPH_NODES:
+        raise UserError(f"architecture file: {where} has {n} nodes; between 1 and {MAX_GRAPH_NODES} are allowed")
     edges = []
     for e in obj["edges"]:
         if (not isinstance(e, list) or len(e) != 2 or not all(isinstance(x, int) for x in e)
@@ -138,15 +139,19 @@ def arch_from_json(obj: Any) -> ArchSpec:
     if not isinstance(obj, dict) or obj.get("format") != ARCH_FORMAT:
         raise UserError(f"not an architecture file: expected \"format\": \"{ARCH_FORMAT}\"")
     try:
-        shape = tuple(int(x) for x in obj["input_shape"])
-        num_classes = int(obj["num_classes"])
-        width = int(obj["width"])
         top_obj = obj["top"]
         cells_obj = obj["cells"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"architecture file: missing or malformed field {exc}") from None
-    if len(shape) != 3 or min(shape) < 1 or num_classes < 2 or width < 1:
-        raise UserError("architecture file: input_shape must be 3 positive ints, num_classes >= 2, width >= 1")
+        raw_shape, num_classes, width = obj["input_shape"], obj["num_classes"], obj["width"]
+    except KeyError as exc:
+        raise UserError(f"architecture file: missing field {exc}") from None
+    ints = (isinstance(raw_shape, list) and len(raw_shape) == 3
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in raw_shape))
+    if (not ints or not all(1 <= x <= 8192 for x in raw_shape) or isinstance(num_classes, bool)
+            or not isinstance(num_classes, int) or not 2 <= num_classes <= 100_000 or isinstance(width, bool)
+            or not isinstance(width, int) or not 1 <= width <= 4096):
+        raise UserError("architecture file: input_shape must be 3 integers in [1, 8192], num_classes an integer in "
+                        "[2, 100000], width an integer in [1, 4096]")
+    shape = tuple(raw_shape)
     top = _graph_from(top_obj, "top")
     stages = top_obj.get("stages")
     if not isinstance(stages, list) or len(stages) != top.nodes or any(s not in (0, 1, 2) for s in stages):
@@ -168,11 +173,9 @@ def arch_from_json(obj: Any) -> ArchSpec:
 
 
 def load_arch(path: str | Path) -> ArchSpec:
-    p = Path(path)
-    try:
-        obj = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise UserError(f"architecture file {p} not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"architecture file {p} is not valid JSON ({exc})") from None
+    from autokd.fsutil import read_json
+    from autokd.validate import check_depth
+
+    obj = read_json(path, "architecture file")
+    check_depth(obj, f"architecture file {path}")
     return arch_from_json(obj)

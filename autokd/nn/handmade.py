@@ -1,0 +1,92 @@
+"""Hand-designed students, sized to a parameter limit: the baselines a searched family must beat (same limit, same
+teacher, same recipe). Each is the widest of its shape whose parameter count fits the limit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch.nn.functional as F
+from torch import nn
+
+from autokd.errors import UserError
+
+
+class _Block(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.short = None if stride == 1 and c_in == c_out else nn.Sequential(
+            nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(y + (x if self.short is None else self.short(x)))
+
+
+class SmallResNet(nn.Module):
+    """ResNet-8 style: 3×3 stem, three stages of one basic block (widths w, 2w, 4w; stride 2 between stages),
+    global average pooling, linear classifier."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int) -> None:
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU())
+        self.stages = nn.Sequential(_Block(w, w, 1), _Block(w, 2 * w, 2), _Block(2 * w, 4 * w, 2))
+        self.fc = nn.Linear(4 * w, num_classes)
+
+    def forward(self, x):
+        return self.fc(F.adaptive_avg_pool2d(self.stages(self.stem(x)), 1).flatten(1))
+
+
+class PlainCNN(nn.Module):
+    """Four conv3×3-BN-ReLU layers (w, 2w, 2w, 4w) with 2×2 max-pooling after the first two, global average
+    pooling, linear classifier."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int) -> None:
+        super().__init__()
+        w = width
+
+        def layer(a: int, b: int) -> list[nn.Module]:
+            return [nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU()]
+
+        self.features = nn.Sequential(*layer(in_channels, w), nn.MaxPool2d(2), *layer(w, 2 * w), nn.MaxPool2d(2),
+                                      *layer(2 * w, 2 * w), *layer(2 * w, 4 * w))
+        self.fc = nn.Linear(4 * w, num_classes)
+
+    def forward(self, x):
+        return self.fc(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
+
+
+@dataclass(frozen=True)
+class Handmade:
+    name: str
+    build: Callable[[int, int, int], nn.Module]  # (in_channels, classes, width)
+    description: str
+
+
+HANDMADE: dict[str, Handmade] = {
+    "resnet": Handmade("resnet", SmallResNet, "ResNet-8 style, one basic block per stage (w, 2w, 4w)"),
+    "cnn": Handmade("cnn", PlainCNN, "plain 4-conv CNN (w, 2w, 2w, 4w) with max-pooling"),
+}
+
+
+def _params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def build_handmade(name: str, input_shape: tuple[int, int, int], num_classes: int,
+                   param_limit: int) -> tuple[nn.Module, int]:
+    """(module, width): the widest `name` network with at most `param_limit` parameters."""
+    if name not in HANDMADE:
+        raise UserError(f"unknown hand-designed student {name!r}; choose from {', '.join(HANDMADE)}")
+    build = HANDMADE[name].build
+    width = 1
+    if _params(build(input_shape[0], num_classes, 1)) > param_limit:
+        raise UserError(f"even width 1 of {name} exceeds the parameter limit {param_limit:,}")
+    while width < 1024 and _params(build(input_shape[0], num_classes, width + 1)) <= param_limit:
+        width += 1
+    return build(input_shape[0], num_classes, width), width

@@ -1,0 +1,126 @@
+"""A run directory as data for reports: run.json, the journal's results, best.json, and what derives from them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autokd.errors import RunDirError, UserError
+from autokd.fsutil import read_json
+from autokd.search.journal import read_journal
+
+
+@dataclass
+class RunData:
+    run_dir: Path
+    run: dict[str, Any]
+    events: list[dict[str, Any]]
+    best: dict[str, Any] | None
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.resolve().name
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.run.get("settings", {})
+
+    @property
+    def kd(self) -> bool:
+        return not self.settings.get("no_kd", False)
+
+    @property
+    def label(self) -> str:
+        """The run's name, and whether it distils (two KD runs compared are told apart by name)."""
+        return f"{self.name} ({'KD' if self.kd else 'no KD'})"
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["event"] in ("finished", "failed")]
+
+    @property
+    def finished(self) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["event"] == "finished"]
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["event"] == "failed"]
+
+    @property
+    def end(self) -> dict[str, Any] | None:
+        ends = [e for e in self.events if e["event"] == "search_finished"]
+        return ends[-1] if ends else None
+
+    @property
+    def val_images(self) -> int | None:
+        n = self.run.get("val_images")
+        if n:
+            return int(n)
+        found = [e.get("extra", {}).get("val_images") for e in self.finished if e.get("extra")]
+        return int(found[0]) if found and found[0] else None
+
+    @property
+    def teacher_acc(self) -> float | None:
+        teacher = self.run.get("teacher") or {}
+        return teacher.get("test_acc")
+
+    @property
+    def linear_baseline(self) -> float | None:
+        return (self.end or {}).get("linear_baseline")
+
+    @property
+    def chance(self) -> float | None:
+        k = self.run.get("num_classes")
+        return 1.0 / k if k else None
+
+    def wall_seconds(self) -> float:
+        times = [e["time"] for e in self.events]
+        return max(times) - min(times) if times else 0.0
+
+    def budgets(self) -> list[float]:
+        return sorted({float(e["budget"]) for e in self.finished})
+
+    def by_budget(self) -> dict[float, dict[tuple[int, ...], dict[str, Any]]]:
+        """budget → {config_id: finished event} (the first result of an evaluation stands)."""
+        out: dict[float, dict[tuple[int, ...], dict[str, Any]]] = {}
+        for e in self.finished:
+            out.setdefault(float(e["budget"]), {}).setdefault(tuple(e["config_id"]), e)
+        return dict(sorted(out.items()))
+
+
+def load_run_data(run_dir: str | Path) -> RunData:
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise RunDirError(f"{d} is not a folder; give the run directory of an autokd search")
+    if not (d / "journal.jsonl").is_file():
+        raise RunDirError(f"{d} has no journal.jsonl; give the run directory of an autokd search")
+    _, events, _ = read_journal(d / "journal.jsonl")
+    run: dict[str, Any] = {}
+    if (d / "run.json").is_file():
+        try:
+            obj = read_json(d / "run.json", "run file")
+            run = obj if isinstance(obj, dict) else {}
+        except UserError:
+            run = {}  # the journal alone still makes a report
+    best = None
+    if (d / "best.json").is_file():
+        try:
+            obj = read_json(d / "best.json", "best file")
+            best = obj if isinstance(obj, dict) and isinstance(obj.get("generator"), dict) else None
+        except UserError:
+            best = None
+    return RunData(d, run, events, best)
+
+
+def standard_error(acc: float, n: int | None) -> float | None:
+    return math.sqrt(max(acc * (1 - acc), 0.0) / n) if n else None
+
+
+def pct(acc: float | None, se: float | None = None, digits: int = 1) -> str:
+    """An accuracy as a percentage with its standard error, to the precision the sample size supports."""
+    if acc is None:
+        return "–"
+    text = f"{100 * acc:.{digits}f}%"
+    return text + (f" ± {100 * se:.{digits}f}" if se is not None else "")

@@ -1,0 +1,180 @@
+"""The report's figures. Each takes groups of runs (one run, two compared runs, or repeated runs of a search) and
+writes one PNG atomically."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autokd.fsutil import write_atomic
+from autokd.report.data import RunData
+
+Group = tuple[str, list[RunData]]  # (label, runs)
+COLOURS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860")
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    _plt().close(fig)
+    write_atomic(path, buf.getvalue())
+
+
+def _reference_lines(ax: Any, runs: list[RunData], horizontal: bool = False) -> None:
+    """Chance, a linear classifier on the same split, and the teacher's test accuracy."""
+    first = runs[0]
+    refs = [("chance", first.chance, "#999999", ":"), ("linear classifier", first.linear_baseline, "#555555", "--"),
+            ("teacher (test)", next((r.teacher_acc for r in runs if r.teacher_acc is not None), None), "#000000",
+             "-.")]
+    for label, value, colour, style in refs:
+        if value is None:
+            continue
+        if horizontal:
+            ax.axhline(value, color=colour, linestyle=style, linewidth=1, label=label)
+        else:
+            ax.axvline(value, color=colour, linestyle=style, linewidth=1, label=label)
+
+
+def accuracy_strips(groups: list[Group], path: Path) -> None:
+    """Validation accuracy of every configuration at each budget as points on one shared axis (tallied over the
+    runs of a group), with chance, linear-classifier and teacher lines."""
+    plt = _plt()
+    budgets = sorted({b for _, runs in groups for r in runs for b in r.budgets()})
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.9 * max(1, len(budgets)) * max(1, len(groups))))
+    rng = np.random.default_rng(0)
+    labels, y = [], 0.0
+    for bi, b in enumerate(budgets):
+        for gi, (name, runs) in enumerate(groups):
+            accs = [e["val_acc"] for r in runs for e in r.by_budget().get(b, {}).values()]
+            if accs:
+                jitter = rng.uniform(-0.25, 0.25, len(accs))
+                ax.scatter(accs, y + jitter, s=16, alpha=0.7, color=COLOURS[gi % len(COLOURS)],
+                           label=name if bi == 0 else None)
+                ax.plot([np.median(accs)] * 2, [y - 0.35, y + 0.35], color="black", linewidth=1.5)
+            labels.append(f"{b:g} ep" + (f" · {name}" if len(groups) > 1 else "") + f" (n={len(accs)})")
+            y += 1
+    _reference_lines(ax, [r for _, runs in groups for r in runs])
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("validation accuracy (black bar: median)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title("accuracy per budget, every configuration")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def best_so_far_curve(run: RunData, budget: float) -> tuple[list[float], list[float], list[int]]:
+    """(minutes since the run started, best validation accuracy at this budget so far, evaluations so far)."""
+    if not run.events:
+        return [], [], []
+    t0 = min(e["time"] for e in run.events)
+    xs, ys, ns, best, n = [], [], [], float("-inf"), 0
+    for e in sorted(run.results, key=lambda e: e["time"]):
+        n += 1
+        if e["event"] == "finished" and float(e["budget"]) == budget and e["val_acc"] > best:
+            best = e["val_acc"]
+        if best > float("-inf"):
+            xs.append((e["time"] - t0) / 60)
+            ys.append(best)
+            ns.append(n)
+    return xs, ys, ns
+
+
+def best_so_far(groups: list[Group], path: Path) -> None:
+    """Best validation accuracy so far at each budget against wall-clock minutes (one run) or against evaluations
+    (mean ± std over repeated runs): a budget's curve never jumps because another budget finished."""
+    plt = _plt()
+    budgets = sorted({b for _, runs in groups for r in runs for b in r.budgets()})
+    fig, axes = plt.subplots(1, max(1, len(budgets)), figsize=(4.2 * max(1, len(budgets)), 3.4), squeeze=False,
+                             sharey=True)
+    repeated = any(len(runs) > 1 for _, runs in groups)
+    for ax, b in zip(axes[0], budgets):
+        for gi, (name, runs) in enumerate(groups):
+            colour = COLOURS[gi % len(COLOURS)]
+            if not repeated:
+                xs, ys, _ = best_so_far_curve(runs[0], b)
+                if xs:
+                    ax.step(xs, ys, where="post", color=colour, label=name)
+                continue
+            curves = [best_so_far_curve(r, b) for r in runs]
+            horizon = max((c[2][-1] for c in curves if c[2]), default=0)
+            grid = np.arange(1, horizon + 1)
+            stacked = []
+            for _, ys, ns in curves:
+                if ns:
+                    stacked.append(np.interp(grid, ns, ys, left=np.nan))
+            if stacked:
+                arr = np.array(stacked)
+                mean, std = np.nanmean(arr, 0), np.nanstd(arr, 0)
+                ax.plot(grid, mean, color=colour, label=f"{name} (mean of {len(stacked)})")
+                ax.fill_between(grid, mean - std, mean + std, color=colour, alpha=0.2)
+        ax.set_title(f"{b:g} epochs")
+        ax.set_xlabel("evaluations" if repeated else "wall-clock minutes")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("best validation accuracy so far")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def tau_alpha(run: RunData, path: Path) -> float | None:
+    """τ and α of the configurations at one budget (the one with most results), coloured by their accuracy there.
+    Returns the budget shown."""
+    plt = _plt()
+    by_budget = run.by_budget()
+    if not by_budget:
+        return None
+    budget = max(by_budget, key=lambda b: (len(by_budget[b]), -b))
+    events = list(by_budget[budget].values())
+    fig, ax = plt.subplots(figsize=(5.4, 4))
+    sc = ax.scatter([e.get("temperature") or 0 for e in events], [e.get("alpha") or 0 for e in events],
+                    c=[e["val_acc"] for e in events], cmap="viridis", s=40, edgecolors="black", linewidths=0.3)
+    fig.colorbar(sc, ax=ax, label=f"validation accuracy at {budget:g} epochs")
+    ax.set_xlabel("temperature τ")
+    ax.set_ylabel("KD weight α")
+    ax.set_xlim(0.8, 10.2)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_title(f"τ / α at {budget:g} epochs (n = {len(events)})")
+    fig.tight_layout()
+    _save(fig, path)
+    return budget
+
+
+def accuracy_vs_params(groups: list[Group], path: Path) -> None:
+    """Validation accuracy at the highest budget against parameter count."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    top = max((b for _, runs in groups for r in runs for b in r.budgets()), default=None)
+    for gi, (name, runs) in enumerate(groups):
+        events = [e for r in runs for e in r.by_budget().get(top, {}).values()] if top is not None else []
+        if events:
+            ax.scatter([e.get("params") or 0 for e in events], [e["val_acc"] for e in events], s=24, alpha=0.8,
+                       color=COLOURS[gi % len(COLOURS)], label=name)
+    _reference_lines(ax, [r for _, runs in groups for r in runs], horizontal=True)
+    ax.set_xlabel("parameters")
+    ax.set_ylabel(f"validation accuracy at {top:g} epochs" if top is not None else "validation accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def correlation_scatter(low: dict[Any, float], high: dict[Any, float], low_b: float, high_b: float, label: str,
+                        ax: Any, colour: str) -> None:
+    common = sorted(set(low) & set(high))
+    ax.scatter([low[c] for c in common], [high[c] for c in common], s=18, alpha=0.8, color=colour, label=label)
+    ax.set_xlabel(f"validation accuracy at {low_b:g} epochs")
+    ax.set_ylabel(f"at {high_b:g} epochs")

@@ -1,0 +1,171 @@
+"""The plan of a search, printed before anything heavy starts: brackets, evaluations, epochs, images, and a
+projected time from steps measured on this machine."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from autokd.config import SearchSettings
+from autokd.search.hyperband import schedule_summary
+
+# Aggregate speed of k single-thread worker processes relative to k × one worker alone (memory bandwidth is
+# shared). Measured on the 2-core machines (docs/benchmarks.md: 2 workers gave 1.7× one).
+WORKER_EFFICIENCY = 0.85
+CPU_REFUSE_HOURS = 3.0  # without CUDA, a plan projected above this stops unless --yes
+
+
+@dataclass(frozen=True)
+class Plan:
+    brackets: int
+    evaluations: int
+    configurations: int
+    epochs: float  # Σ budgets over the evaluations
+    train_images: int  # images in one epoch (the training split)
+    val_images: int
+    workers: int
+    threads: int
+    device: str
+    train_img_s: float | None = None  # one trial, measured here
+    eval_img_s: float | None = None
+    teacher_img_s: float | None = None  # teacher forwards per second (KD without the logit cache)
+    cache_views: int = 0  # views whose teacher logits are computed once (KD with the cache)
+
+    def seconds(self) -> float | None:
+        if not self.train_img_s or not self.eval_img_s:
+            return None
+        images = self.epochs * self.train_images
+        per_trial = images / self.train_img_s + self.evaluations * self.val_images / self.eval_img_s
+        if self.teacher_img_s:
+            per_trial += images / self.teacher_img_s if not self.cache_views else 0.0
+        parallel = self.workers * (WORKER_EFFICIENCY if self.workers > 1 else 1.0)
+        cache = self.train_images * self.cache_views / self.teacher_img_s if self.cache_views and \
+            self.teacher_img_s else 0.0
+        return per_trial / parallel + cache
+
+    def describe(self) -> str:
+        secs = self.seconds()
+        from autokd.progress import fmt_seconds
+
+        text = (f"plan: {self.brackets} brackets, {self.evaluations} evaluations of {self.configurations} "
+                f"configurations, {self.epochs:g} epochs of {self.train_images:,} images "
+                f"({self.epochs * self.train_images / 1e6:.2f}M images), {self.val_images:,} validation images each; "
+                f"{self.workers} worker(s) × {self.threads} thread(s) on {self.device}")
+        if secs is not None:
+            text += (f"; measured {self.train_img_s:.0f} training images/s per trial"
+                     + (f", teacher {self.teacher_img_s:.0f} images/s" if self.teacher_img_s else "")
+                     + f" → projected {fmt_seconds(secs)}")
+        return text
+
+
+def split_sizes(settings: SearchSettings, n_train: int) -> tuple[int, int]:
+    """(training images, validation images) of the search's split (as data.dataset.train_val_split makes it)."""
+    n_val = settings.val_images if settings.val_images is not None else max(1, round(n_train * settings.val_fraction))
+    train = n_train - n_val
+    if settings.subset is not None:
+        train = min(train, settings.subset)
+        if settings.val_images is None:
+            n_val = min(n_val, max(settings.subset // 5, min(100, n_val)))
+    return train, n_val
+
+
+def _time_steps(model: torch.nn.Module, shape: tuple[int, ...], classes: int, batch: int, device: torch.device,
+                steps: int = 2) -> float:
+    """Training images per second of `model` (forward, backward, SGD step) on random data."""
+    model.to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(batch, *shape, device=device)
+    y = torch.randint(0, classes, (batch,), device=device)
+
+    def step() -> None:
+        out = model(x)
+        out = out[0] if isinstance(out, tuple) else out
+        loss = torch.nn.functional.cross_entropy(out.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def _time_forward(model: torch.nn.Module, shape: tuple[int, ...], batch: int, device: torch.device) -> float:
+    model.to(device).eval()
+    x = torch.randn(batch, *shape, device=device)
+    with torch.inference_mode():
+        model(x)
+        t0 = time.perf_counter()
+        model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    return batch / (time.perf_counter() - t0)
+
+
+def measure(settings: SearchSettings, shape: tuple[int, int, int], classes: int, param_limit: int,
+            device: torch.device, threads: int, teacher_module: torch.nn.Module | None) -> dict[str, float]:
+    """Per-trial speeds on this machine: a few students sampled from the space (median of their rates)."""
+    from autokd.nn.student import build_student
+    from autokd.space.configspace import config_to_plain, load_space
+    from autokd.space.generator import sample_architecture
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        cs = load_space(settings.space).with_max_nodes(settings.max_nodes).to_configspace(seed=settings.seed)
+        train_rates, eval_rates = [], []
+        for i in range(3):
+            theta = config_to_plain(cs.sample_configuration())
+            try:
+                spec = sample_architecture(theta, i, shape, classes, param_limit)
+            except Exception:
+                continue  # an invalid draw: try the next
+            model = build_student(spec)
+            train_rates.append(_time_steps(model, shape, classes, min(settings.batch_size, 256), device))
+            eval_rates.append(_time_forward(model, shape, min(settings.eval_batch_size, 1000), device))
+        out = {"train_img_s": sorted(train_rates)[len(train_rates) // 2] if train_rates else 0.0,
+               "eval_img_s": sorted(eval_rates)[len(eval_rates) // 2] if eval_rates else 0.0}
+        if teacher_module is not None:
+            out["teacher_img_s"] = _time_forward(teacher_module, shape, min(settings.batch_size, 256), device)
+        return out
+    finally:
+        torch.set_num_threads(saved)
+
+
+def workers_and_threads(settings: SearchSettings, device: torch.device) -> tuple[int, int]:
+    """Trials at once and torch threads per trial. On a CPU: one single-thread worker per core (several
+    single-thread trials beat one trial using every core: docs/benchmarks.md); on a GPU the executor decides."""
+    cores = os.cpu_count() or 1
+    if device.type == "cuda":
+        return settings.workers or 1, settings.threads_per_trial or max(1, min(4, cores))
+    workers = settings.workers or (cores if settings.threads_per_trial is None else
+                                   max(1, cores // settings.threads_per_trial))
+    threads = settings.threads_per_trial or max(1, cores // workers)
+    return workers, threads
+
+
+def make_plan(settings: SearchSettings, n_train: int, shape: tuple[int, int, int], classes: int,
+              param_limit: int, device: torch.device, teacher_module: torch.nn.Module | None,
+              measure_speed: bool = True, use_cache: bool = False) -> Plan:
+    sched = schedule_summary(settings.budgets(), settings.eta, settings.iterations, settings.bracket_rounding)
+    train, val = split_sizes(settings, n_train)
+    workers, threads = workers_and_threads(settings, device)
+    rates: dict[str, Any] = {}
+    if measure_speed:
+        rates = measure(settings, shape, classes, param_limit, device, threads,
+                        teacher_module if not settings.no_kd else None)
+    views = 0
+    if use_cache and not settings.no_kd:
+        views = (2 if settings.augment_flip else 1) * (2 * settings.augment_pad + 1) ** 2
+    return Plan(int(sched["brackets"]), int(sched["evaluations"]), int(sched["configurations"]),
+                float(sched["epochs"]), train, val, workers, threads, str(device), cache_views=views, **rates)
