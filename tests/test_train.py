@@ -19,14 +19,17 @@ def small_student(shape=(1, 28, 28), classes=10, seed=0):
 
 @pytest.mark.skipif(not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists(), reason="dataset-fashion-mnist")
 def test_training_on_real_fashion_mnist_lowers_the_loss_and_beats_chance():
+    """Wide margin on purpose: on 3,000 images for 3 epochs this student reaches 0.67–0.71 over seeds 0–3 with 1 or
+    2 threads (AMD EPYC); an earlier, shorter version sat at 0.28–0.46 and failed on some CPUs at a 0.30 bar."""
     ds = load_dataset("fashion-mnist")
-    train, val = train_val_split(ds.train, seed=0, subset=1500)
-    model = small_student()
-    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, augment=Augment(pad=2))
+    train, val = train_val_split(ds.train, seed=0, subset=3000)
+    torch.manual_seed(0)
+    model = build_student(sample_architecture(SMALL_THETA, 0, (1, 28, 28), 10, param_limit=100_000))
+    cfg = TrainConfig(epochs=3, batch_size=64, lr=0.05, augment=Augment(pad=0, flip=True))
     r = train_and_evaluate(model, train, val, ds.info.mean, ds.info.std, cfg, device="cpu")
     assert r.status == "ok", r.error
     assert r.history[-1]["train_loss"] < r.history[0]["train_loss"] < math.log(10) + 0.5
-    assert r.val_acc > 0.3  # chance is 0.1
+    assert r.val_acc > 0.45  # chance is 0.1
     assert r.params == sum(p.numel() for p in model.parameters()) and r.macs > 0 and r.seconds > 0
 
 
