@@ -46,7 +46,9 @@ CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 DEFAULT_TEACHERS = {"fashion-mnist": "vgg7"}
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "teachers"
 # Checkpoints shipped inside the package: file → SHA-256 (verified on load). docs/teachers.md has how each was made.
-SHIPPED: dict[str, str] = {}
+SHIPPED: dict[str, str] = {
+    "fashion-mnist-vgg7.pt": "a4243359596b78b0222a6c9a5c437d6412ed99714e1bd70216b929e4b0e2db15",
+}
 
 
 @dataclass
