@@ -172,10 +172,10 @@ def check_device(device: str | None) -> None:
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"min_budget": 30.0, "max_budget": 120.0, "eta": 2, "iterations": 63, "subset": None,
               "param_limit": None, "smoke_teacher": False},
-    "cpu": {"min_budget": 1.0, "max_budget": 4.0, "eta": 2, "iterations": 6, "subset": 10_000,
+    "cpu": {"min_budget": 0.5, "max_budget": 4.5, "eta": 3, "iterations": 1, "subset": 16_000,
             "val_images": 5000, "param_limit": 100_000, "max_nodes": 4, "batch_size": 128, "lr": 0.1,
             "weight_decay": 5e-4, "weight_decay_scope": "all", "augment_pad": 0, "augment_flip": True,
-            "logit_cache": "on", "smoke_teacher": False},
+            "logit_cache": "on", "eval_batch_size": 256, "smoke_teacher": False},
     "smoke": {"min_budget": 1.0, "max_budget": 4.0, "eta": 2, "iterations": 3, "subset": 1500,
               "param_limit": 100_000, "smoke_teacher": True, "batch_size": 64, "lr": 0.05, "max_nodes": 4,
               "workers": 1},

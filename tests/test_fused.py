@@ -93,3 +93,5 @@ def test_autocast_keeps_the_classifier_in_fp32():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(torch.randn(4, 1, 28, 28))
     assert out.dtype == torch.float32
+    out.sum().backward()  # the fused head's backward under autocast
+    assert all(p.grad is None or p.grad.dtype == torch.float32 for p in model.parameters())

@@ -31,24 +31,48 @@ def _update_running_stats(bn: nn.BatchNorm2d, mean: torch.Tensor, var_biased: to
 
 
 class _ReluPixelMeanOfProduct(torch.autograd.Function):
-    """(a, m, B) → mean over pixels of ReLU(a @ m), with a: (B·P, K), m: (K, C) → (B, C). The (B·P, C) product is
-    written once and ReLU'd in place; the backward writes its gradient in one pass (no broadcast copy, ReLU
-    backward and reshape copy as autograd would do) and reads it for the two products."""
+    """(a, m, B) → mean over pixels of ReLU(a @ m), with a: (B·P, K), m: (K, C) → (B, C).
+
+    Computed in chunks of images whose (rows, C) product stays in cache, and recomputed in the backward instead of
+    kept: the (B·P, C) tensor (32 MB for a batch of 128 at 7×7×1280) is never materialised, so neither written,
+    reread nor page-faulted in. K is small (a student's last-stage width + 1), so the recomputation is cheap."""
+
+    CHUNK_ROWS = 2048  # 2048 × 1280 floats = 10 MB: one chunk's product
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)  # under CPU autocast: fp32 inside
     def forward(ctx, a: torch.Tensor, m: torch.Tensor, batch: int) -> torch.Tensor:  # type: ignore[override]
-        z = (a @ m).clamp_min_(0.0).view(batch, -1, m.shape[1])
-        ctx.save_for_backward(a, m, z)
-        return z.sum(1) * (1.0 / z.shape[1])
+        pixels = a.shape[0] // batch
+        step = max(1, _ReluPixelMeanOfProduct.CHUNK_ROWS // pixels)  # images per chunk
+        out = a.new_empty(batch, m.shape[1])
+        for i in range(0, batch, step):
+            z = (a[i * pixels:(i + step) * pixels] @ m).clamp_min_(0.0)
+            torch.sum(z.view(-1, pixels, m.shape[1]), 1, out=out[i:i + step])
+        ctx.save_for_backward(a, m)
+        ctx.batch = batch
+        return out.mul_(1.0 / pixels)
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        a, m, z = ctx.saved_tensors
-        # ReLU's own backward kernel reads the broadcast gradient in place (torch.where would be ~10× slower here)
-        per_pixel = (grad * (1.0 / z.shape[1])).unsqueeze(1).expand_as(z)
-        g = torch.ops.aten.threshold_backward(per_pixel, z, 0.0).view(a.shape[0], m.shape[1])
-        grad_a = g @ m.t() if ctx.needs_input_grad[0] else None
-        grad_m = a.t() @ g if ctx.needs_input_grad[1] else None
+        a, m = ctx.saved_tensors
+        batch = ctx.batch
+        pixels = a.shape[0] // batch
+        step = max(1, _ReluPixelMeanOfProduct.CHUNK_ROWS // pixels)
+        grad = grad * (1.0 / pixels)
+        grad_a = torch.empty_like(a) if ctx.needs_input_grad[0] else None
+        grad_m = torch.zeros_like(m) if ctx.needs_input_grad[1] else None
+        for i in range(0, batch, step):
+            rows = slice(i * pixels, (i + step) * pixels)
+            z = a[rows] @ m
+            n = z.shape[0] // pixels
+            # ReLU's own backward kernel reads the broadcast gradient in place (torch.where is ~10× slower here)
+            g = torch.ops.aten.threshold_backward(grad[i:i + n].unsqueeze(1).expand(n, pixels, m.shape[1]),
+                                                  z.view(n, pixels, -1), 0.0).view(-1, m.shape[1])
+            if grad_a is not None:
+                torch.mm(g, m.t(), out=grad_a[rows])
+            if grad_m is not None:
+                grad_m.addmm_(a[rows].t(), g)
         return grad_a, grad_m, None
 
 

@@ -183,6 +183,25 @@ def make_executor(settings: SearchSettings, ctx: TrialContext, workers: int, boa
     return RayExecutor(ctx, settings.gpus_per_trial, settings.ray_address, cpus_per_trial=ctx.threads)
 
 
+def prepare_logit_cache(settings: SearchSettings, ctx: TrialContext, board: Board) -> None:
+    """Build the teacher-logit cache once, here, before the workers start (each would otherwise build its own)."""
+    if not ctx.logit_cache or settings.no_kd or not ctx.teacher_path:
+        return
+    from autokd.data.dataset import load_dataset, train_val_split
+    from autokd.kd.cache import load_or_build
+    from autokd.kd.teacher import resolve_teacher
+    from autokd.train import pick_device
+
+    ds = load_dataset(ctx.dataset, ctx.data_dir)
+    train, _ = train_val_split(ds.train, ctx.val_fraction, ctx.split_seed, ctx.subset, ctx.val_images)
+    aug = ctx.train_config(1.0, 0).augment
+    t0 = time.time()
+    teacher = resolve_teacher(ctx.teacher_path, ds, device=ctx.device, quiet=True, weights=ctx.teacher_weights)
+    _, path = load_or_build(teacher, train, aug, ds.info.mean, ds.info.std, pick_device(ctx.device), quiet=True)
+    board.line(f"teacher logits for {len(train):,} images × {aug.views} views ready in {time.time() - t0:.0f}s "
+               f"({path})")
+
+
 def trial_line(r: TrialResult, driver: BOHBDriver, done: int, failed: int, best: TrialResult | None,
                running: int, elapsed: float, eta: float | None) -> str:
     """One line per finished trial: where in the schedule, the result, counts, best so far, elapsed, projected."""
@@ -395,6 +414,8 @@ def _loop(prep: Prepared, run_dir: Path, board: Board, trial_fn: Callable | None
             return outcome
         board.line(f"autokd search: resuming {run_dir}: {outcome.replayed} results replayed, "
                    f"{len(driver.requeue)} unfinished to rerun, {settings.iterations} brackets", force=True)
+    if executor is None and trial_fn is None:
+        prepare_logit_cache(settings, ctx, board)
     ex = executor or make_executor(settings, ctx, workers, board, trial_fn)
     t0 = time.time()
     epochs_total = schedule_summary(settings.budgets(), settings.eta, settings.iterations,
