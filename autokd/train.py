@@ -49,6 +49,8 @@ class TrainConfig:
     eval_batch_size: int = 1000
     seed: int = 0
     progress_seconds: float = 10.0  # at most one progress report per this many seconds (and one per epoch)
+    eval_at: tuple[float, ...] = ()  # also score on the validation set after these epochs (lower budgets of a run
+    #                                   whose schedule makes them prefixes: lr_schedule="step")
 
 
 def lr_factor(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
@@ -95,6 +97,7 @@ class EvalResult:
     error: str | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from_epoch: int | None = None  # continued from a saved training state
+    checkpoints: list[dict[str, float]] = field(default_factory=list)  # validation scores at cfg.eval_at
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -233,6 +236,7 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
         torch.set_rng_state(saved["rng"])  # dropout masks continue as if never interrupted
         first_epoch, step, result.history = int(saved["epoch"]), int(saved["step"]), list(saved["history"])
         result.resumed_from_epoch = first_epoch
+    eval_steps = {max(1, round(e * steps_per_epoch)) for e in cfg.eval_at}
     t_start = last_report = last_save = time.perf_counter()
     window_loss, window_steps = torch.zeros((), device=dev), 0
 
@@ -276,6 +280,11 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
             seen += 1
             step += 1
             window_steps += 1
+            if step in eval_steps and step < total_steps:
+                acc, val_loss = evaluate_accuracy(model, val_loader)
+                result.checkpoints.append({"epoch": step / steps_per_epoch, "val_acc": acc, "val_loss": val_loss,
+                                           "steps": step, "seconds": time.perf_counter() - t_start})
+                model.train()
             if progress is not None and time.perf_counter() - last_report >= cfg.progress_seconds:
                 report("train")
         mean_loss = float(loss_sum) / max(1, seen)  # one host sync per epoch

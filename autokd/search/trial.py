@@ -58,6 +58,7 @@ class TrialContext:
     augment_flip: bool = True
     eval_batch_size: int = 1000
     threads: int | None = None  # torch threads for the trial; None leaves torch's choice
+    eval_at: tuple[float, ...] = ()  # also score at these lower epochs on the way (a step schedule's prefixes)
 
     @classmethod
     def from_settings(cls, settings: Any, teacher_path: str | None, param_limit: int, device: str | None,
@@ -77,7 +78,8 @@ class TrialContext:
                            lr_schedule=self.lr_schedule, lr_step_epochs=self.lr_step_epochs,
                            lr_step_gamma=self.lr_step_gamma,
                            augment=Augment(pad=self.augment_pad, flip=self.augment_flip, cutout=0),
-                           eval_batch_size=self.eval_batch_size, seed=seed)
+                           eval_batch_size=self.eval_batch_size, seed=seed,
+                           eval_at=tuple(e for e in self.eval_at if e < budget))
 
 
 @dataclass
@@ -98,6 +100,7 @@ class TrialResult:
     val_loss: float | None = None
     steps: int | None = None
     history: list[dict[str, float]] = field(default_factory=list)  # per epoch: train loss, lr, seconds
+    checkpoints: list[dict[str, float]] = field(default_factory=list)  # validation scores at ctx.eval_at
     extra: dict[str, Any] = field(default_factory=dict)  # where it ran: device, pid, threads, times
 
     def to_json(self) -> dict[str, Any]:
@@ -182,6 +185,7 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = No
         result.peak_memory_mb, result.error = r.peak_memory_mb, r.error
         result.train_loss, result.val_loss, result.steps, result.history = r.train_loss, r.val_loss, r.steps, \
             r.history
+        result.checkpoints = r.checkpoints
         result.extra.update(device=r.device, train_images=len(train), val_images=len(val))
         if r.status == "ok" and r.val_acc is not None:
             result.loss = 1.0 - r.val_acc
