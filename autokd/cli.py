@@ -117,7 +117,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     limit = args.param_limit or gen.param_limit or default_param_limit(shape)
     seed, why = _winner_seed(gen, args.seed)
     t0 = time.perf_counter()
-    spec = sample_architecture(gen.generator, seed, shape, classes, limit)
+    spec = sample_architecture(gen.generator, seed, shape, classes, limit, merge=gen.merge_width)
     seconds = time.perf_counter() - t0
     params, macs = count_parameters(spec), count_macs(spec)
     if args.out:
@@ -244,7 +244,7 @@ SEARCH_FLAGS = ("dataset", "teacher", "teacher_weights", "min_budget", "max_budg
                 "optimizer", "bracket_rounding", "refill_failed", "min_points_in_model", "random_fraction",
                 "executor", "workers", "threads_per_trial", "gpus_per_trial", "ray_address", "param_limit",
                 "data_dir", "seed", "subset", "val_images", "batch_size", "lr", "weight_decay",
-                "weight_decay_scope", "lr_schedule", "augment_pad", "max_nodes", "device", "logit_cache")
+                "weight_decay_scope", "lr_schedule", "augment_pad", "max_nodes", "merge_width", "device", "logit_cache")
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -496,6 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--augment-pad", type=_typed("int", min=0, max=64), help="random-crop padding in pixels (0: no "
                    "crop)")
     r.add_argument("--max-nodes", type=_typed("int", min=3, max=10), help="cap every graph level's node count")
+    r.add_argument("--merge-width", choices=("cell", "predecessor"), help="where a cell's inputs differ in channels, "
+                   "project them to the cell's width (default) or to the highest-id predecessor's (the reference)")
     r.add_argument("--seed", type=SEED, help="seed of the proposals, architectures and split (default 0)")
     r.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda if available)")
     r.add_argument("--logit-cache", choices=("auto", "on", "off"), help="teacher logits per augmentation view, "

@@ -58,6 +58,7 @@ class SearchSettings:
     eval_batch_size: int = 1000
     smoke_teacher: bool = False  # train a missing built-in teacher at smoke size
     max_nodes: int | None = None  # cap on G1/G2/G3_nodes (CPU presets keep the conv-op count small)
+    merge_width: str = "cell"  # top-level merge of inputs that differ: the cell's width, or "predecessor" (reference)
     logit_cache: str = "auto"  # teacher-logit cache: on, off, or auto (on with CUDA)
     device: str | None = None
     preset: str = "paper"
@@ -140,6 +141,7 @@ SETTING_FIELDS: dict[str, Field] = {
     "eval_batch_size": Field("int", min=1, max=1_000_000),
     "smoke_teacher": Field("bool"),
     "max_nodes": Field("int", min=3, max=10, nullable=True),
+    "merge_width": Field("str", choices=("cell", "predecessor")),
     "logit_cache": Field("str", choices=("auto", "on", "off")),
     "device": Field("str", nullable=True, help=_DEVICE_HELP),
     "preset": Field("str", choices=("smoke", "cpu", "paper")),

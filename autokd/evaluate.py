@@ -32,7 +32,7 @@ def evaluate_one(args: argparse.Namespace, board: Board) -> dict[str, Any]:
         if args.seed is None and gen.source.get("seed") is not None:
             seed, seed_from = int(gen.source["seed"]), "the search's winner"
         limit = args.param_limit or gen.param_limit or default_param_limit(ds.input_shape)
-        spec = sample_architecture(gen.generator, seed, ds.input_shape, ds.num_classes, limit)
+        spec = sample_architecture(gen.generator, seed, ds.input_shape, ds.num_classes, limit, merge=gen.merge_width)
     else:
         spec = load_arch(args.arch)
         seed_from = "--seed" if args.seed is not None else "default"

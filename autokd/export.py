@@ -47,7 +47,8 @@ def export_winner(run_dir: str | Path, out: str | Path) -> Path:
                           f"rerun the search or use `autokd sample --seed N`")
     shape = tuple(run.get("input_shape") or dataset_info(src["dataset"]).input_shape)
     classes = int(run.get("num_classes") or dataset_info(src["dataset"]).num_classes)
-    spec = sample_architecture(gen.generator, int(src["seed"]), shape, classes, gen.param_limit or 4_000_000)
+    spec = sample_architecture(gen.generator, int(src["seed"]), shape, classes, gen.param_limit or 4_000_000,
+                               merge=gen.merge_width)
     if src.get("arch_id") and spec.arch_id != src["arch_id"]:
         raise RunDirError(f"the architecture rebuilt from best.json ({spec.arch_id}) is not the winner "
                           f"({src['arch_id']}); the file was edited")

@@ -222,7 +222,8 @@ def sample_identity(index: int, gen_json: dict[str, Any] | None, st: dict[str, A
     s = RetrainSettings(**st)
     recipe = {k: v for k, v in st.items() if k not in ("samples", "workers", "threads_per_sample", "device",
                                                        "logit_cache", "winner_seed", "seed", "teacher")}
-    return {"generator": {k: gen_json.get(k) for k in ("space", "generator", "kd", "param_limit")} if gen_json
+    return {"generator": {k: gen_json.get(k) for k in ("space", "generator", "kd", "param_limit", "merge_width")}
+            if gen_json
             else None, "seed": sample_seed(s, index), "recipe": recipe, "teacher": teacher_fp}
 
 
@@ -252,7 +253,8 @@ def retrain_sample(index: int, gen_json: dict[str, Any] | None, st: dict[str, An
         write_json(folder / "arch.json", arch_json)
     else:
         assert gen_json is not None
-        arch = sample_architecture(gen_json["generator"], seed, ds.input_shape, ds.num_classes, s.param_limit)
+        arch = sample_architecture(gen_json["generator"], seed, ds.input_shape, ds.num_classes, s.param_limit,
+                                   merge=gen_json.get("merge_width", "cell"))
         write_atomic(folder / "arch.json", arch.dumps())
         torch.manual_seed(seed)
         model, arch_id, macs = build_student(arch), arch.arch_id, count_macs(arch)

@@ -15,6 +15,7 @@ from autokd.data.registry import DatasetInfo
 from autokd.errors import DatasetError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+MAX_IMAGE_PIXELS = 40_000_000  # far above any photo dataset; larger is a decompression bomb
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ def read_idx(path: Path) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DatasetError(f"{path}: not an unsigned-byte IDX file; replace it with the official one")
     ndim = data[3]
+    if ndim not in (1, 3) or len(data) < 4 + 4 * ndim:
+        raise DatasetError(f"{path}: IDX header has {ndim} dimensions; expected images (3) or labels (1)")
     dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
@@ -54,27 +57,55 @@ def read_idx(path: Path) -> np.ndarray:
 def _idx_pair(d: Path, prefix: str) -> ImageSet:
     images = read_idx(d / f"{prefix}-images-idx3-ubyte.gz")
     labels = read_idx(d / f"{prefix}-labels-idx1-ubyte.gz")
+    if images.ndim != 3 or labels.ndim != 1:
+        raise DatasetError(f"{d}: {prefix} images must be a 3-d IDX file and labels a 1-d one; are they swapped?")
     if images.shape[0] != labels.shape[0]:
         raise DatasetError(f"{d}: {prefix} images ({images.shape[0]}) and labels ({labels.shape[0]}) differ")
     return ImageSet(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
 
 
+class _PlainUnpickler(pickle.Unpickler):
+    """CIFAR batches hold dicts of bytes, lists and numpy arrays: nothing else is built (no code runs)."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str):  # type: ignore[override]
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR batch")
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as fh:
-            return pickle.load(fh, encoding="bytes")
-    except (OSError, pickle.UnpicklingError, EOFError) as exc:
-        raise DatasetError(f"{path}: cannot read CIFAR batch ({exc}); replace it with the official file") from None
+            obj = _PlainUnpickler(fh, encoding="bytes").load()
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+            MemoryError, RecursionError) as exc:
+        raise DatasetError(f"{path}: cannot read CIFAR batch ({type(exc).__name__}); replace it with the official "
+                           f"file") from None
+    if not isinstance(obj, dict):
+        raise DatasetError(f"{path}: a CIFAR batch is a pickled dict, this holds a {type(obj).__name__}; replace it")
+    return obj
 
 
 def _cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     obj = _unpickle(path)
     if b"data" not in obj or label_key not in obj:
         raise DatasetError(f"{path}: CIFAR batch lacks b'data' or {label_key!r}; is it the python version?")
-    data = np.asarray(obj[b"data"], dtype=np.uint8)
+    raw = np.asarray(obj[b"data"])
+    if raw.dtype != np.uint8 and not (np.issubdtype(raw.dtype, np.integer) and raw.size and raw.min() >= 0
+                                      and raw.max() <= 255):
+        raise DatasetError(f"{path}: CIFAR pixels must be uint8 in [0, 255], got {raw.dtype}; replace the file")
+    data = raw.astype(np.uint8)
     if data.ndim != 2 or data.shape[1] != 3072:
         raise DatasetError(f"{path}: CIFAR data must be N×3072 uint8, got {data.shape}")
-    return data.reshape(-1, 3, 32, 32), np.asarray(obj[label_key], dtype=np.int64)
+    labels = np.asarray(obj[label_key])
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or len(labels) != len(data):
+        raise DatasetError(f"{path}: {label_key!r} must be {len(data)} integer labels, got {labels.dtype} "
+                           f"{labels.shape}; replace the file")
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
 def _cifar(paths: list[Path], label_key: bytes) -> ImageSet:
@@ -90,9 +121,15 @@ def _image_folder(root: Path, classes: list[str], size: tuple[int, int]) -> Imag
     for label, cls in enumerate(classes):
         cdir = root / cls
         files = sorted(p for p in cdir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if cdir.is_dir() else []
+        if not files:
+            raise DatasetError(f"{cdir}: class {cls!r} has no images (or no folder) here; every class needs images in "
+                               f"both train/ and test/")
         for f in files:
             try:
                 with Image.open(f) as im:
+                    if im.width * im.height > MAX_IMAGE_PIXELS:
+                        raise DatasetError(f"{f}: {im.width}×{im.height} pixels is too large to be a training "
+                                           f"image (a decompression bomb?); remove it")
                     # Resize the shorter side to the target, then centre-crop: keeps the aspect ratio.
                     im = im.convert("RGB")
                     w, h = im.size
@@ -102,8 +139,8 @@ def _image_folder(root: Path, classes: list[str], size: tuple[int, int]) -> Imag
                     left, top = (im.size[0] - size[1]) // 2, (im.size[1] - size[0]) // 2
                     im = im.crop((left, top, left + size[1], top + size[0]))
                     images.append(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy())
-            except OSError as exc:
-                raise DatasetError(f"{f}: cannot read image ({exc}); remove or replace it") from None
+            except (OSError, ValueError, Image.DecompressionBombError) as exc:
+                raise DatasetError(f"{f}: cannot read image ({type(exc).__name__}); remove or replace it") from None
             labels.append(label)
     if not images:
         raise DatasetError(f"{root}: no images found (expected {root}/<class>/*.jpg)")
@@ -141,6 +178,11 @@ def read_dataset(info: DatasetInfo, d: Path) -> tuple[ImageSet, ImageSet, int]:
     elif info.reader == "imagefolder":
         classes = image_folder_classes(d)
         test_dir = d / "test" if (d / "test").is_dir() else d / "val"
+        test_classes = sorted(p.name for p in test_dir.iterdir() if p.is_dir())
+        if test_classes != classes:
+            missing = sorted(set(classes) - set(test_classes)) or sorted(set(test_classes) - set(classes))
+            raise DatasetError(f"{d}: train/ and {test_dir.name}/ hold different classes ({', '.join(missing[:5])}); "
+                               f"give both the same class folders")
         train = _image_folder(d / "train", classes, info.input_shape[1:])
         test = _image_folder(test_dir, classes, info.input_shape[1:])
         if info.num_classes and len(classes) != info.num_classes:

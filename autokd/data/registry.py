@@ -163,9 +163,13 @@ def verify_checksums(info: DatasetInfo, d: Path) -> None:
     if marker.is_file():
         return
     for f, want in info.md5.items():
-        got = md5sum(d / f)
-        if got != want and f in info.raw_md5 and md5sum(d / f, gunzip=True) == info.raw_md5[f]:
-            continue
+        try:
+            got = md5sum(d / f)
+            if got != want and f in info.raw_md5 and md5sum(d / f, gunzip=True) == info.raw_md5[f]:
+                continue
+        except (OSError, EOFError) as exc:  # unreadable, not gzip, truncated
+            raise DatasetError(f"{info.name}: {d / f} cannot be read ({type(exc).__name__}); the file is corrupt, "
+                               f"replace it") from None
         if got != want:
             raise DatasetError(f"{info.name}: {d / f} has md5 {got}, expected {want}; the file is corrupt or not "
                                f"the official one, replace it")
@@ -181,6 +185,8 @@ def resolve(name: str, data_dir: str | Path | None = None, download: bool = True
     info = dataset_info(name)
     if info.reader == "synthetic":
         return Path("/dev/null")
+    if data_dir is not None:
+        check_data_dir(info, Path(data_dir))
     for d in candidate_dirs(info, data_dir):
         if _has_files(info, d):
             verify_checksums(info, d)
@@ -189,6 +195,24 @@ def resolve(name: str, data_dir: str | Path | None = None, download: bool = True
         return _download(info)
     where = ", ".join(str(d) for d in candidate_dirs(info, data_dir))
     raise DatasetError(f"dataset {name} not found (looked in {where}); {info.help}")
+
+
+def check_data_dir(info: DatasetInfo, root: Path) -> None:
+    """An explicit --data-dir must exist, be a folder, and hold the dataset whole (checksums included) wherever it
+    holds any of its files: a broken copy there is an error, never a silent fall-back to another copy."""
+    if not root.exists():
+        raise DatasetError(f"--data-dir {root} does not exist; give the folder that holds the {info.name} files")
+    if not root.is_dir():
+        raise DatasetError(f"--data-dir {root} is a file; give the folder that holds the {info.name} files")
+    for d in (root / s if s else root for s in info.subdirs):
+        present = [f for f in info.required if (d / f).exists()]
+        if present and len(present) < len(info.required):
+            missing = [f for f in info.required if f not in present]
+            raise DatasetError(f"{d} holds part of {info.name} but lacks {', '.join(missing)}; add them or remove "
+                               f"the partial copy")
+        if present:
+            verify_checksums(info, d)
+            return
 
 
 def _download(info: DatasetInfo) -> Path:

@@ -64,7 +64,7 @@ class Student(nn.Module):
             nn.Conv2d(c_in, c0, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c0), nn.ReLU(inplace=True),
             nn.Conv2d(c0, c0, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c0))
         plans, out = top_plan(spec)
-        self.merges = nn.ModuleList(TopMerge(p.sources, p.size, p.width) for p in plans)
+        self.merges = nn.ModuleList(TopMerge(p.sources, p.size, p.in_channels) for p in plans)
         self.cells = nn.ModuleList(_cell(c, p.in_channels, p.width) for c, p in zip(spec.cells, plans))
         self.sources = [[s.node for s in p.sources] for p in plans]
         self.output_merge = TopMerge(out.sources, out.size, out.channels)

@@ -103,7 +103,8 @@ def _winner(run: RunData, out: Path) -> list[str]:
 
         try:
             spec = sample_architecture(theta, int(src.get("seed", 0)), tuple(shape), classes,
-                                       best.get("param_limit") or run.run.get("param_limit") or 4_000_000)
+                                       best.get("param_limit") or run.run.get("param_limit") or 4_000_000,
+                                       merge=best.get("merge_width", "cell"))
             draw_architecture(spec, out / "best_architecture.png")
             lines += ["", f"![the winning architecture (seed {src.get('seed', 0)}, arch_id {spec.arch_id})]"
                           f"(best_architecture.png)"]

@@ -147,7 +147,7 @@ def write_best(run_dir: Path, driver: BOHBDriver, best: TrialResult, run: dict[s
     recipe = {k: st.get(k) for k in ("batch_size", "lr", "momentum", "weight_decay", "weight_decay_scope",
                                      "lr_schedule", "lr_step_epochs", "lr_step_gamma", "augment_pad",
                                      "augment_flip", "subset", "val_images", "val_fraction")}
-    obj = {"format": GENERATOR_FORMAT, "space": run["space"],
+    obj = {"format": GENERATOR_FORMAT, "space": run["space"], "merge_width": st.get("merge_width", "cell"),
            "generator": {k: cfg[k] for k in THETA_KEYS},
            "kd": {"temperature": float(cfg.get("temperature", 4.0)), "alpha": float(cfg.get("alpha", 0.0))},
            "param_limit": run["param_limit"],

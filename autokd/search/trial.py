@@ -58,6 +58,7 @@ class TrialContext:
     augment_flip: bool = True
     eval_batch_size: int = 1000
     threads: int | None = None  # torch threads for the trial; None leaves torch's choice
+    merge_width: str = "cell"
     eval_at: tuple[float, ...] = ()  # also score at these lower epochs on the way (a step schedule's prefixes)
 
     @classmethod
@@ -170,7 +171,8 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = No
         if ctx.memory_fraction and torch.cuda.is_available():
             torch.cuda.set_per_process_memory_fraction(min(1.0, ctx.memory_fraction))
         ds = load_dataset(ctx.dataset, ctx.data_dir)
-        arch = sample_architecture(spec.theta, spec.seed, ds.input_shape, ds.num_classes, ctx.param_limit)
+        arch = sample_architecture(spec.theta, spec.seed, ds.input_shape, ds.num_classes, ctx.param_limit,
+                                   merge=ctx.merge_width)
         result.arch_id = arch.arch_id
         train, val = train_val_split(ds.train, ctx.val_fraction, ctx.split_seed, ctx.subset, ctx.val_images)
         use_kd = ctx.teacher_path is not None and spec.alpha > 0

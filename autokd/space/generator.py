@@ -22,7 +22,8 @@ MAX_WIDTH = 4096
 
 
 def _with_width(spec: ArchSpec, width: int) -> ArchSpec:
-    return ArchSpec(spec.input_shape, spec.num_classes, width, spec.top, spec.stages, spec.cells, spec.source)
+    return ArchSpec(spec.input_shape, spec.num_classes, width, spec.top, spec.stages, spec.cells, spec.source,
+                    spec.merge)
 
 
 def widest_width(spec: ArchSpec, param_limit: int) -> int:
@@ -44,7 +45,7 @@ def widest_width(spec: ArchSpec, param_limit: int) -> int:
 
 def sample_architecture(theta: Mapping[str, Any], seed: int, input_shape: tuple[int, int, int], num_classes: int,
                         param_limit: int = DEFAULT_PARAM_LIMIT,
-                        max_redraws: int = DEFAULT_MAX_REDRAWS) -> ArchSpec:
+                        max_redraws: int = DEFAULT_MAX_REDRAWS, merge: str = "cell") -> ArchSpec:
     """Draw one architecture from G(θ); raises InvalidGenerator with the reason when θ cannot produce one.
 
     θ must hold the 8 generator keys (validate user input with SearchSpace.check_theta first).
@@ -64,5 +65,5 @@ def sample_architecture(theta: Mapping[str, Any], seed: int, input_shape: tuple[
         cells.append(CellSpec(mid, modules))
     source = {"generator": dict(t), "seed": int(seed), "param_limit": int(param_limit)}
     spec = ArchSpec(tuple(int(x) for x in input_shape), int(num_classes), 1, top, tuple(stages), tuple(cells),
-                    source)
+                    source, merge)
     return _with_width(spec, widest_width(spec, int(param_limit)))

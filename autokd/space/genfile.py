@@ -14,7 +14,7 @@ from autokd.space.configspace import load_space
 from autokd.space.generator import DEFAULT_PARAM_LIMIT
 
 GENERATOR_FORMAT = "autokd.generator/1"
-TOP_KEYS = {"format", "space", "generator", "kd", "param_limit", "source"}
+TOP_KEYS = {"format", "space", "generator", "kd", "param_limit", "source", "merge_width"}
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class GeneratorFile:
     space: str = "nago"
     param_limit: int | None = None  # None: the dataset's default
     source: dict[str, Any] = field(default_factory=dict)
+    merge_width: str = "cell"  # top-level merge rule of the architectures (autokd.space.plan)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"format": GENERATOR_FORMAT, "space": self.space, "generator": self.generator,
@@ -32,6 +33,8 @@ class GeneratorFile:
             out["param_limit"] = self.param_limit
         if self.source:
             out["source"] = self.source
+        if self.merge_width != "cell":
+            out["merge_width"] = self.merge_width
         return out
 
 
@@ -64,7 +67,10 @@ def generator_from_json(obj: Any, where: str = "generator file") -> GeneratorFil
     for key in ("dataset", "teacher", "data_dir", "teacher_weights"):
         if source.get(key) is not None and not isinstance(source[key], str):
             raise UserError(f"{where}: source.{key} must be a string, got {source[key]!r}")
-    return GeneratorFile(theta, kd, space_name, limit, source)
+    merge = obj.get("merge_width", "cell")
+    if merge not in ("cell", "predecessor"):
+        raise UserError(f"{where}: merge_width must be cell or predecessor, got {merge!r}")
+    return GeneratorFile(theta, kd, space_name, limit, source, merge)
 
 
 def load_generator(path: str | Path) -> GeneratorFile:

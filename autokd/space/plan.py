@@ -5,8 +5,10 @@ analytic counts and the real module cannot drift apart (tests compare them).
 
 Merge rule (all levels): a node with one source takes it as is. With several sources it sums them, each scaled by
 sigmoid(w_e) (one scalar per edge, w initialised to 1); only at the top level can sources differ in channels, and
-then every source whose channels differ from the cell's width is projected by a 1×1 conv (with bias) instead of
-gated, and the sum runs at the cell's width. Sources are average-pooled to the cell's stage size first.
+then every source whose channels differ from a target width is projected by a 1×1 conv (with bias) instead of
+gated, and the sum runs at that width. The target is the cell's own width (`merge="cell"`, autokd's default) or the
+channels of the highest-id predecessor (`merge="predecessor"`, the NAGO reference's `compute_input_planes`).
+Sources are average-pooled to the cell's stage size first.
 """
 
 from __future__ import annotations
@@ -58,8 +60,9 @@ def top_plan(spec: ArchSpec) -> tuple[list[TopNodePlan], OutputPlan]:
             sources = tuple(Source(n, c, s, "gate") for n, c, s in raw)
             in_ch = raw[0][1]
         else:
-            sources = tuple(Source(n, c, s, "gate" if c == width[i] else "project") for n, c, s in raw)
-            in_ch = width[i]
+            target = width[i] if spec.merge == "cell" else max(raw, key=lambda r: r[0])[1]
+            sources = tuple(Source(n, c, s, "gate" if c == target else "project") for n, c, s in raw)
+            in_ch = target
         plans.append(TopNodePlan(i, spec.stages[i], sizes[spec.stages[i]], width[i], in_ch, sources))
     outs = spec.top.output_nodes()
     last = outs[-1]
@@ -90,7 +93,7 @@ def count_parameters(spec: ArchSpec) -> int:
     total = _conv(c_in, c0, 3, False) + 2 * c0 + _conv(c0, c0, 3, False) + 2 * c0
     plans, out = top_plan(spec)
     for plan, cell in zip(plans, spec.cells):
-        total += sum(1 if s.kind == "gate" else _conv(s.channels, plan.width, 1, True)
+        total += sum(1 if s.kind == "gate" else _conv(s.channels, plan.in_channels, 1, True)
                      for s in plan.sources if s.kind in ("gate", "project"))
         total += gate_count(cell.graph)
         for m_in, module in zip(graph_input_channels(cell.graph, plan.in_channels, plan.width), cell.modules):
@@ -117,7 +120,7 @@ def count_macs(spec: ArchSpec) -> int:
     plans, out = top_plan(spec)
     for plan, cell in zip(plans, spec.cells):
         area = plan.size[0] * plan.size[1]
-        macs += sum(s.channels * plan.width * area for s in plan.sources if s.kind == "project")
+        macs += sum(s.channels * plan.in_channels * area for s in plan.sources if s.kind == "project")
         for m_in, module in zip(graph_input_channels(cell.graph, plan.in_channels, plan.width), cell.modules):
             for op_in in graph_input_channels(module, m_in, plan.width):
                 macs += op_in * plan.width * 9 * area

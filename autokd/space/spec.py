@@ -18,6 +18,7 @@ ARCH_FORMAT = "autokd.arch/1"
 STAGE_RATIOS = (1, 2, 4)
 HEAD_CHANNELS = 1280
 HEAD_DROPOUT = 0.2
+MERGE_RULES = ("cell", "predecessor")
 MAX_GRAPH_NODES = 64  # far above the search space's 10: a file with more is not one autokd wrote
 # Inputs whose smaller side exceeds this get a stem that downsamples 4× (two stride-2 convs) before stage 0.
 LARGE_IMAGE_SIDE = 64
@@ -64,6 +65,7 @@ class ArchSpec:
     stages: tuple[int, ...]  # stage (0, 1, 2) of each top node
     cells: tuple[CellSpec, ...]
     source: dict[str, Any] = field(default_factory=dict, compare=False)  # provenance: θ, seed, param_limit
+    merge: str = "cell"  # top-level merge width where inputs differ: "cell" (autokd) or "predecessor" (reference)
 
     @property
     def stem_downsample(self) -> int:
@@ -101,6 +103,8 @@ class ArchSpec:
             "head": {"channels": HEAD_CHANNELS, "dropout": HEAD_DROPOUT},
             "top": {**self.top.to_json(), "stages": list(self.stages)},
             "cells": [{**c.graph.to_json(), "modules": [m.to_json() for m in c.modules]} for c in self.cells],
+            # only when not the default, so the ids of architectures written before the switch stay the same
+            **({"merge": self.merge} if self.merge != "cell" else {}),
         }
 
     @property
@@ -165,7 +169,11 @@ def arch_from_json(obj: Any) -> ArchSpec:
         if not isinstance(mods, list) or len(mods) != graph.nodes:
             raise UserError(f"architecture file: cell {i} must hold one module per mid-graph node")
         cells.append(CellSpec(graph, tuple(_graph_from(m, f"cell {i} module {j}") for j, m in enumerate(mods))))
-    spec = ArchSpec(shape, num_classes, width, top, tuple(stages), tuple(cells), dict(obj.get("source") or {}))
+    merge = obj.get("merge", "cell")
+    if merge not in MERGE_RULES:
+        raise UserError(f"architecture file: merge must be one of {', '.join(MERGE_RULES)}, got {merge!r}")
+    spec = ArchSpec(shape, num_classes, width, top, tuple(stages), tuple(cells), dict(obj.get("source") or {}),
+                    merge)
     if "arch_id" in obj and obj["arch_id"] != spec.arch_id:
         raise UserError(f"architecture file: arch_id {obj['arch_id']} does not match its content "
                         f"({spec.arch_id}); the file was edited or is corrupt")
