@@ -122,8 +122,9 @@ def part_rank(st: dict[str, Any], out: Path) -> None:
     teacher = resolve_teacher(st["teacher"], ds, device="cpu", quiet=True)
     configs = study_configs(st)
     write_json(out / "rank" / "configs.json", configs)
+    limit = st["rank"].get("arm_configs") or {}
     jobs = [{"study": st, "config": c, "arm": arm, "teacher_path": str(teacher.path)}
-            for c in configs for arm in st["rank"]["arms"]]
+            for c in configs for arm in st["rank"]["arms"] if c["index"] < limit.get(arm, len(configs))]
     workers = int(st.get("workers") or os.cpu_count() or 1)
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_worker, args=(jobs[w::workers], str(out / "rank"))) for w in range(workers)]
