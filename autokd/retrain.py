@@ -127,6 +127,14 @@ def settings_for(gen: GeneratorFile | None, overrides: dict[str, Any], preset: s
     if alpha == 0:
         values["teacher"] = None
     checked = check_object(values, RETRAIN_FIELDS, "retrain settings")
+    if checked.get("student"):
+        from autokd.nn.handmade import HANDMADE
+
+        if checked["student"] not in HANDMADE:
+            raise UserError(f"unknown hand-designed student {checked['student']!r}; choose from {', '.join(HANDMADE)}")
+    from autokd.config import check_device
+
+    check_device(checked.get("device"))
     return replace(RetrainSettings(dataset, None, 1000), **checked)
 
 

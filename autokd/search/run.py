@@ -80,11 +80,11 @@ def _cpu_model() -> str:
 
 def check_run_dir_path(run_dir: Path) -> None:
     """A usable place for a new run directory (before anything is written)."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"--run-dir {run_dir} is a file, not a folder; choose another --run-dir")
     try:
         if len(run_dir.name.encode()) > 255:
             raise OSError(36, "File name too long")
+        if run_dir.exists() and not run_dir.is_dir():
+            raise RunDirError(f"--run-dir {run_dir} is a file, not a folder; choose another --run-dir")
         probe = run_dir
         while not probe.exists():
             probe = probe.parent
