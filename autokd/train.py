@@ -294,12 +294,12 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
         elapsed = time.perf_counter() - t_start
         result.history.append({"epoch": round(step / steps_per_epoch, 4), "train_loss": mean_loss,
                                "lr": opt.param_groups[0]["lr"], "seconds": round(elapsed, 3)})
-        if progress is not None and window_steps:
-            report("train")
         if checkpointing is not None and epoch + 1 < n_epochs and \
                 time.perf_counter() - last_save >= checkpointing.every_seconds:
             _save_state(checkpointing, model, opt, sched, epoch + 1, step, gen, result.history)
             last_save = time.perf_counter()
+        if progress is not None and window_steps:
+            report("train")
     if progress is not None:
         progress({"phase": "eval", "step": step, "steps": total_steps, "epoch": step / steps_per_epoch,
                   "epochs": float(cfg.epochs), "train_loss": result.train_loss,

@@ -118,7 +118,9 @@ def best_so_far(groups: list[Group], path: Path) -> None:
                     stacked.append(np.interp(grid, ns, ys, left=np.nan))
             if stacked:
                 arr = np.array(stacked)
-                mean, std = np.nanmean(arr, 0), np.nanstd(arr, 0)
+                with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
+                    __import__("warnings").simplefilter("ignore", RuntimeWarning)  # columns before a run's first result
+                    mean, std = np.nanmean(arr, 0), np.nanstd(arr, 0)
                 ax.plot(grid, mean, color=colour, label=f"{name} (mean of {len(stacked)})")
                 ax.fill_between(grid, mean - std, mean + std, color=colour, alpha=0.2)
         ax.set_title(f"{b:g} epochs")

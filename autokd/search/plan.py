@@ -89,9 +89,12 @@ def _time_steps(model: torch.nn.Module, shape: tuple[int, ...], classes: int, ba
         loss.backward()
         opt.step()
 
+    t0 = time.perf_counter()
     step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    if time.perf_counter() - t0 > 2.0:  # a slow model: its first step is measurement enough
+        return batch / (time.perf_counter() - t0)
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
@@ -124,7 +127,10 @@ def measure(settings: SearchSettings, shape: tuple[int, int, int], classes: int,
     try:
         cs = load_space(settings.space).with_max_nodes(settings.max_nodes).to_configspace(seed=settings.seed)
         train_rates, eval_rates = [], []
+        started = time.perf_counter()
         for i in range(3):
+            if train_rates and time.perf_counter() - started > 5.0:
+                break  # enough for a projection: its order of magnitude is what decides
             theta = config_to_plain(cs.sample_configuration())
             try:
                 spec = sample_architecture(theta, i, shape, classes, param_limit)
