@@ -341,7 +341,8 @@ def _finish(module: nn.Module, meta: dict[str, Any], path: Path, fingerprint: st
     module = module.to(dev)
     if dev.type == "cuda" and kind != "export":
         module = module.to(memory_format=torch.channels_last)
-    module.eval()
+    if kind != "export":  # an exported program keeps the mode it was exported in (export it in eval mode)
+        module.eval()
     if check:
         _check_forward(module, meta, dataset, str(path), dev)
     meta.setdefault("params", sum(p.numel() for p in module.parameters()))
