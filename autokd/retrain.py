@@ -450,6 +450,8 @@ def run_retrain(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path, bo
                 board.line(f"retrain: sample {i} already done (test_acc {prev['test_acc']:.4f}), skipped")
             else:
                 todo.append(i)
+        if todo and teacher_fp:
+            _prepare_cache(s, gen_json, board)
         if todo:
             board.line(f"retrain: {len(todo)} sample(s) × {s.epochs:g} epochs"
                        + (" (sample 0 is the search's winner)" if 0 in todo and s.winner_seed is not None else "")
@@ -473,6 +475,28 @@ def run_retrain(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path, bo
         write_json(out_dir / "summary.json", summary)
         write_atomic(out_dir / "summary.md", summary_markdown(summary))
     return summary
+
+
+def _prepare_cache(s: RetrainSettings, gen_json: dict[str, Any] | None, board: Board) -> None:
+    """Build the teacher-logit cache once, before the sample workers start (each would build its own)."""
+    import time
+
+    from autokd.data.dataset import load_dataset
+    from autokd.kd.cache import load_or_build
+    from autokd.kd.teacher import resolve_teacher
+    from autokd.train import pick_device
+
+    aug = s.recipe().augment
+    device = pick_device(s.device)
+    if s.subset or not _teacher_kd(s, gen_json) or not use_cache(s, aug, device):
+        return  # subsets differ per sample (seeded by it): each sample builds its own rows
+    ds = load_dataset(s.dataset, s.data_dir)
+    t0 = time.time()
+    board.line(f"retrain: computing the teacher's logits for {len(ds.train):,} images × {aug.views} views")
+    teacher = resolve_teacher(str(s.teacher), ds, smoke=s.smoke_teacher, device=s.device, quiet=True,
+                              weights=s.teacher_weights)
+    load_or_build(teacher, ds.train, aug, ds.info.mean, ds.info.std, device, quiet=True)
+    board.line(f"retrain: teacher logits ready in {time.time() - t0:.0f}s")
 
 
 def _sample_line(board: Board, r: dict[str, Any]) -> None:

@@ -72,3 +72,26 @@ def test_datasets_lists_fashion_mnist_when_installed(capsys):
     assert set(rows) >= {"fashion-mnist", "mnist", "cifar10", "cifar100", "imagefolder", "synthetic"}
     assert rows["fashion-mnist"]["available"] == (FASHION_DIR / "train-images-idx3-ubyte.gz").exists()
     assert rows["cifar100"]["available"] is False and "--data-dir" in rows["cifar100"]["where"]
+
+
+def test_every_flag_has_help_and_version_prints(capsys):
+    import argparse
+
+    from autokd import __version__
+    from autokd.cli import build_parser
+
+    missing = []
+
+    def walk(parser, prefix):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, prefix + [name])
+            elif not action.help:
+                missing.append(" ".join(prefix + (action.option_strings or [action.dest])))
+
+    walk(build_parser(), [])
+    assert not missing, missing
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and __version__ in capsys.readouterr().out

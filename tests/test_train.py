@@ -99,3 +99,31 @@ def test_cuda_path_uses_bf16_autocast_and_reports_peak_memory():
     r = train_and_evaluate(small_student((3, 32, 32), 10), train, val, ds.info.mean, ds.info.std,
                            TrainConfig(epochs=1, batch_size=64), device="cuda")
     assert r.status == "ok" and r.device.startswith("cuda") and r.peak_memory_mb > 0
+
+
+def test_step_schedule_makes_a_low_budget_a_prefix_of_a_high_one_and_cosine_does_not():
+    from autokd.train import lr_factor
+
+    ds = load_dataset("synthetic:1x8x8:3:256")
+    train, val = train_val_split(ds.train, seed=0)
+    for schedule, prefix in (("step", True), ("cosine", False)):
+        cfg = dict(batch_size=32, seed=2, lr_schedule=schedule, lr_step_epochs=0.5)
+        short = train_and_evaluate(small_student((1, 8, 8), 3), train, val, ds.info.mean, ds.info.std,
+                                   TrainConfig(epochs=1, **cfg))
+        long = train_and_evaluate(small_student((1, 8, 8), 3), train, val, ds.info.mean, ds.info.std,
+                                  TrainConfig(epochs=2, eval_at=(1.0,), **cfg))
+        (mid,) = long.checkpoints
+        assert mid["steps"] == short.steps
+        assert (mid["val_loss"] == short.val_loss) is prefix, schedule
+    step = TrainConfig(epochs=120, lr_schedule="step")
+    assert [lr_factor(step, s, 1200, 10) for s in (0, 199, 200, 400, 1199)] == [1, 1, 0.5, 0.25, 0.5 ** 5]
+
+
+def test_weight_decay_scope_all_decays_batchnorm_and_weights_only_does_not():
+    from autokd.train import parameter_groups
+
+    model = small_student((1, 8, 8), 3)
+    every = parameter_groups(model, TrainConfig(epochs=1, weight_decay_scope="all"))
+    assert len(every) == 1 and len(every[0]["params"]) == len(list(model.parameters()))
+    split = parameter_groups(model, TrainConfig(epochs=1, weight_decay_scope="weights"))
+    assert all(p.ndim <= 1 for p in split[1]["params"]) and split[1]["weight_decay"] == 0.0
