@@ -60,7 +60,7 @@ def _header(run: RunData) -> list[str]:
              + (f", {pct(teacher.get('test_acc'), digits=2)} test accuracy" if teacher.get("test_acc") is not None
                 else "") + " |",
              f"| budgets | {'/'.join(f'{b:g}' for b in run.budgets())} epochs, η = {st.get('eta', '?')}, "
-             f"{st.get('iterations', '?')} brackets, {st.get('optimizer', 'bohb')}, lr schedule "
+             f"{st.get('iterations', '?')} bracket(s), {st.get('optimizer', 'bohb')}, lr schedule "
              f"{st.get('lr_schedule', 'cosine')} |",
              f"| trials | {len(run.finished)} finished, {len(run.failed)} failed |",
              f"| wall time | {run.wall_seconds() / 60:.1f} min"
@@ -88,12 +88,23 @@ def _winner(run: RunData, out: Path) -> list[str]:
              f"at {src.get('budget', 0):g} epochs, {src.get('params') or 0:,} parameters, τ = "
              f"{best['kd']['temperature']:.2f}, α = {best['kd']['alpha']:.2f} (architecture seed "
              f"{src.get('seed', '?')}, arch_id {src.get('arch_id', '?')})."]
+    winner = tuple(src.get("config_id", []))
+    if len(ranked) < 2:  # successive halving left one configuration at the top: compare where there were several
+        crowded = [b for b, rows in run.by_budget().items() if len(rows) > 1]
+        if crowded:
+            ranked = sorted(run.by_budget()[max(crowded)].values(), key=lambda e: -e["val_acc"])
+            ids = [tuple(e["config_id"]) for e in ranked]
+            place = f"ranked {ids.index(winner) + 1} of {len(ids)}" if winner in ids else "was not trained"
+            lines.append(f"It was the only configuration trained at {src.get('budget', 0):g} epochs; at "
+                         f"{max(crowded):g} epochs it {place}.")
     if len(ranked) > 1 and se:
-        gap = ranked[0]["val_acc"] - ranked[1]["val_acc"]
-        lines.append(f"The runner-up at that budget ({tuple(ranked[1]['config_id'])}) reached "
-                     f"{pct(ranked[1]['val_acc'])}: a gap of {100 * gap:.1f} points, {gap / (se * 2 ** 0.5):.1f} "
-                     f"standard errors of the difference — " + ("more than noise." if gap > 2 * se * 2 ** 0.5
-                                                                 else "within noise."))
+        first, second = ranked[0], ranked[1]
+        gap = first["val_acc"] - second["val_acc"]
+        noise = "more than noise." if gap > 2 * se * 2 ** 0.5 else "within noise."
+        lines.append(f"At {first['budget']:g} epochs the best, configuration {tuple(first['config_id'])} at "
+                     f"{pct(first['val_acc'])}, leads the runner-up {tuple(second['config_id'])} at "
+                     f"{pct(second['val_acc'])} by {100 * gap:.1f} points: {gap / (se * 2 ** 0.5):.1f} standard errors "
+                     f"of the difference, {noise}")
     theta = best.get("generator", {})
     lines += ["", "Generator θ: " + ", ".join(f"{k} = {theta[k]:.3g}" for k in THETA_KEYS if k in theta) + "."]
     shape, classes = run.run.get("input_shape"), run.run.get("num_classes")

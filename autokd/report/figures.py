@@ -99,15 +99,17 @@ def best_so_far(groups: list[Group], path: Path) -> None:
     plt = _plt()
     budgets = sorted({b for _, runs in groups for r in runs for b in r.budgets()})
     fig, axes = plt.subplots(1, max(1, len(budgets)), figsize=(4.2 * max(1, len(budgets)), 3.4), squeeze=False,
-                             sharey=True)
+                             sharey=True, sharex=True)
     repeated = any(len(runs) > 1 for _, runs in groups)
     for ax, b in zip(axes[0], budgets):
         for gi, (name, runs) in enumerate(groups):
             colour = COLOURS[gi % len(COLOURS)]
             if not repeated:
                 xs, ys, _ = best_so_far_curve(runs[0], b)
-                if xs:
+                if xs:  # markers where the best improved, so a budget with one result still shows it
                     ax.step(xs, ys, where="post", color=colour, label=name)
+                    better = [i for i in range(len(ys)) if i == 0 or ys[i] > ys[i - 1]]
+                    ax.plot([xs[i] for i in better], [ys[i] for i in better], "o", color=colour, markersize=4)
                 continue
             curves = [best_so_far_curve(r, b) for r in runs]
             horizon = max((c[2][-1] for c in curves if c[2]), default=0)
@@ -117,7 +119,7 @@ def best_so_far(groups: list[Group], path: Path) -> None:
                 if ns:
                     stacked.append(np.interp(grid, ns, ys, left=np.nan))
             if stacked:
-                arr = np.array(stacked)
+                arr = np.array(stacked, dtype=float)
                 with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
                     __import__("warnings").simplefilter("ignore", RuntimeWarning)  # columns before a run's first result
                     mean, std = np.nanmean(arr, 0), np.nanstd(arr, 0)
@@ -156,20 +158,23 @@ def tau_alpha(run: RunData, path: Path) -> float | None:
 
 
 def accuracy_vs_params(groups: list[Group], path: Path) -> None:
-    """Validation accuracy at the highest budget against parameter count."""
+    """Validation accuracy against parameter count, every evaluation, one marker per budget."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    top = max((b for _, runs in groups for r in runs for b in r.budgets()), default=None)
+    fig, ax = plt.subplots(figsize=(6.4, 3.9))
+    markers = ("o", "s", "^", "D", "v", "P")
+    budgets = sorted({b for _, runs in groups for r in runs for b in r.budgets()})
     for gi, (name, runs) in enumerate(groups):
-        events = [e for r in runs for e in r.by_budget().get(top, {}).values()] if top is not None else []
-        if events:
-            ax.scatter([e.get("params") or 0 for e in events], [e["val_acc"] for e in events], s=24, alpha=0.8,
-                       color=COLOURS[gi % len(COLOURS)], label=name)
+        for bi, b in enumerate(budgets):
+            events = [e for r in runs for e in r.by_budget().get(b, {}).values()]
+            if events:
+                ax.scatter([e.get("params") or 0 for e in events], [e["val_acc"] for e in events], s=26, alpha=0.8,
+                           marker=markers[bi % len(markers)], color=COLOURS[gi % len(COLOURS)],
+                           label=f"{name} @{b:g} ep" if len(groups) > 1 else f"{b:g} epochs")
     _reference_lines(ax, [r for _, runs in groups for r in runs], horizontal=True)
     ax.set_xlabel("parameters")
-    ax.set_ylabel(f"validation accuracy at {top:g} epochs" if top is not None else "validation accuracy")
+    ax.set_ylabel("validation accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     _save(fig, path)
 
