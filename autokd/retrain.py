@@ -323,15 +323,21 @@ def use_cache(s: RetrainSettings, aug: Augment, device: torch.device) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ the family
-def _teacher_summary(s: RetrainSettings) -> dict[str, Any] | None:
+def _teacher_summary(s: RetrainSettings, board: Board) -> dict[str, Any] | None:
+    """The teacher's facts for the summary; a built-in teacher missing for this dataset is trained here, once, with
+    progress, before any sample starts."""
     if not s.teacher:
         return None
     from autokd.data.dataset import load_dataset
     from autokd.kd.teacher import resolve_teacher, teacher_summary
 
     ds = load_dataset(s.dataset, s.data_dir)
-    t = resolve_teacher(s.teacher, ds, smoke=s.smoke_teacher, device="cpu", quiet=True, weights=s.teacher_weights,
-                        check=True)
+    try:
+        t = resolve_teacher(s.teacher, ds, smoke=s.smoke_teacher, device=s.device, weights=s.teacher_weights,
+                            check=True, progress=board.reporter("teacher", f"teacher {s.teacher}"))
+    finally:
+        board.done("teacher")
+    t.module.cpu()
     return {**teacher_summary(t), "activation_mb_per_image": round(activation_mb(t.module, ds.input_shape), 3)}
 
 
@@ -434,7 +440,7 @@ def run_retrain(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path, bo
 
     board = board or Board()
     ds = load_dataset(s.dataset, s.data_dir)  # bad dataset: fail before anything is written
-    teacher = _teacher_summary(s)  # trains a missing built-in teacher once, before the samples
+    teacher = _teacher_summary(s, board)  # trains a missing built-in teacher once, before the samples
     teacher_fp = None
     if s.teacher and _teacher_kd(s, gen.to_json() if gen else None):
         teacher_fp = resolve_teacher(s.teacher, ds, smoke=s.smoke_teacher, device="cpu", quiet=True,

@@ -7,7 +7,8 @@ run, and the projected GPU-hours of the paper-scale search.
     teacher-logit cache instead of a teacher forward, k trials at once (k processes sharing the device).
 
     python benchmarks/throughput.py                       # GPU: synthetic CIFAR-100-shaped data, 50k images
-    python benchmarks/throughput.py --cpu                 # CPU mode: small data, smoke-size teacher, k=1
+    python benchmarks/throughput.py --cpu                 # a check that the GPU benchmark's code runs on a CPU
+    (the CPU benchmark with the cpu preset's recipe is benchmarks/cpu_throughput.py)
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from autokd.data.dataset import load_dataset
 from autokd.data.loader import DeviceLoader
 from autokd.kd.cache import CachedTeacher, load_or_build
 from autokd.kd.loss import kd_loss
-from autokd.kd.teacher import module_from_checkpoint
+from autokd.kd.teacher import resolve_teacher
 from autokd.nn.darts import DartsNetwork
 from autokd.nn.student import build_student
 from autokd.search.hyperband import schedule_summary
@@ -165,12 +166,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     ckpt = {"format": "autokd.teacher/1", "arch": "darts", "args": {"C": 36, "layers": 20, "auxiliary": True}
             if cuda else {"C": 8, "layers": 5, "auxiliary": True}, "num_classes": 100, "input_shape": [3, 32, 32],
-            "state_dict": teacher_net.state_dict()}
+            "mean": list(ds.info.mean), "std": list(ds.info.std), "state_dict": teacher_net.state_dict()}
     torch.save(ckpt, tmp / "teacher.pt")
-    teacher = module_from_checkpoint(ckpt).to(device).eval()
+    resolved = resolve_teacher(str(tmp / "teacher.pt"), ds, device=str(device), quiet=True)
+    teacher = resolved.module
     t0 = time.perf_counter()
-    logits, cache_path = load_or_build(teacher, tmp / "teacher.pt", ds.train, Augment(pad=4), ds.info.mean,
-                                       ds.info.std, device)
+    logits, cache_path = load_or_build(resolved, ds.train, Augment(pad=4), ds.info.mean, ds.info.std, device)
     cache_seconds = time.perf_counter() - t0
     configs = json.loads(Path(args.configs).read_text())["configs"]
     rows = []
