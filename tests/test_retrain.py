@@ -91,3 +91,36 @@ def test_bad_generator_or_dataset_is_exit_2(case, generator_with_source, tmp_pat
                        text=True, timeout=300)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_retrain_reuses_a_sample_only_when_generator_seed_and_recipe_match(generator_with_source, tmp_path, capsys):
+    from autokd.nn.student import build_student
+    from autokd.space.spec import arch_from_json
+
+    out = tmp_path / "r"
+    base = ["retrain", "--generator", str(generator_with_source), "--samples", "1", "--epochs", "0.5", "--out",
+            str(out)]
+    assert main(base) == 0
+    first = json.loads((out / "sample-00" / "result.json").read_text())
+    ckpt = torch.load(out / "sample-00" / "student.pt", weights_only=True)
+    model = build_student(arch_from_json(ckpt["arch"]))  # the five-line recipe of docs/usage.md
+    model.load_state_dict(ckpt["state_dict"])
+    assert main(base + ["--lr", "0.02"]) == 0  # another recipe: retrained, not silently reused
+    second = json.loads((out / "sample-00" / "result.json").read_text())
+    assert second["identity"]["recipe"]["lr"] == 0.02 and first["identity"]["recipe"]["lr"] != 0.02
+    assert "already done" not in capsys.readouterr().err
+    assert main(base + ["--lr", "0.02"]) == 0  # the same again: reused
+    assert "already done" in capsys.readouterr().err
+
+
+def test_sample_zero_is_the_searchs_winner(generator_with_source, tmp_path):
+    obj = json.loads(generator_with_source.read_text())
+    obj["source"]["seed"] = 12345
+    generator_with_source.write_text(json.dumps(obj))
+    out = tmp_path / "w"
+    assert main(["retrain", "--generator", str(generator_with_source), "--samples", "2", "--epochs", "0.25",
+                 "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    seeds = [r["seed"] for r in summary["per_sample"]]
+    assert seeds[0] == 12345 and seeds[1] != 12345 and summary["winner_included"]
+    assert "winning architecture" in (out / "summary.md").read_text()
