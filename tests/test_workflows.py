@@ -128,7 +128,9 @@ def test_process_executor_runs_trials_in_parallel_workers_and_survives_a_dead_wo
         results = []
         while ex.in_flight():
             results += ex.wait(timeout=60)
-        assert sorted(r.status for r in results) == ["ok", "ok"] and all(r.extra["threads"] == 1 for r in results)
+        assert sorted(r.status for r in results) == ["ok", "ok"]
+        # side by side each has one core; the one finishing last may have borrowed the freed core for its end
+        assert results[0].extra["threads"] == 1 and results[1].extra["threads"] in (1, 2)
         assert len({r.extra["pid"] for r in results}) == 2
         spans = [(r.extra["started"], r.extra["ended"]) for r in results]
         assert max(s for s, _ in spans) < min(e for _, e in spans), "the two trials did not overlap"
@@ -143,6 +145,7 @@ def test_process_executor_runs_trials_in_parallel_workers_and_survives_a_dead_wo
         ex.submit(TrialSpec(3, (0, 0, 3), SMALL_THETA, 4.0, 0.0, 0.5, 3))  # the replacement worker works
         (r,) = ex.wait(timeout=120)
         assert r.status == "ok"
+        assert r.extra["threads"] == 2, "a trial running alone borrows the idle worker's core"
     finally:
         ex.shutdown()
 

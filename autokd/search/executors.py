@@ -101,13 +101,23 @@ def configure_process(threads: int | None) -> None:
 
 
 def _worker_main(index: int, inbox: Any, outbox: Any, progress: Any, ctx: dict[str, Any],
-                 threads: int | None) -> None:
-    """A trial worker: runs the trials it is given, one at a time, until it receives None."""
+                 threads: int | None, share: Any = None) -> None:
+    """A trial worker: runs the trials it is given, one at a time, until it receives None. `share` (a shared int,
+    0 = leave alone) is the thread count the executor currently gives this worker: more while other workers sit
+    idle (the last trial of a rung), applied at the trial's start and at each progress report (≤ 10 s apart)."""
     import signal
+
+    import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop (and terminates us)
     configure_process(threads)
-    context = TrialContext(**ctx)
+    context = TrialContext(**{**ctx, "threads": None})  # this worker sets the thread count (follow_share)
+
+    def follow_share() -> None:
+        wanted = share.value if share is not None else 0
+        if wanted and wanted != torch.get_num_threads():
+            torch.set_num_threads(wanted)
+
     while True:
         msg = inbox.get()
         if msg is None:
@@ -116,16 +126,21 @@ def _worker_main(index: int, inbox: Any, outbox: Any, progress: Any, ctx: dict[s
         task, label = f"trial {spec.trial_id}", trial_label(spec)
 
         def report(event: dict[str, Any], task: str = task, label: str = label) -> None:
+            follow_share()
             progress.put({**event, "task": task, "label": label})
 
+        follow_share()
         started = time.time()
         result = run_trial(spec, context, progress=report)
-        result.extra.update(pid=os.getpid(), worker=index, started=started, ended=time.time())
+        result.extra.update(pid=os.getpid(), worker=index, started=started, ended=time.time(),
+                            threads=torch.get_num_threads())  # the count it finished with
         outbox.put(result.to_json())
 
 
 class ProcessExecutor:
-    """`workers` trial processes on this machine; a dead worker is a failed trial and is replaced."""
+    """`workers` trial processes on this machine; a dead worker is a failed trial and is replaced. With a thread
+    count per worker, the cores of idle workers are lent to the running trials (a rung's last trial runs alone on
+    all of them) and taken back when new trials arrive."""
 
     name = "local"
 
@@ -140,13 +155,16 @@ class ProcessExecutor:
         self.workers: list[Any] = []
         self.inboxes: list[Any] = []
         self.running: dict[int, TrialSpec] = {}  # worker index → its trial
+        self.cores = self.capacity * int(self.threads or 0)  # 0: thread counts left to torch (no lending)
+        self.shares = [self.mp.Value("i", int(self.threads or 0), lock=False) for _ in range(self.capacity)]
         for i in range(self.capacity):
             self._start(i)
 
     def _start(self, i: int) -> None:
         inbox = self.mp.Queue()
         proc = self.mp.Process(target=_worker_main, args=(i, inbox, self.outbox, self.progress, self.ctx,
-                                                          self.threads), daemon=True, name=f"autokd-worker-{i}")
+                                                          self.threads, self.shares[i]), daemon=True,
+                                name=f"autokd-worker-{i}")
         proc.start()
         if i < len(self.workers):
             self.workers[i], self.inboxes[i] = proc, inbox
@@ -160,7 +178,19 @@ class ProcessExecutor:
             raise RuntimeError("no idle worker: submit at most `capacity` trials")
         i = idle[0]
         self.running[i] = spec
+        self._share_cores()
         self.inboxes[i].put(spec.to_json())
+
+    def _share_cores(self) -> None:
+        """Split this executor's cores over the running trials (the first ones get the remainder)."""
+        if not self.cores:
+            return
+        busy = sorted(self.running)
+        for rank, i in enumerate(busy):
+            self.shares[i].value = self.cores // len(busy) + (1 if rank < self.cores % len(busy) else 0)
+        for i in range(self.capacity):
+            if i not in self.running:
+                self.shares[i].value = int(self.threads or 0)
 
     def in_flight(self) -> int:
         return len(self.running)
@@ -189,6 +219,7 @@ class ProcessExecutor:
                 worker = next((i for i, s in self.running.items() if s.trial_id == result.trial_id), None)
                 if worker is not None:
                     del self.running[worker]
+                    self._share_cores()
                 if self.board:
                     self.board.done(f"trial {result.trial_id}")
                 return [result]
@@ -207,6 +238,7 @@ class ProcessExecutor:
             if spec is not None:
                 out.append(TrialResult(spec.trial_id, spec.config_id, spec.budget, "failed",
                                        error=f"worker process died (exit code {proc.exitcode}); out of memory?"))
+                self._share_cores()
                 if self.board:
                     self.board.done(f"trial {spec.trial_id}")
             self._start(i)
