@@ -488,7 +488,7 @@ def _prepare_cache(s: RetrainSettings, gen_json: dict[str, Any] | None, board: B
     import time
 
     from autokd.data.dataset import load_dataset
-    from autokd.kd.cache import load_or_build
+    from autokd.kd.cache import cache_path, load_or_build
     from autokd.kd.teacher import resolve_teacher
     from autokd.train import pick_device
 
@@ -498,9 +498,12 @@ def _prepare_cache(s: RetrainSettings, gen_json: dict[str, Any] | None, board: B
         return  # subsets differ per sample (seeded by it): each sample builds its own rows
     ds = load_dataset(s.dataset, s.data_dir)
     t0 = time.time()
-    board.line(f"retrain: computing the teacher's logits for {len(ds.train):,} images × {aug.views} views")
     teacher = resolve_teacher(str(s.teacher), ds, smoke=s.smoke_teacher, device=s.device, quiet=True,
                               weights=s.teacher_weights)
+    if cache_path(teacher, ds.train, aug, ds.info.mean, ds.info.std).is_file():
+        board.line(f"retrain: teacher logits from the cache ({len(ds.train):,} images × {aug.views} views)")
+    else:
+        board.line(f"retrain: computing the teacher's logits for {len(ds.train):,} images × {aug.views} views")
     load_or_build(teacher, ds.train, aug, ds.info.mean, ds.info.std, device, quiet=True)
     board.line(f"retrain: teacher logits ready in {time.time() - t0:.0f}s")
 

@@ -238,6 +238,7 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
         result.resumed_from_epoch = first_epoch
     eval_steps = {max(1, round(e * steps_per_epoch)) for e in cfg.eval_at}
     t_start = last_report = last_save = time.perf_counter()
+    start_step = step  # the rate behind the ETA counts only the steps this process ran (not resumed ones)
     window_loss, window_steps = torch.zeros((), device=dev), 0
 
     def report(phase: str) -> None:
@@ -249,7 +250,8 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
         if progress is not None:
             progress({"phase": phase, "step": step, "steps": total_steps, "epoch": step / steps_per_epoch,
                       "epochs": float(cfg.epochs), "train_loss": loss, "seconds": elapsed,
-                      "eta_seconds": elapsed / step * (total_steps - step) if step else None})
+                      "eta_seconds": elapsed / (step - start_step) * (total_steps - step) if step > start_step
+                      else None})
 
     for epoch in range(first_epoch, n_epochs):
         model.train()

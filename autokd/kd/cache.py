@@ -84,11 +84,22 @@ def compute_logits(teacher: Teacher, images: ImageSet, aug: Augment, mean: tuple
     return out
 
 
+def _key(teacher: Teacher, images: ImageSet, aug: Augment, mean: tuple[float, ...],
+         std: tuple[float, ...]) -> CacheKey:
+    return CacheKey(teacher.fingerprint, tensor_sha256(images.images), aug.pad, aug.flip, tuple(mean), tuple(std))
+
+
+def cache_path(teacher: Teacher, images: ImageSet, aug: Augment, mean: tuple[float, ...],
+               std: tuple[float, ...]) -> Path:
+    """Where this teacher's logits for these images and views live (present or not)."""
+    return cache_root() / "logits" / f"{_key(teacher, images, aug, mean, std).digest()}.pt"
+
+
 def load_or_build(teacher: Teacher, images: ImageSet, aug: Augment, mean: tuple[float, ...],
                   std: tuple[float, ...], device: torch.device, quiet: bool = False) -> tuple[torch.Tensor, Path]:
     """The cache tensor (on CPU) and its file; built and written atomically when missing or when a key part
     changed (a changed key is a different file)."""
-    key = CacheKey(teacher.fingerprint, tensor_sha256(images.images), aug.pad, aug.flip, tuple(mean), tuple(std))
+    key = _key(teacher, images, aug, mean, std)
     path = cache_root() / "logits" / f"{key.digest()}.pt"
     if path.is_file():
         try:
