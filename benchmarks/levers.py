@@ -84,9 +84,10 @@ def _malloc_rate(env: dict[str, str]) -> float:
             "torch.set_num_threads(2); m,_=student(cfg,'fused'); "
             "print(_steps(m, torch.randn(128,1,28,28), torch.randint(0,10,(128,)), 8))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env})
-    if out.returncode:
-        raise RuntimeError(out.stderr[-500:])
-    return float(out.stdout.strip().splitlines()[-1])
+    lines = out.stdout.strip().splitlines()
+    if out.returncode or not lines:
+        raise RuntimeError(f"malloc lever child (exit {out.returncode}): {out.stderr[-500:]}")
+    return float(lines[-1])
 
 
 def measure_levers(configs: list[dict]) -> list[dict[str, Any]]:
