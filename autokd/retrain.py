@@ -294,7 +294,7 @@ def retrain_sample(index: int, gen_json: dict[str, Any] | None, st: dict[str, An
                            checkpointing=Checkpointing(folder / "train-state.pt", key))
     result = {"sample": index, "seed": seed, "winner": index == 0 and s.winner_seed is not None,
               "arch_id": arch_id, "status": r.status, "test_acc": r.val_acc, "test_loss": r.val_loss,
-              "params": r.params, "macs": r.macs, "seconds": r.seconds, "epochs": s.epochs,
+              "params": r.params, "macs": r.macs, "seconds": r.seconds + r.prior_seconds, "epochs": s.epochs,
               "train_images": len(train), "test_images": len(ds.test), "peak_memory_mb": r.peak_memory_mb,
               "device": r.device, "error": r.error, "kd": kd, "history": r.history,
               "resumed_from_epoch": r.resumed_from_epoch, "identity": identity}

@@ -97,6 +97,7 @@ class EvalResult:
     error: str | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from_epoch: int | None = None  # continued from a saved training state
+    prior_seconds: float = 0.0  # training seconds spent by earlier processes before that state was saved
     checkpoints: list[dict[str, float]] = field(default_factory=list)  # validation scores at cfg.eval_at
 
     def to_json(self) -> dict[str, Any]:
@@ -236,6 +237,7 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
         torch.set_rng_state(saved["rng"])  # dropout masks continue as if never interrupted
         first_epoch, step, result.history = int(saved["epoch"]), int(saved["step"]), list(saved["history"])
         result.resumed_from_epoch = first_epoch
+        result.prior_seconds = float(result.history[-1]["seconds"]) if result.history else 0.0
     eval_steps = {max(1, round(e * steps_per_epoch)) for e in cfg.eval_at}
     t_start = last_report = last_save = time.perf_counter()
     start_step = step  # the rate behind the ETA counts only the steps this process ran (not resumed ones)
@@ -295,7 +297,8 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
         result.train_loss, result.steps = mean_loss, step
         elapsed = time.perf_counter() - t_start
         result.history.append({"epoch": round(step / steps_per_epoch, 4), "train_loss": mean_loss,
-                               "lr": opt.param_groups[0]["lr"], "seconds": round(elapsed, 3)})
+                               "lr": opt.param_groups[0]["lr"],
+                               "seconds": round(result.prior_seconds + elapsed, 3)})  # across resumes
         if checkpointing is not None and epoch + 1 < n_epochs and \
                 time.perf_counter() - last_save >= checkpointing.every_seconds:
             _save_state(checkpointing, model, opt, sched, epoch + 1, step, gen, result.history)

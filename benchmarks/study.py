@@ -21,6 +21,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import queue
 import sys
 import time
 from pathlib import Path
@@ -99,11 +100,16 @@ def _rank_job(job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _worker(jobs: list[dict[str, Any]], out_dir: str) -> None:
+def _worker(jobs: Any, out_dir: str) -> None:
+    """Takes (configuration, arm) jobs from the shared queue until it is empty: costs differ by configuration."""
     from autokd.search.executors import configure_process
 
     configure_process(1)
-    for job in jobs:
+    while True:
+        try:
+            job = jobs.get(timeout=1.0)
+        except queue.Empty:
+            return
         path = Path(out_dir) / job["arm"] / f"config-{job['config']['index']:03d}.json"
         if path.is_file():
             continue
@@ -127,7 +133,10 @@ def part_rank(st: dict[str, Any], out: Path) -> None:
             for c in configs for arm in st["rank"]["arms"] if c["index"] < limit.get(arm, len(configs))]
     workers = int(st.get("workers") or os.cpu_count() or 1)
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(jobs[w::workers], str(out / "rank"))) for w in range(workers)]
+    todo = ctx.Queue()
+    for job in jobs:
+        todo.put(job)
+    procs = [ctx.Process(target=_worker, args=(todo, str(out / "rank"))) for _ in range(workers)]
     for p in procs:
         p.start()
     for p in procs:

@@ -210,8 +210,16 @@ def test_interrupted_training_continues_from_its_saved_state(tmp_path):
         train_and_evaluate(model(), train, val, ds.info.mean, ds.info.std, cfg, progress=stop_after_two,
                            checkpointing=ck)
     assert ck.path.is_file()
-    resumed = train_and_evaluate(model(), train, val, ds.info.mean, ds.info.std, cfg, checkpointing=ck)
+    events = []
+    resumed = train_and_evaluate(model(), train, val, ds.info.mean, ds.info.std, cfg, checkpointing=ck,
+                                 progress=events.append)
     assert resumed.resumed_from_epoch == 2
+    # time before the kill still counts, and the ETA's rate comes only from the steps run after the resume
+    assert resumed.prior_seconds > 0 and resumed.history[-1]["seconds"] > resumed.prior_seconds
+    first = next(e for e in events if e["phase"] == "train")
+    remaining = first["steps"] - first["step"]
+    done_here = first["step"] - 2 * first["steps"] // cfg.epochs  # steps since the epoch-2 state
+    assert first["eta_seconds"] == pytest.approx(first["seconds"] / done_here * remaining, rel=1e-6)
     assert resumed.val_acc == full.val_acc and resumed.train_loss == pytest.approx(full.train_loss, rel=1e-5)
     other = Checkpointing(tmp_path / "state.pt", "another recipe", every_seconds=0.0)
     assert train_and_evaluate(model(), train, val, ds.info.mean, ds.info.std, cfg,
