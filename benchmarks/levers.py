@@ -93,11 +93,6 @@ def _malloc_rate(env: dict[str, str]) -> float:
 def measure_levers(configs: list[dict]) -> list[dict[str, Any]]:
     from cpu_throughput import cpu_model, student
 
-    from autokd.data.augment import Augment
-    from autokd.data.dataset import load_dataset, train_val_split
-    from autokd.kd.cache import compute_logits
-    from autokd.kd.teacher import OnTheFlyTeacher, resolve_teacher
-
     cfg = configs[1]
     torch.set_num_threads(os.cpu_count() or 1)
     if os.environ.get("LEVERS_REST"):  # only the process-level levers and the teacher (debugging)

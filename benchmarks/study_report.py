@@ -12,12 +12,11 @@ import json
 import statistics
 from itertools import combinations
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from scipy import stats
 
-from autokd.report.correlation import bootstrap_ci, pair_from, top_fraction_hit
+from autokd.report.correlation import pair_from, top_fraction_hit
 
 
 def load_rank(out: Path) -> dict[str, dict[int, dict[float, float]]]:

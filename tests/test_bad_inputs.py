@@ -22,7 +22,7 @@ from autokd.cli import main
 from autokd.config import apply_preset
 from autokd.search.run import run_search
 from autokd.search.trial import TrialResult
-from tests.conftest import DEFAULT_THETA, FASHION_DIR, SMALL_THETA
+from tests.conftest import DEFAULT_THETA, SMALL_THETA
 
 SYN = "synthetic:1x8x8:3:200"
 

@@ -13,7 +13,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from autokd.cli import main
 from autokd.config import apply_preset
 from autokd.search.journal import read_journal
 from autokd.search.run import run_search

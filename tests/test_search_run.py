@@ -12,7 +12,6 @@ import pytest
 
 from autokd.cli import main
 from autokd.config import apply_preset
-from autokd.errors import RunDirError
 from autokd.search.journal import read_journal
 from autokd.search.run import run_search
 from autokd.space.genfile import load_generator
@@ -134,9 +133,9 @@ def test_bad_input_is_one_line_exit_2_and_nothing_is_damaged(case, tmp_path):
 
 
 def test_failures_are_journaled_and_the_search_goes_on(tmp_path):
-    from autokd.search.trial import TrialResult, run_trial
+    from autokd.search.trial import TrialResult
 
-    def flaky(spec, ctx_holder={}):
+    def flaky(spec, ctx=None):
         if spec.config_id[2] == 1:
             return TrialResult(spec.trial_id, spec.config_id, spec.budget, "failed", error="CUDA out of memory")
         return TrialResult(spec.trial_id, spec.config_id, spec.budget, "ok", 0.5 + spec.budget / 10,

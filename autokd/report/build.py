@@ -135,7 +135,7 @@ def _kd_section(main: list[RunData], other: list[RunData] | None) -> list[str]:
                 top = max(by)
                 alphas += [e.get("alpha") or 0.0 for e in sorted(by[top].values(), key=lambda e: -e["val_acc"])[:3]]
         if alphas:
-            lines.append(f"The best configurations at the highest budget use α = "
+            lines.append("The best configurations at the highest budget use α = "
                          + ", ".join(f"{a:.2f}" for a in alphas)
                          + (" — the search kept distillation on." if statistics.mean(alphas) > 0.3 else
                             " — the search mostly turned distillation down."))
@@ -242,7 +242,7 @@ def build_report(run_dirs: str | Path | Sequence[str | Path], out_dir: str | Pat
         bests = [r.best["source"]["val_acc"] for r in main if r.best]
         if bests:
             lines += ["## Winners over the runs", "",
-                      f"Best validation accuracy per run: " + ", ".join(pct(b) for b in bests)
+                      "Best validation accuracy per run: " + ", ".join(pct(b) for b in bests)
                       + (f"; mean {pct(statistics.mean(bests))} ± {100 * statistics.stdev(bests):.1f} (std over runs)."
                          if len(bests) > 1 else "."), ""]
     lines += _kd_section(main, other)

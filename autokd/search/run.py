@@ -23,9 +23,9 @@ from autokd.runlock import LOCK_NAME, RunLock
 from autokd.search.bohb import BOHBDriver
 from autokd.search.executors import Executor, LocalExecutor, ProcessExecutor, RayExecutor
 from autokd.search.hyperband import schedule_summary
-from autokd.search.journal import Journal, read_journal
+from autokd.search.journal import Journal
 from autokd.search.plan import CPU_REFUSE_HOURS, Plan, make_plan
-from autokd.search.trial import TrialContext, TrialResult, run_trial
+from autokd.search.trial import TrialContext, TrialResult
 from autokd.space.configspace import THETA_KEYS, load_space
 from autokd.space.genfile import GENERATOR_FORMAT, default_param_limit
 from autokd.validate import Field, check_object
