@@ -169,15 +169,15 @@ def part_search(st: dict[str, Any], out: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ part: families
-def part_families(st: dict[str, Any], out: Path) -> None:
+def part_families(st: dict[str, Any], out: Path, searched_generator: str | None = None) -> None:
     from autokd.cli import main as autokd
 
     fam = st["families"]
-    searched = best_search_run(out)
+    searched = Path(searched_generator) if searched_generator else best_search_run(out) / "best.json"
     random_gen = out / "families" / "random-generator.json"
     if not random_gen.is_file():
         write_random_generator(st, random_gen)
-    students = {"searched": ["--generator", str(searched / "best.json")],
+    students = {"searched": ["--generator", str(searched)],
                 "random": ["--generator", str(random_gen)],
                 **{name: ["--student", name, "--dataset", st["dataset"], "--param-limit", str(st["param_limit"])]
                    for name in fam.get("handmade", ["resnet"])}}
@@ -222,6 +222,8 @@ def main() -> None:
     ap.add_argument("--experiment", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--part", choices=("rank", "search", "families"), action="append")
+    ap.add_argument("--searched-generator", help="families part: the searched family's best.json (default: the best "
+                    "BOHB run of the search part)")
     args = ap.parse_args()
     st = load_study(args.experiment)
     out = Path(args.out)
@@ -230,7 +232,10 @@ def main() -> None:
     parts = args.part or ["rank", "search", "families"]
     for part in parts:
         t0 = time.time()
-        {"rank": part_rank, "search": part_search, "families": part_families}[part](st, out)
+        if part == "families":
+            part_families(st, out, args.searched_generator)
+        else:
+            {"rank": part_rank, "search": part_search}[part](st, out)
         print(f"part {part} done in {time.time() - t0:.0f}s", flush=True)
 
 
