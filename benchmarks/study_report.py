@@ -12,6 +12,7 @@ import json
 import statistics
 from itertools import combinations
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -63,6 +64,31 @@ def bracket_hit_rate(low: dict[int, float], high: dict[int, float], size: int = 
         pick = [common[i] for i in rng.choice(len(common), size, replace=False)]
         hits += bool(top_fraction_hit({c: low[c] for c in pick}, {c: high[c] for c in pick}))
     return hits / draws
+
+
+def paired_accuracy(a: dict[int, dict[float, float]], b: dict[int, dict[float, float]], budget: float,
+                    n_boot: int = 2000) -> tuple[int, float, tuple[float, float]] | None:
+    """Mean accuracy of arm a minus arm b at one budget over the configurations both scored, with a bootstrap 95%
+    CI over configurations."""
+    common = sorted(c for c in set(a) & set(b) if budget in a[c] and budget in b[c])
+    if len(common) < 3:
+        return None
+    d = np.array([a[c][budget] - b[c][budget] for c in common])
+    rng = np.random.default_rng(0)
+    boots = [d[rng.integers(0, len(d), len(d))].mean() for _ in range(n_boot)]
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return len(common), float(d.mean()), (float(lo), float(hi))
+
+
+def kd_gain_vs_alpha(a: dict[int, dict[float, float]], b: dict[int, dict[float, float]], budget: float,
+                     configs: dict[int, dict[str, Any]]) -> tuple[float, float] | None:
+    """Spearman of (KD − no-KD accuracy) against α over configurations, with its p-value: does distilling harder
+    help or hurt at this budget?"""
+    common = sorted(c for c in set(a) & set(b) if budget in a[c] and budget in b[c] and c in configs)
+    if len(common) < 5:
+        return None
+    r = stats.spearmanr([configs[c]["alpha"] for c in common], [a[c][budget] - b[c][budget] for c in common])
+    return float(r.statistic), float(r.pvalue)
 
 
 def rank_tables(arms: dict[str, dict[int, dict[float, float]]]) -> list[str]:
@@ -229,6 +255,23 @@ def main() -> None:
                 d = paired_difference(arms[a], arms[b], lo, hi)
                 if d:
                     print(f"- {a} − {b}, {lo:g} → {hi:g}: {d[0]:+.2f} [{d[1][0]:+.2f}, {d[1][1]:+.2f}]")
+    configs_file = out / "rank" / "configs.json"
+    configs = {c["index"]: c for c in json.loads(configs_file.read_text())} if configs_file.is_file() else {}
+    if "kd-step" in arms and "nokd-step" in arms:
+        print("\nAccuracy with KD minus without (same configuration, same budget; bootstrap 95% CI), and how that gain"
+              " moves with α (Spearman over configurations):\n")
+        for b in budgets:
+            d = paired_accuracy(arms["kd-step"], arms["nokd-step"], b)
+            g = kd_gain_vs_alpha(arms["kd-step"], arms["nokd-step"], b, configs)
+            if d:
+                print(f"- {b:g} epochs (n = {d[0]}): {100 * d[1]:+.1f} points [{100 * d[2][0]:+.1f}, {100 * d[2][1]:+.1f}]"
+                      + (f"; gain vs α: ρ = {g[0]:+.2f} (p = {g[1]:.2f})" if g else ""))
+    if "kd-cosine" in arms and "kd-step" in arms:
+        print("\nCosine (annealed per budget) minus step (prefix) accuracy, KD arm:\n")
+        for b in budgets:
+            d = paired_accuracy(arms["kd-cosine"], arms["kd-step"], b)
+            if d:
+                print(f"- {b:g} epochs (n = {d[0]}): {100 * d[1]:+.1f} points [{100 * d[2][0]:+.1f}, {100 * d[2][1]:+.1f}]")
     scatter(arms, figs / "study_rank_scatter.png")
     print("\n## Search against random\n")
     print("\n".join(search_section(out, figs / "study_search.png")))
