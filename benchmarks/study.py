@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from autokd.fsutil import write_json
+from autokd.fsutil import write_atomic, write_json
 
 ARMS = {  # name → (KD on, lr schedule)
     "kd-cosine": (True, "cosine"), "nokd-cosine": (False, "cosine"), "kd-step": (True, "step"),
@@ -164,7 +164,7 @@ def part_search(st: dict[str, Any], out: Path) -> None:
             rc = autokd(args)
             if rc != 0:
                 raise SystemExit(f"search {run} ended with exit code {rc}")
-            (run / "search_done").write_text(f"{time.time() - t0:.0f}s\n")
+            write_atomic(run / "search_done", f"{time.time() - t0:.0f}s\n")
             print(f"search: {optimizer} seed {seed} done in {time.time() - t0:.0f}s", flush=True)
 
 
@@ -228,7 +228,7 @@ def main() -> None:
     st = load_study(args.experiment)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "study.yaml").write_text(yaml.safe_dump(st))
+    write_atomic(out / "study.yaml", yaml.safe_dump(st))
     parts = args.part or ["rank", "search", "families"]
     for part in parts:
         t0 = time.time()
