@@ -243,6 +243,10 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
     start_step = step  # the rate behind the ETA counts only the steps this process ran (not resumed ones)
     window_loss, window_steps = torch.zeros((), device=dev), 0
 
+    def shown_epoch() -> float:
+        # a budget below one step still trains one step; never show more epochs than the budget
+        return min(step / steps_per_epoch, float(cfg.epochs))
+
     def report(phase: str) -> None:
         nonlocal last_report, window_loss, window_steps
         now = time.perf_counter()
@@ -250,7 +254,7 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
         loss = float(window_loss) / window_steps if window_steps else None  # one host sync per report
         window_loss, window_steps, last_report = torch.zeros((), device=dev), 0, now
         if progress is not None:
-            progress({"phase": phase, "step": step, "steps": total_steps, "epoch": step / steps_per_epoch,
+            progress({"phase": phase, "step": step, "steps": total_steps, "epoch": shown_epoch(),
                       "epochs": float(cfg.epochs), "train_loss": loss, "seconds": elapsed,
                       "eta_seconds": elapsed / (step - start_step) * (total_steps - step) if step > start_step
                       else None})
@@ -306,7 +310,7 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
         if progress is not None and window_steps:
             report("train")
     if progress is not None:
-        progress({"phase": "eval", "step": step, "steps": total_steps, "epoch": step / steps_per_epoch,
+        progress({"phase": "eval", "step": step, "steps": total_steps, "epoch": shown_epoch(),
                   "epochs": float(cfg.epochs), "train_loss": result.train_loss,
                   "seconds": time.perf_counter() - t_start, "eta_seconds": None})
     result.val_acc, result.val_loss = evaluate_accuracy(model, val_loader)
