@@ -124,3 +124,26 @@ def test_sample_zero_is_the_searchs_winner(generator_with_source, tmp_path):
     seeds = [r["seed"] for r in summary["per_sample"]]
     assert seeds[0] == 12345 and seeds[1] != 12345 and summary["winner_included"]
     assert "winning architecture" in (out / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["resnet", "cnn"])
+def test_hand_designed_students_fill_the_limit_and_retrain_with_kd(name, generator_with_source, tmp_path):
+    """The baselines a searched family must beat: the widest of their shape under the limit, trained and scored
+    by the same retrain path (KD from the same teacher)."""
+    from autokd.nn.handmade import build_handmade
+
+    model, width = build_handmade(name, (1, 28, 28), 10, 100_000)
+    params = sum(p.numel() for p in model.parameters())
+    wider, _ = build_handmade(name, (1, 28, 28), 10, 10**7)
+    assert params <= 100_000 and width > 1 and sum(p.numel() for p in wider.parameters()) > 100_000
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+    teacher = json.loads(generator_with_source.read_text())["source"]["teacher"]
+    out = tmp_path / name
+    assert main(["retrain", "--student", name, "--dataset", DATASET, "--param-limit", "40000", "--teacher", teacher,
+                 "--alpha", "0.9", "--temperature", "4", "--samples", "2", "--epochs", "1", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ok"] == 2 and all(r["params"] <= 40_000 and r["kd"]["alpha"] == 0.9
+                                      for r in summary["per_sample"])
+    ckpt = torch.load(out / "sample-00" / "student.pt", weights_only=True)
+    assert ckpt["arch"]["handmade"] == name
