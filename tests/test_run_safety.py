@@ -151,8 +151,9 @@ def test_run_files_are_group_readable_and_record_the_command_and_versions(tmp_pa
 
 def test_quiet_search_still_prints_the_resume_hint_on_interrupt(tmp_path):
     run_dir = tmp_path / "run"
-    proc = start(run_dir, *TINY)
+    proc = start(run_dir, *TINY, "--iterations", "60")  # long enough that it cannot end before the interrupt
     wait_for_results(run_dir, proc, at_least=1)
+    assert proc.poll() is None, "the search ended before it could be interrupted"
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and b"--resume" in err
