@@ -6,9 +6,11 @@ import datetime
 import math
 import os
 import platform
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,6 +33,31 @@ from autokd.space.genfile import GENERATOR_FORMAT, default_param_limit
 from autokd.validate import Field, check_object
 
 RUN_FORMAT = "autokd.run/1"
+
+
+class InterruptFlag:
+    """Ctrl-C / SIGINT raises KeyboardInterrupt as usual and also sets a flag that the search loop checks: Python
+    drops an interrupt that lands in a destructor or in a library's bare `except:`, and a search must still stop at
+    the next loop turn instead of running on. Only the main thread can install it; elsewhere it is inert."""
+
+    def __init__(self) -> None:
+        self.set = False
+        self.previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.set = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.set:
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
 
 
 @dataclass
@@ -423,8 +450,10 @@ def _loop(prep: Prepared, run_dir: Path, board: Board, trial_fn: Callable | None
     epochs_done = sum(r.budget for r in results)
     session_epochs = 0.0
     env_failure: TrialResult | None = None
+    interrupt = InterruptFlag()
     try:
         while not driver.done():
+            interrupt.check()
             while env_failure is None and ex.in_flight() < ex.capacity:
                 spec = driver.ask()
                 if spec is None:
@@ -466,6 +495,7 @@ def _loop(prep: Prepared, run_dir: Path, board: Board, trial_fn: Callable | None
                    f"--resume", force=True)
         raise
     finally:
+        interrupt.restore()
         ex.shutdown()
     outcome.finished, outcome.failed, outcome.seconds = done, failed, time.time() - t0
     outcome.model_based, outcome.proposals = driver.model_based_proposals()
