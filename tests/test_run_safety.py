@@ -155,5 +155,9 @@ def test_quiet_search_still_prints_the_resume_hint_on_interrupt(tmp_path):
     wait_for_results(run_dir, proc, at_least=1)
     assert proc.poll() is None, "the search ended before it could be interrupted"
     os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # never leave a search running after the test (it would load the rest of the suite)
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130 and b"--resume" in err
