@@ -323,11 +323,11 @@ def use_cache(s: RetrainSettings, aug: Augment, device: torch.device) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ the family
-def _teacher_summary(s: RetrainSettings, board: Board) -> dict[str, Any] | None:
-    """The teacher's facts for the summary; a built-in teacher missing for this dataset is trained here, once, with
-    progress, before any sample starts."""
+def _teacher_summary(s: RetrainSettings, board: Board) -> tuple[dict[str, Any] | None, Any]:
+    """The teacher's facts for the summary and the resolved teacher (its fingerprint keys reuse); a built-in teacher
+    missing for this dataset is trained here, once, with progress, before any sample starts."""
     if not s.teacher:
-        return None
+        return None, None
     from autokd.data.dataset import load_dataset
     from autokd.kd.teacher import resolve_teacher, teacher_summary
 
@@ -338,7 +338,7 @@ def _teacher_summary(s: RetrainSettings, board: Board) -> dict[str, Any] | None:
     finally:
         board.done("teacher")
     t.module.cpu()
-    return {**teacher_summary(t), "activation_mb_per_image": round(activation_mb(t.module, ds.input_shape), 3)}
+    return {**teacher_summary(t), "activation_mb_per_image": round(activation_mb(t.module, ds.input_shape), 3)}, t
 
 
 def summarise(results: list[dict[str, Any]], teacher: dict[str, Any] | None, s: RetrainSettings,
@@ -436,15 +436,12 @@ def _worker(index: int, gen_json: Any, st: dict[str, Any], out: str, threads: in
 def run_retrain(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path, board: Board | None = None,
                 executor: str = "local", gpus_per_trial: float = 1.0) -> dict[str, Any]:
     from autokd.data.dataset import load_dataset
-    from autokd.kd.teacher import resolve_teacher
 
     board = board or Board()
     ds = load_dataset(s.dataset, s.data_dir)  # bad dataset: fail before anything is written
-    teacher = _teacher_summary(s, board)  # trains a missing built-in teacher once, before the samples
-    teacher_fp = None
-    if s.teacher and _teacher_kd(s, gen.to_json() if gen else None):
-        teacher_fp = resolve_teacher(s.teacher, ds, smoke=s.smoke_teacher, device="cpu", quiet=True,
-                                     weights=s.teacher_weights).fingerprint
+    teacher, resolved = _teacher_summary(s, board)  # trains a missing built-in teacher once, before the samples
+    teacher_fp = resolved.fingerprint if resolved is not None and _teacher_kd(s, gen.to_json() if gen else None) \
+        else None
     gen_json, st = (gen.to_json() if gen else None), asdict(s)
     with RunLock(out_dir, "retrain folder"):
         results: dict[int, dict[str, Any]] = {}
