@@ -305,7 +305,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- retrain / report / trials / export
 RETRAIN_FLAGS = ("dataset", "teacher", "teacher_weights", "param_limit", "data_dir", "samples", "epochs", "seed",
-                 "device", "batch_size", "lr", "subset", "alpha", "temperature", "workers", "student")
+                 "device", "batch_size", "lr", "subset", "alpha", "temperature", "workers", "student", "baselines")
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
@@ -353,6 +353,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
               + f", top-1 test accuracy {100 * summary['test_acc_mean']:.2f}% ± {100 * summary['test_acc_std']:.2f} "
               f"(min {100 * summary['test_acc_min']:.2f}, max {100 * summary['test_acc_max']:.2f}), mean params "
               f"{summary['params_mean']:,.0f}; " + ", ".join(extra) + f" → {out / 'summary.md'}")
+        verdict = (summary.get("comparison") or {}).get("verdict")
+        if verdict:
+            print(f"retrain: {verdict}")
     return EXIT_OK if summary["ok"] == summary["samples"] else EXIT_FAILED
 
 
@@ -515,8 +518,11 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--student", help="a hand-designed student instead (resnet, cnn), the widest under the limit")
     rt.add_argument("--experiment", help="retrain settings from an experiment file's retrain: section")
     rt.add_argument("--samples", type=_typed("int", min=1, max=1000), help="architectures to train (default: the "
-                    "search preset's: paper 8, cpu 4)")
-    rt.add_argument("--epochs", type=EPOCHS, help="epochs per sample (default: the preset's: paper 600, cpu 6)")
+                    "search preset's: paper 8, cpu 3)")
+    rt.add_argument("--baselines", help="hand-designed students trained next to the family under the same limit, "
+                    "teacher and recipe, comma-separated (resnet, cnn), or none; the summary says whether the family "
+                    "beats the best of them (default: the preset's: cpu resnet, paper none)")
+    rt.add_argument("--epochs", type=EPOCHS, help="epochs per sample (default: the preset's: paper 600, cpu 7)")
     rt.add_argument("--out", help="output folder (default: retrain/ next to the generator file)")
     rt.add_argument("--dataset", help="default: the generator's source.dataset")
     rt.add_argument("--teacher", help="default: the generator's source.teacher")

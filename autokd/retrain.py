@@ -62,6 +62,7 @@ class RetrainSettings:
     workers: int = 1  # samples trained at once (processes on this machine)
     threads_per_sample: int | None = None
     logit_cache: str = "auto"  # on, off, auto (on with CUDA, or on a CPU when the views are few)
+    baselines: str | None = None  # comma-separated hand-designed students trained next to the family (autokd.nn.handmade)
 
     def recipe(self) -> TrainConfig:
         """Final-training recipe (*choice*: the papers do not publish theirs): DARTS-like by default."""
@@ -86,6 +87,7 @@ RETRAIN_FIELDS: dict[str, Field] = {
     "alpha": Field("float", min=0, max=1, nullable=True), "student": Field("str", nullable=True),
     "workers": Field("int", min=1, max=256), "threads_per_sample": Field("int", min=1, max=256, nullable=True),
     "logit_cache": Field("str", choices=("auto", "on", "off")),
+    "baselines": Field("str", nullable=True),
 }
 assert set(RETRAIN_FIELDS) == {f.name for f in fields(RetrainSettings)}
 
@@ -93,7 +95,7 @@ assert set(RETRAIN_FIELDS) == {f.name for f in fields(RetrainSettings)}
 RETRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"samples": 8, "epochs": 600.0},
     # cpu: two samples side by side (one per core), flips only so the teacher's logits are cached (2 views)
-    "cpu": {"samples": 2, "epochs": 7.0, "batch_size": 128, "lr": 0.1, "weight_decay": 5e-4, "augment_pad": 0,
+    "cpu": {"samples": 3, "epochs": 7.0, "baselines": "resnet", "batch_size": 128, "lr": 0.1, "weight_decay": 5e-4, "augment_pad": 0,
             "augment_flip": True, "cutout": 0, "grad_clip": None, "workers": 2, "threads_per_sample": 1},
     "smoke": {"samples": 2, "epochs": 1.0, "subset": 2000, "cutout": 0, "augment_pad": 2},
 }
@@ -128,15 +130,34 @@ def settings_for(gen: GeneratorFile | None, overrides: dict[str, Any], preset: s
     if alpha == 0:
         values["teacher"] = None
     checked = check_object(values, RETRAIN_FIELDS, "retrain settings")
-    if checked.get("student"):
-        from autokd.nn.handmade import HANDMADE
+    from autokd.nn.handmade import HANDMADE
 
+    if checked.get("student"):
         if checked["student"] not in HANDMADE:
             raise UserError(f"unknown hand-designed student {checked['student']!r}; choose from {', '.join(HANDMADE)}")
+        checked["baselines"] = None  # a hand-designed student is itself the baseline
+    if checked.get("baselines") in ("", "none"):
+        checked["baselines"] = None
+    for name in baseline_names(checked.get("baselines")):
+        if name not in HANDMADE:
+            raise UserError(f"--baselines: unknown hand-designed student {name!r}; choose from {', '.join(HANDMADE)} "
+                            "(comma-separated), or none")
     from autokd.config import check_device
 
     check_device(checked.get("device"))
     return replace(RetrainSettings(dataset, None, 1000), **checked)
+
+
+def baseline_names(value: str | None) -> list[str]:
+    return [b.strip() for b in (value or "").split(",") if b.strip()]
+
+
+def baseline_settings(s: RetrainSettings, name: str) -> RetrainSettings:
+    """A hand-designed baseline under the family's limit, data, teacher, epochs and recipe, with the standard KD
+    setting (τ = 4, α = 0.9; no KD when the family trains without it): a fair fight, never a weakened one."""
+    kd_on = bool(s.teacher) and (s.alpha is None or s.alpha > 0)
+    return replace(s, student=name, baselines=None, winner_seed=None, temperature=4.0 if kd_on else None,
+                   alpha=0.9 if kd_on else 0.0, teacher=s.teacher if kd_on else None)
 
 
 # ------------------------------------------------------------------------------------------------ one sample
@@ -230,7 +251,8 @@ def sample_identity(index: int, gen_json: dict[str, Any] | None, st: dict[str, A
     teacher."""
     s = RetrainSettings(**st)
     recipe = {k: v for k, v in st.items() if k not in ("samples", "workers", "threads_per_sample", "device",
-                                                       "logit_cache", "winner_seed", "seed", "teacher")}
+                                                       "logit_cache", "winner_seed", "seed", "teacher",
+                                                       "baselines")}
     return {"generator": {k: gen_json.get(k) for k in ("space", "generator", "kd", "param_limit", "merge_width")}
             if gen_json
             else None, "seed": sample_seed(s, index), "recipe": recipe, "teacher": teacher_fp}
@@ -375,6 +397,26 @@ def summary_markdown(summary: dict[str, Any]) -> str:
                   f"** (std over samples; min {100 * summary['test_acc_min']:.2f}%, max "
                   f"{100 * summary['test_acc_max']:.2f}%"
                   + (f"; one sample's standard error on {n:,} test images ± {100 * se:.2f}" if se else "") + ")", ""]
+    comparison = summary.get("comparison") or {}
+    if comparison.get("verdict"):
+        lines += ["## Against hand-designed students", "", f"**{comparison['verdict']}**", "",
+                  "| student | samples | test top-1 mean ± std | params | seconds / sample | family − it (points, 95% CI) "
+                  "| Welch p |", "|---|---|---|---|---|---|---|",
+                  f"| searched family | {summary['ok']} | {100 * summary['test_acc_mean']:.2f}% ± "
+                  f"{100 * summary['test_acc_std']:.2f} | {summary['params_mean']:,.0f} | "
+                  f"{_mean_seconds(summary):.0f} | | |"]
+        for name, b in summary["baselines"].items():
+            d = comparison["differences"].get(name)
+            ci = (f"{d['diff']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]" if d and d["ci_low"] is not None
+                  else f"{d['diff']:+.2f}" if d else "-")
+            p = f"{d['p_value']:.3g}" if d and d["p_value"] is not None else "-"
+            acc = (f"{100 * b['test_acc_mean']:.2f}% ± {100 * b['test_acc_std']:.2f}" if b["test_acc_mean"] is not None
+                   else "-")
+            lines.append(f"| {name} (hand-designed, KD τ=4 α=0.9) | {b['ok']} | {acc} | "
+                         f"{b['params_mean'] or 0:,.0f} | {b['seconds_mean'] or 0:.0f} | {ci} | {p} |")
+        lines += ["", "Each baseline is the widest of its shape under the same parameter limit, trained with the same "
+                  "data, teacher, epochs and recipe (its own folder `baseline-NAME/` holds its samples). Welch's "
+                  "t-interval on the samples' test accuracies; with few samples the interval is wide by design.", ""]
     lines += ["| reference | test top-1 |", "|---|---|"]
     if t and t.get("test_acc") is not None:
         lines.append(f"| teacher {t['arch']} ({t.get('params') or 0:,} params) | {100 * t['test_acc']:.2f}% |")
@@ -402,6 +444,11 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _mean_seconds(summary: dict[str, Any]) -> float:
+    ok = [r["seconds"] for r in summary["per_sample"] if r["status"] == "ok"]
+    return statistics.mean(ok) if ok else 0.0
+
+
 def _reusable(folder: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
     done = folder / "result.json"
     if not done.is_file():
@@ -416,7 +463,29 @@ def _reusable(folder: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _worker(index: int, gen_json: Any, st: dict[str, Any], out: str, threads: int | None, queue: Any) -> None:
+@dataclass(frozen=True, eq=False)  # identity, not value: a key of the results it produces
+class SampleTask:
+    """One sample to train: plain data, so it crosses into a worker process or a Ray task as it is."""
+
+    group: str  # "family", or the name of a hand-designed baseline
+    index: int
+    gen_json: dict[str, Any] | None
+    settings: dict[str, Any]  # asdict(RetrainSettings)
+    out_dir: str  # the group's folder: sample-NN/ go under it
+
+    @property
+    def label(self) -> str:
+        return f"sample {self.index}" if self.group == FAMILY else f"{self.group} sample {self.index}"
+
+
+FAMILY = "family"
+
+
+def _run_task(task: SampleTask, progress: Any = None) -> dict[str, Any]:
+    return retrain_sample(task.index, task.gen_json, task.settings, task.out_dir, progress=progress)
+
+
+def _worker(task: SampleTask, threads: int | None, queue: Any) -> None:
     import signal
 
     from autokd.search.executors import configure_process
@@ -425,12 +494,23 @@ def _worker(index: int, gen_json: Any, st: dict[str, Any], out: str, threads: in
     configure_process(threads)
 
     def report(event: dict[str, Any]) -> None:
-        queue.put(("progress", {**event, "task": f"sample {index}", "label": f"sample {index}"}))
+        queue.put(("progress", task.label, {**event, "task": task.label, "label": task.label}))
 
     try:
-        queue.put(("done", retrain_sample(index, gen_json, st, out, progress=report)))
+        queue.put(("done", task.label, _run_task(task, progress=report)))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
-        queue.put(("error", {"sample": index, "error": f"{type(exc).__name__}: {exc}"}))
+        queue.put(("error", task.label, {"sample": task.index, "error": f"{type(exc).__name__}: {exc}"}))
+
+
+def _groups(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path) -> list[tuple[str, Any, RetrainSettings,
+                                                                                      Path]]:
+    """(group, generator JSON, settings, folder): the family (or the one hand-designed student) first, then each
+    baseline in its own folder `baseline-NAME/`."""
+    gen_json = gen.to_json() if gen else None
+    groups = [(FAMILY, gen_json, s, out_dir)]
+    for name in baseline_names(s.baselines):
+        groups.append((name, None, baseline_settings(s, name), out_dir / f"baseline-{name}"))
+    return groups
 
 
 def run_retrain(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path, board: Board | None = None,
@@ -440,44 +520,84 @@ def run_retrain(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path, bo
     board = board or Board()
     ds = load_dataset(s.dataset, s.data_dir)  # bad dataset: fail before anything is written
     teacher, resolved = _teacher_summary(s, board)  # trains a missing built-in teacher once, before the samples
-    teacher_fp = resolved.fingerprint if resolved is not None and _teacher_kd(s, gen.to_json() if gen else None) \
-        else None
-    gen_json, st = (gen.to_json() if gen else None), asdict(s)
+    groups = _groups(gen, s, out_dir)
     with RunLock(out_dir, "retrain folder"):
-        results: dict[int, dict[str, Any]] = {}
-        todo = []
-        for i in range(s.samples):
-            prev = _reusable(out_dir / f"sample-{i:02d}", sample_identity(i, gen_json, st, teacher_fp))
-            if prev is not None:
-                results[i] = prev
-                board.line(f"retrain: sample {i} already done (test_acc {prev['test_acc']:.4f}), skipped")
-            else:
-                todo.append(i)
-        if todo and teacher_fp:
-            _prepare_cache(s, gen_json, board)
+        results: dict[str, dict[int, dict[str, Any]]] = {g[0]: {} for g in groups}
+        todo: list[SampleTask] = []
+        for group, gen_json, gs, folder in groups:
+            fp = resolved.fingerprint if resolved is not None and _teacher_kd(gs, gen_json) else None
+            st = asdict(gs)
+            for i in range(gs.samples):
+                task = SampleTask(group, i, gen_json, st, str(folder))
+                prev = _reusable(folder / f"sample-{i:02d}", sample_identity(i, gen_json, st, fp))
+                if prev is not None:
+                    results[group][i] = prev
+                    board.line(f"retrain: {task.label} already done (test_acc {prev['test_acc']:.4f}), skipped")
+                else:
+                    todo.append(task)
+        if todo and resolved is not None and _teacher_kd(s, groups[0][1]):
+            _prepare_cache(s, groups[0][1], board)
         if todo:
-            board.line(f"retrain: {len(todo)} sample(s) × {s.epochs:g} epochs"
-                       + (" (sample 0 is the search's winner)" if 0 in todo and s.winner_seed is not None else "")
-                       + f", {min(s.workers, len(todo))} at a time → {out_dir}")
+            family_todo = sum(t.group == FAMILY for t in todo)
+            extra = len(todo) - family_todo
+            at_once = len(todo) if executor == "ray" else min(s.workers, len(todo))
+            board.line(f"retrain: {family_todo} sample(s)"
+                       + (f" + {extra} of the baselines ({s.baselines})" if extra else "")
+                       + f" × {s.epochs:g} epochs"
+                       + (" (sample 0 is the search's winner)" if any(t.group == FAMILY and t.index == 0 for t in todo)
+                          and s.winner_seed is not None else "")
+                       + (", all at once on the Ray cluster" if executor == "ray" else f", {at_once} at a time")
+                       + f" → {out_dir}")
         if executor == "ray" and todo:
-            results.update(_run_ray(todo, gen_json, st, out_dir, gpus_per_trial, board))
+            done = _run_ray(todo, gpus_per_trial, board)
         elif s.workers > 1 and len(todo) > 1:
-            results.update(_run_processes(todo, gen_json, st, out_dir, s, board))
+            done = _run_processes(todo, s, board)
         else:
-            for i in todo:
-                report = board.reporter(f"sample {i}", f"sample {i}")
+            done = {}
+            for task in todo:
+                report = board.reporter(task.label, task.label)
                 if s.threads_per_sample:
                     torch.set_num_threads(s.threads_per_sample)
                 try:
-                    results[i] = retrain_sample(i, gen_json, st, str(out_dir), progress=report)
+                    done[task] = _run_task(task, progress=report)
                 finally:
-                    board.done(f"sample {i}")
-                _sample_line(board, results[i])
+                    board.done(task.label)
+                _sample_line(board, task, done[task])
+        for task, r in done.items():
+            results[task.group][task.index] = r
         linear = ds.info.linear_baseline
-        summary = summarise(list(results.values()), teacher, s, gen, linear, ds.num_classes)
+        summaries = {}
+        for group, _gen_json, gs, folder in groups:
+            summaries[group] = summarise(list(results[group].values()), teacher, gs, gen if group == FAMILY else None,
+                                         linear, ds.num_classes)
+        summary = summaries[FAMILY]
+        if len(groups) > 1:
+            for group, _gen_json, _gs, folder in groups[1:]:
+                write_json(folder / "summary.json", summaries[group])
+                write_atomic(folder / "summary.md", summary_markdown(summaries[group]))
+            summary["baselines"] = {g: _brief(summaries[g]) for g, *_ in groups[1:]}
+            summary["comparison"] = compare_to_baselines(summary)
         write_json(out_dir / "summary.json", summary)
         write_atomic(out_dir / "summary.md", summary_markdown(summary))
     return summary
+
+
+def _brief(summary: dict[str, Any]) -> dict[str, Any]:
+    """A baseline's line in the family's summary: its accuracies and costs, without the per-sample detail."""
+    ok = [r for r in summary["per_sample"] if r["status"] == "ok"]
+    return {"student": summary["student"], "ok": summary["ok"], "samples": summary["samples"],
+            "test_acc_mean": summary["test_acc_mean"], "test_acc_std": summary["test_acc_std"],
+            "test_accs": [r["test_acc"] for r in ok], "params_mean": summary["params_mean"],
+            "seconds_mean": statistics.mean(r["seconds"] for r in ok) if ok else None,
+            "arch_ids": [r["arch_id"] for r in ok], "kd": next((r.get("kd") for r in ok if r.get("kd")), None)}
+
+
+def compare_to_baselines(summary: dict[str, Any]) -> dict[str, Any]:
+    """The family's test accuracies against each baseline's: differences with 95% CIs, and the verdict sentence."""
+    from autokd.compare import against_baselines
+
+    family = [r["test_acc"] for r in summary["per_sample"] if r["status"] == "ok"]
+    return against_baselines(family, {name: b["test_accs"] for name, b in summary.get("baselines", {}).items()})
 
 
 def _prepare_cache(s: RetrainSettings, gen_json: dict[str, Any] | None, board: Board) -> None:
@@ -505,14 +625,13 @@ def _prepare_cache(s: RetrainSettings, gen_json: dict[str, Any] | None, board: B
     board.line(f"retrain: teacher logits ready in {time.time() - t0:.0f}s")
 
 
-def _sample_line(board: Board, r: dict[str, Any]) -> None:
+def _sample_line(board: Board, task: SampleTask, r: dict[str, Any]) -> None:
     acc = f"test_acc {r['test_acc']:.4f}" if r.get("test_acc") is not None else f"FAILED ({r.get('error')})"
-    board.line(f"retrain: sample {r['sample']}{' (winner)' if r.get('winner') else ''}: {acc}, "
+    board.line(f"retrain: {task.label}{' (winner)' if r.get('winner') else ''}: {acc}, "
                f"{fmt_seconds(r.get('seconds'))}")
 
 
-def _run_processes(todo: list[int], gen_json: Any, st: dict[str, Any], out_dir: Path, s: RetrainSettings,
-                   board: Board) -> dict[int, dict[str, Any]]:
+def _run_processes(todo: list[SampleTask], s: RetrainSettings, board: Board) -> dict[SampleTask, dict[str, Any]]:
     import multiprocessing as mp
     import os
     import queue as queue_mod
@@ -520,54 +639,57 @@ def _run_processes(todo: list[int], gen_json: Any, st: dict[str, Any], out_dir: 
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     threads = s.threads_per_sample or max(1, (os.cpu_count() or 1) // s.workers)
+    by_label = {t.label: t for t in todo}
     pending, running, results = list(todo), {}, {}
     try:
         while pending or running:
             while pending and len(running) < s.workers:
-                i = pending.pop(0)
-                proc = ctx.Process(target=_worker, args=(i, gen_json, st, str(out_dir), threads, q), daemon=True)
+                task = pending.pop(0)
+                proc = ctx.Process(target=_worker, args=(task, threads, q), daemon=True)
                 proc.start()
-                running[i] = proc
+                running[task.label] = proc
             try:
-                kind, data = q.get(timeout=0.5)
+                kind, label, data = q.get(timeout=0.5)
             except queue_mod.Empty:
-                for i, proc in list(running.items()):
+                for label, proc in list(running.items()):
                     if not proc.is_alive() and proc.exitcode not in (0, None):
-                        del running[i]
-                        results[i] = {"sample": i, "seed": sample_seed(s, i), "arch_id": None, "status": "failed",
-                                      "test_acc": None, "params": 0, "macs": None, "seconds": 0.0,
-                                      "error": f"worker process died (exit code {proc.exitcode})"}
-                        board.done(f"sample {i}")
+                        del running[label]
+                        task = by_label[label]
+                        results[task] = {"sample": task.index, "seed": sample_seed(RetrainSettings(**task.settings),
+                                                                                   task.index),
+                                         "arch_id": None, "status": "failed", "test_acc": None, "params": 0,
+                                         "macs": None, "seconds": 0.0,
+                                         "error": f"worker process died (exit code {proc.exitcode})"}
+                        board.done(label)
                 continue
             if kind == "progress":
                 board.update(data)
                 continue
-            i = int(data["sample"])
-            running.pop(i).join(timeout=30)
-            board.done(f"sample {i}")
+            task = by_label[label]
+            running.pop(label).join(timeout=30)
+            board.done(label)
             if kind == "error":
-                raise RuntimeError(f"sample {i}: {data['error']}")
-            results[i] = data
-            _sample_line(board, data)
+                raise RuntimeError(f"{label}: {data['error']}")
+            results[task] = data
+            _sample_line(board, task, data)
     finally:
         for proc in running.values():
             proc.terminate()
     return results
 
 
-def _run_ray(todo: list[int], gen_json: Any, st: dict[str, Any], out_dir: Path, gpus_per_trial: float,
-             board: Board) -> dict[int, dict[str, Any]]:
+def _run_ray(todo: list[SampleTask], gpus_per_trial: float, board: Board) -> dict[SampleTask, dict[str, Any]]:
     import ray
 
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     opts = {"num_gpus": gpus_per_trial} if ray.cluster_resources().get("GPU") else {"num_cpus": 1}
-    task = ray.remote(retrain_sample).options(max_retries=0, **opts)
-    refs = {task.remote(i, gen_json, st, str(out_dir)): i for i in todo}
+    task_fn = ray.remote(_run_task).options(max_retries=0, **opts)
+    refs = {task_fn.remote(t): t for t in todo}
     results = {}
     while refs:
         ready, _ = ray.wait(list(refs), num_returns=1)
-        i = refs.pop(ready[0])
-        results[i] = ray.get(ready[0])
-        _sample_line(board, results[i])
+        task = refs.pop(ready[0])
+        results[task] = ray.get(ready[0])
+        _sample_line(board, task, results[task])
     return results

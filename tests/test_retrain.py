@@ -147,3 +147,46 @@ def test_hand_designed_students_fill_the_limit_and_retrain_with_kd(name, generat
                                       for r in summary["per_sample"])
     ckpt = torch.load(out / "sample-00" / "student.pt", weights_only=True)
     assert ckpt["arch"]["handmade"] == name
+
+
+def test_retrain_trains_the_baselines_next_to_the_family_and_compares(generator_with_source, tmp_path, capsys):
+    """--baselines: each hand-designed student under the same limit, teacher and recipe, with the standard KD
+    setting, in its own folder; the summary states the difference with a CI and the verdict; resume reuses both."""
+    out = tmp_path / "retrain"
+    args = ["retrain", "--generator", str(generator_with_source), "--samples", "2", "--epochs", "0.5",
+            "--baselines", "resnet,cnn", "--workers", "2", "--out", str(out)]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ok"] == 2 and set(summary["baselines"]) == {"resnet", "cnn"}
+    for name in ("resnet", "cnn"):
+        b = json.loads((out / f"baseline-{name}" / "summary.json").read_text())
+        assert b["student"] == name and b["ok"] == 2
+        for r in b["per_sample"]:
+            assert r["kd"] == {"temperature": 4.0, "alpha": 0.9}  # standard KD, not the family's τ=3 α=0.7
+            assert r["params"] <= 40_000 and r["epochs"] == 0.5
+        assert summary["baselines"][name]["test_accs"] == [r["test_acc"] for r in b["per_sample"]]
+    family_kd = {r["kd"]["temperature"] for r in summary["per_sample"]}
+    assert family_kd == {3.0}
+    comparison = summary["comparison"]
+    best = max(summary["baselines"], key=lambda n: summary["baselines"][n]["test_acc_mean"])
+    assert comparison["best_baseline"] == best
+    d = comparison["differences"][best]
+    assert d["diff"] == pytest.approx(100 * (summary["test_acc_mean"] - summary["baselines"][best]["test_acc_mean"]))
+    assert comparison["verdict"].startswith("The searched family")
+    printed = capsys.readouterr()
+    assert comparison["verdict"] in printed.out
+    assert "Against hand-designed students" in (out / "summary.md").read_text()
+
+    before = (out / "baseline-cnn" / "sample-01" / "result.json").stat().st_mtime_ns
+    assert main(args) == 0
+    assert (out / "baseline-cnn" / "sample-01" / "result.json").stat().st_mtime_ns == before
+    assert "cnn sample 1 already done" in capsys.readouterr().err
+
+
+def test_an_unknown_baseline_is_refused_before_anything_is_written(generator_with_source, tmp_path, capsys):
+    out = tmp_path / "retrain"
+    assert main(["retrain", "--generator", str(generator_with_source), "--baselines", "resnet,vgg99",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "vgg99" in err and "choose from" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

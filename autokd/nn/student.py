@@ -7,8 +7,9 @@ from torch import nn
 
 from autokd.nn.fused import gated_sum, head_features
 from autokd.nn.ops import ConvOp, DagBlock, GatedSum, pool_to
+from autokd.nn.wavefront import build_program, run_program
 from autokd.space.plan import STEM, Source, graph_input_channels, top_plan
-from autokd.space.spec import HEAD_CHANNELS, HEAD_DROPOUT, ArchSpec, CellSpec
+from autokd.space.spec import HEAD_DROPOUT, ArchSpec, CellSpec
 
 
 def _cell(cell: CellSpec, in_channels: int, width: int) -> DagBlock:
@@ -68,11 +69,16 @@ class Student(nn.Module):
         self.cells = nn.ModuleList(_cell(c, p.in_channels, p.width) for c, p in zip(spec.cells, plans))
         self.sources = [[s.node for s in p.sources] for p in plans]
         self.output_merge = TopMerge(out.sources, out.size, out.channels)
+        head = spec.head_channels
         self.head = nn.Sequential(
-            nn.ReLU(inplace=False), nn.Conv2d(out.channels, HEAD_CHANNELS, 1, bias=False),
-            nn.BatchNorm2d(HEAD_CHANNELS), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-            nn.Dropout(HEAD_DROPOUT), nn.Linear(HEAD_CHANNELS, spec.num_classes))
+            nn.ReLU(inplace=False), nn.Conv2d(out.channels, head, 1, bias=False),
+            nn.BatchNorm2d(head), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Dropout(HEAD_DROPOUT), nn.Linear(head, spec.num_classes))
         self.n_outputs = len(out.sources)
+        # The fused path runs each cell as groups of ops that read one tensor (autokd.nn.wavefront): plain data
+        # derived from the structure, no parameters of its own.
+        self.programs = [build_program(c) for c in self.cells]
+        self.wavefront = True  # False: the fused path runs cells op by op (benchmarks/levers.py measures both)
         if arithmetic not in ARITHMETIC:
             raise ValueError(f"arithmetic must be one of {ARITHMETIC}, got {arithmetic!r}")
         self.arithmetic = arithmetic
@@ -95,9 +101,10 @@ class Student(nn.Module):
         fused = self.uses_fused(x)
         stem = self.stem(x)
         outs: list[torch.Tensor] = []
-        for merge, cell, srcs in zip(self.merges, self.cells, self.sources):
+        for merge, cell, srcs, program in zip(self.merges, self.cells, self.sources, self.programs):
             inputs = [stem if s == STEM else outs[s] for s in srcs]
-            outs.append(cell(merge(inputs, fused), fused))
+            merged = merge(inputs, fused)
+            outs.append(run_program(cell, program, merged) if fused and self.wavefront else cell(merged, fused))
         om = self.output_merge
         pooled = [pool_to(outs[s], om.size) for s in om.source_ids]
         feats = [om.proj[str(i)](p) if om.kinds[i] == "project" else p for i, p in enumerate(pooled)]

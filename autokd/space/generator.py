@@ -15,7 +15,7 @@ from autokd.errors import InvalidGenerator
 from autokd.space.configspace import THETA_KEYS
 from autokd.space.graphs import DEFAULT_MAX_REDRAWS, erdos_renyi, stage_of_nodes, watts_strogatz
 from autokd.space.plan import count_parameters
-from autokd.space.spec import ArchSpec, CellSpec
+from autokd.space.spec import HEAD_CHANNELS, ArchSpec, CellSpec
 
 DEFAULT_PARAM_LIMIT = 4_000_000  # small images (REFERENCE §1); 6M for large images such as MIT67
 MAX_WIDTH = 4096
@@ -23,7 +23,7 @@ MAX_WIDTH = 4096
 
 def _with_width(spec: ArchSpec, width: int) -> ArchSpec:
     return ArchSpec(spec.input_shape, spec.num_classes, width, spec.top, spec.stages, spec.cells, spec.source,
-                    spec.merge)
+                    spec.merge, spec.head_channels)
 
 
 def widest_width(spec: ArchSpec, param_limit: int) -> int:
@@ -45,7 +45,8 @@ def widest_width(spec: ArchSpec, param_limit: int) -> int:
 
 def sample_architecture(theta: Mapping[str, Any], seed: int, input_shape: tuple[int, int, int], num_classes: int,
                         param_limit: int = DEFAULT_PARAM_LIMIT,
-                        max_redraws: int = DEFAULT_MAX_REDRAWS, merge: str = "cell") -> ArchSpec:
+                        max_redraws: int = DEFAULT_MAX_REDRAWS, merge: str = "cell",
+                        head_channels: int = HEAD_CHANNELS) -> ArchSpec:
     """Draw one architecture from G(θ); raises InvalidGenerator with the reason when θ cannot produce one.
 
     θ must hold the 8 generator keys (validate user input with SearchSpace.check_theta first).
@@ -65,5 +66,5 @@ def sample_architecture(theta: Mapping[str, Any], seed: int, input_shape: tuple[
         cells.append(CellSpec(mid, modules))
     source = {"generator": dict(t), "seed": int(seed), "param_limit": int(param_limit)}
     spec = ArchSpec(tuple(int(x) for x in input_shape), int(num_classes), 1, top, tuple(stages), tuple(cells),
-                    source, merge)
+                    source, merge, int(head_channels))
     return _with_width(spec, widest_width(spec, int(param_limit)))

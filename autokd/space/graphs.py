@@ -23,7 +23,10 @@ def orient(graph: nx.Graph) -> GraphSpec:
 
 
 def clamp_k(nodes: int, k: int) -> int:
-    """Watts–Strogatz K is clamped to nodes − 1 (networkx then uses K // 2 neighbours on each side)."""
+    """Watts–Strogatz K is clamped to nodes − 1 (networkx then uses K // 2 neighbours on each side). Two nodes take
+    K = 2, networkx's complete graph (one edge): K = 1 would give no neighbours, a graph never connected."""
+    if int(nodes) == 2:
+        return 2
     return max(1, min(int(k), int(nodes) - 1))
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from autokd.space.spec import HEAD_CHANNELS, ArchSpec, GraphSpec
+from autokd.space.spec import ArchSpec, GraphSpec
 
 STEM = -1  # source id of the stem in a top-level merge
 
@@ -101,8 +101,9 @@ def count_parameters(spec: ArchSpec) -> int:
             for op_in in graph_input_channels(module, m_in, plan.width):
                 total += _conv(op_in, plan.width, 3, True) + 2 * plan.width
     total += sum(_conv(s.channels, out.channels, 1, True) for s in out.sources if s.kind == "project")
-    total += _conv(out.channels, HEAD_CHANNELS, 1, False) + 2 * HEAD_CHANNELS
-    total += HEAD_CHANNELS * spec.num_classes + spec.num_classes
+    head = spec.head_channels
+    total += _conv(out.channels, head, 1, False) + 2 * head
+    total += head * spec.num_classes + spec.num_classes
     return total
 
 
@@ -126,5 +127,5 @@ def count_macs(spec: ArchSpec) -> int:
                 macs += op_in * plan.width * 9 * area
     out_area = out.size[0] * out.size[1]
     macs += sum(s.channels * out.channels * out_area for s in out.sources if s.kind == "project")
-    macs += out.channels * HEAD_CHANNELS * out_area + HEAD_CHANNELS * spec.num_classes
+    macs += out.channels * spec.head_channels * out_area + spec.head_channels * spec.num_classes
     return macs

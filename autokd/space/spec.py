@@ -66,6 +66,7 @@ class ArchSpec:
     cells: tuple[CellSpec, ...]
     source: dict[str, Any] = field(default_factory=dict, compare=False)  # provenance: θ, seed, param_limit
     merge: str = "cell"  # top-level merge width where inputs differ: "cell" (autokd) or "predecessor" (reference)
+    head_channels: int = HEAD_CHANNELS  # the head's 1×1 conv width: 1280 (NAGO) or autokd's smaller head
 
     @property
     def stem_downsample(self) -> int:
@@ -100,7 +101,7 @@ class ArchSpec:
             "channels": list(self.channels),
             "stage_sizes": [list(s) for s in self.stage_sizes],
             "stem": {"channels": self.stem_channels, "downsample": self.stem_downsample},
-            "head": {"channels": HEAD_CHANNELS, "dropout": HEAD_DROPOUT},
+            "head": {"channels": self.head_channels, "dropout": HEAD_DROPOUT},
             "top": {**self.top.to_json(), "stages": list(self.stages)},
             "cells": [{**c.graph.to_json(), "modules": [m.to_json() for m in c.modules]} for c in self.cells],
             # only when not the default, so the ids of architectures written before the switch stay the same
@@ -172,8 +173,12 @@ def arch_from_json(obj: Any) -> ArchSpec:
     merge = obj.get("merge", "cell")
     if merge not in MERGE_RULES:
         raise UserError(f"architecture file: merge must be one of {', '.join(MERGE_RULES)}, got {merge!r}")
+    head = obj.get("head", {}) if isinstance(obj.get("head", {}), dict) else None
+    head_channels = head.get("channels", HEAD_CHANNELS) if head is not None else None
+    if isinstance(head_channels, bool) or not isinstance(head_channels, int) or not 1 <= head_channels <= 65_536:
+        raise UserError("architecture file: head.channels must be an integer in [1, 65536]")
     spec = ArchSpec(shape, num_classes, width, top, tuple(stages), tuple(cells), dict(obj.get("source") or {}),
-                    merge)
+                    merge, head_channels)
     if "arch_id" in obj and obj["arch_id"] != spec.arch_id:
         raise UserError(f"architecture file: arch_id {obj['arch_id']} does not match its content "
                         f"({spec.arch_id}); the file was edited or is corrupt")
