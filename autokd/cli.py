@@ -244,7 +244,8 @@ SEARCH_FLAGS = ("dataset", "teacher", "teacher_weights", "min_budget", "max_budg
                 "optimizer", "bracket_rounding", "refill_failed", "min_points_in_model", "random_fraction",
                 "executor", "workers", "threads_per_trial", "gpus_per_trial", "ray_address", "param_limit",
                 "data_dir", "seed", "subset", "val_images", "batch_size", "lr", "weight_decay",
-                "weight_decay_scope", "lr_schedule", "augment_pad", "max_nodes", "merge_width", "device", "logit_cache")
+                "weight_decay_scope", "lr_schedule", "augment_pad", "max_nodes", "merge_width", "search_space", "device",
+                "logit_cache")
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -499,6 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--augment-pad", type=_typed("int", min=0, max=64), help="random-crop padding in pixels (0: no "
                    "crop)")
     r.add_argument("--max-nodes", type=_typed("int", min=3, max=10), help="cap every graph level's node count")
+    r.add_argument("--search-space", choices=("nago", "nago-small"), help="nago: the paper's space; nago-small: "
+                   "autokd's for small limits (1–4 nodes a level, a searched head width; the cpu preset's)")
     r.add_argument("--merge-width", choices=("cell", "predecessor"), help="where a cell's inputs differ in channels, "
                    "project them to the cell's width (default) or to the highest-id predecessor's (the reference)")
     r.add_argument("--seed", type=SEED, help="seed of the proposals, architectures and split (default 0)")

@@ -25,6 +25,7 @@ class SearchSettings:
     #                             dataset's default teacher (the shipped one for fashion-mnist)
     teacher_weights: str | None = None  # state dict for a module:callable teacher
     no_kd: bool = False  # the NAGO baseline: space nago-nokd, α = 0, no teacher needed
+    search_space: str = "nago"  # nago (the paper's) or nago-small (autokd's, for small limits: the cpu preset)
     min_budget: float = 30.0  # epochs
     max_budget: float = 120.0
     eta: int = 2
@@ -65,7 +66,7 @@ class SearchSettings:
 
     @property
     def space(self) -> str:
-        return "nago-nokd" if self.no_kd else "nago"
+        return f"{self.search_space}-nokd" if self.no_kd else self.search_space
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,6 +147,7 @@ SETTING_FIELDS: dict[str, Field] = {
     "smoke_teacher": Field("bool"),
     "max_nodes": Field("int", min=3, max=10, nullable=True),
     "merge_width": Field("str", choices=("cell", "predecessor")),
+    "search_space": Field("str", choices=("nago", "nago-small")),
     "logit_cache": Field("str", choices=("auto", "on", "off")),
     "device": Field("str", nullable=True, help=_DEVICE_HELP),
     "preset": Field("str", choices=("smoke", "cpu", "paper")),
@@ -179,7 +181,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"min_budget": 30.0, "max_budget": 120.0, "eta": 2, "iterations": 63, "subset": None,
               "param_limit": None, "smoke_teacher": False},
     "cpu": {"min_budget": 0.5, "max_budget": 4.5, "eta": 3, "iterations": 1, "subset": 16_000,
-            "val_images": 5000, "param_limit": 100_000, "max_nodes": 4, "batch_size": 128, "lr": 0.1,
+            # autokd's small-limit space: its own node bounds (no max_nodes cap), a searched head width
+            "val_images": 5000, "param_limit": 100_000, "search_space": "nago-small", "batch_size": 128, "lr": 0.1,
             "weight_decay": 5e-4, "weight_decay_scope": "all", "augment_pad": 0, "augment_flip": True,
             "logit_cache": "on", "eval_batch_size": 256, "smoke_teacher": False},
     "smoke": {"min_budget": 1.0, "max_budget": 4.0, "eta": 2, "iterations": 3, "subset": 1500,

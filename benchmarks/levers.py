@@ -103,7 +103,14 @@ def measure_levers(configs: list[dict]) -> list[dict[str, Any]]:
     val = torch.randn(5000, 1, 28, 28)
     ref, _ = student(cfg, "reference")
     fused, _ = student(cfg, "fused")
-    out = [ab("fused arithmetic (training)", lambda: _steps(ref, x, y, 6), lambda: _steps(fused, x, y, 6)),
+    op_by_op, _ = student(cfg, "fused")
+    op_by_op.wavefront = False
+    ops = sum(len(g.ops) for p in fused.programs for g in p.groups)
+    convs = sum(p.convolutions for p in fused.programs)
+    out = [ab(f"wavefront: ops reading one tensor as one convolution ({ops} → {convs} convolutions; training)",
+              lambda: _steps(op_by_op, x, y, 6), lambda: _steps(fused, x, y, 6)),
+           ab("wavefront (validation, batch 256)", lambda: _eval(op_by_op, val, 256), lambda: _eval(fused, val, 256)),
+           ab("fused arithmetic (training)", lambda: _steps(ref, x, y, 6), lambda: _steps(fused, x, y, 6)),
            ab("fused arithmetic + BN folded (validation, batch 1000)", lambda: _eval(ref, val, 1000),
               lambda: _eval(fused, val, 1000)),
            ab("validation batch 1000 → 256 (fused)", lambda: _eval(fused, val, 1000), lambda: _eval(fused, val, 256)),

@@ -41,6 +41,11 @@ CANDIDATES: dict[str, tuple[Any, int]] = {
     "3/1/2, head 64": (_theta(3, 1, 2), 64),
     "3/2/2, head 64": (_theta(3, 2, 2), 64),
     "cpu-space 3/4/3, head 64": (CPU_THETA, 64),
+    "6/1/2, head 128": (_theta(6, 1, 2), 128),
+    "6/1/1, head 128": (_theta(6, 1, 1), 128),
+    "6/2/2, head 128": (_theta(6, 2, 2), 128),
+    "8/1/2, head 128": (_theta(8, 1, 2), 128),
+    "6/1/3, head 128": (_theta(6, 1, 3), 128),
     "resnet (hand-designed)": ("resnet", 0),
     "cnn (hand-designed)": ("cnn", 0),
 }
@@ -91,13 +96,13 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=2.0)
     ap.add_argument("--subset", type=int, default=16_000)
     ap.add_argument("--seeds", type=int, default=1)
-    ap.add_argument("--only", default=None, help="comma-separated candidate names")
+    ap.add_argument("--only", default=None, help="candidate names separated by ;")
     ap.add_argument("--out", default="docs/space-probe.json")
     args = ap.parse_args()
     out = Path(args.out)
     rows = json.loads(out.read_text()) if out.is_file() else []
     done = {(r["candidate"], r["seed"], r["epochs"], r["subset"]) for r in rows}
-    names = args.only.split(",") if args.only else list(CANDIDATES)
+    names = args.only.split(";") if args.only else list(CANDIDATES)
     todo = [(n, s) for s in range(args.seeds) for n in names if (n, s, args.epochs, args.subset) not in done]
     ctx = mp.get_context("spawn")
     q = ctx.Queue()

@@ -228,7 +228,7 @@ CASES: list[tuple[str, Callable[[Path, Path], list]]] = [
                           ("workers", "0"), ("threads-per-trial", "0"), ("gpus-per-trial", "0"),
                           ("random-fraction", "2"), ("augment-pad", "-1"), ("max-nodes", "2"), ("max-nodes", "11"),
                           ("min-points-in-model", "0"), ("optimizer", "grid"), ("lr-schedule", "linear"),
-                          ("merge-width", "widest")]],
+                          ("merge-width", "widest"), ("search-space", "nago-huge")]],
     ("search-min-budget-tiny-plans-billions", lambda t, b: [*S, "--min-budget", "1e-9", "--run-dir", t / "r"]),
     ("search-iterations-plan-too-large", lambda t, b: [*S, "--iterations", "90000", "--min-budget", "0.001",
                                                        "--max-budget", "1", "--run-dir", t / "r"]),
@@ -242,7 +242,7 @@ CASES: list[tuple[str, Callable[[Path, Path], list]]] = [
     *[(f"retrain-{flag}-{value}", lambda t, b, f=flag, v=value: ["retrain", "--generator", b / "best.json", f"--{f}",
                                                                 v, "--out", t / "o"])
       for flag, value in [("epochs", "0"), ("epochs", "-3"), ("samples", "0"), ("alpha", "5"), ("seed", "-1"),
-                          ("workers", "0")]],
+                          ("workers", "0"), ("baselines", "vit"), ("baselines", "resnet,,vgg99")]],
     ("retrain-nothing-to-train", lambda t, b: ["retrain", "--out", t / "o"]),
     ("sample-num-classes-1", lambda t, b: ["sample", "--generator", gen(t), "--input-shape", "3,8,8",
                                            "--num-classes", "1"]),
@@ -407,6 +407,11 @@ CASES: list[tuple[str, Callable[[Path, Path], list]]] = [
     ("report-several-without-aggregate", lambda t, b: ["report", b, b]),
     ("trials-not-a-run", lambda t, b: ["trials", t / "nowhere"]),
     ("retrain-generator-no-dataset", lambda t, b: ["retrain", "--generator", gen(t), "--out", t / "o"]),
+    ("generator-head-channels-not-in-nago", lambda t, b: ["sample", "--generator", gen(t, {
+        "generator": {**DEFAULT_THETA, "head_channels": 64}}), "--dataset", SYN]),
+    ("generator-head-channels-too-wide", lambda t, b: ["sample", "--generator", gen(t, {
+        "space": "nago-small", "generator": {**DEFAULT_THETA, "G1_K": 2, "G3_K": 2, "G1_nodes": 3, "G2_nodes": 2,
+                                             "G3_nodes": 2, "head_channels": 100_000}}), "--dataset", SYN]),
     ("retrain-unknown-student", lambda t, b: ["retrain", "--student", "vit", "--dataset", SYN, "--out", t / "o"]),
     # ---- Ray
     ("ray-unreachable", lambda t, b: [*S, "--executor", "ray", "--ray-address", "127.0.0.1:1", "--run-dir", t / "r"]),

@@ -133,3 +133,31 @@ def test_widest_width_is_monotone_in_the_limit():
     spec = sample_architecture(DEFAULT_THETA, 0, *CIFAR)
     widths = [widest_width(spec, lim) for lim in (200_000, 1_000_000, 4_000_000, 16_000_000)]
     assert widths == sorted(widths) and widths[0] < widths[-1]
+
+
+def test_the_small_space_samples_valid_wide_students_and_its_head_is_in_the_architecture():
+    """nago-small (the cpu preset's): every draw builds under 100k parameters, 1- and 2-node graphs included; the
+    head width travels in θ into the architecture file, and the paper space's ids are unchanged by the field."""
+    from autokd.nn.student import build_student
+    from autokd.space.configspace import config_to_plain, load_space, theta_of
+    from autokd.space.spec import arch_from_json
+
+    space = load_space("nago-small")
+    cs = space.to_configspace(seed=5)
+    widths = []
+    for i, cfg in enumerate(cs.sample_configuration(30)):
+        theta = space.check_theta(theta_of(config_to_plain(cfg)))
+        spec = sample_architecture(theta, i, (1, 28, 28), 10, 100_000)
+        assert spec.head_channels == theta["head_channels"]
+        assert count_parameters(spec) <= 100_000
+        widths.append(spec.width)
+        again = arch_from_json(json.loads(spec.dumps()))
+        assert again == spec and again.arch_id == spec.arch_id
+    assert max(widths) >= 14  # members as wide as a hand-designed ResNet-8 at this limit exist
+    spec = sample_architecture(theta, 0, (1, 28, 28), 10, 100_000)
+    model = build_student(spec)
+    assert model.head[1].out_channels == theta["head_channels"]
+    assert sum(p.numel() for p in model.parameters()) == count_parameters(spec)
+    paper = sample_architecture(DEFAULT_THETA, 0, (3, 32, 32), 10, 400_000)
+    assert "head_channels" not in json.dumps(paper.structure_json())
+    assert paper.structure_json()["head"] == {"channels": 1280, "dropout": 0.2}

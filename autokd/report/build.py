@@ -16,7 +16,7 @@ from autokd.fsutil import write_atomic
 from autokd.report import figures
 from autokd.report.correlation import BudgetPair, budget_correlations, correlation_csv
 from autokd.report.data import RunData, load_run_data, pct, standard_error
-from autokd.space.configspace import THETA_KEYS
+from autokd.space.configspace import OPTIONAL_THETA_KEYS, THETA_KEYS
 
 
 def _group_label(runs: list[RunData]) -> str:
@@ -106,7 +106,8 @@ def _winner(run: RunData, out: Path) -> list[str]:
                      f"{pct(second['val_acc'])} by {100 * gap:.1f} points: {gap / (se * 2 ** 0.5):.1f} standard errors "
                      f"of the difference, {noise}")
     theta = best.get("generator", {})
-    lines += ["", "Generator θ: " + ", ".join(f"{k} = {theta[k]:.3g}" for k in THETA_KEYS if k in theta) + "."]
+    keys = THETA_KEYS + OPTIONAL_THETA_KEYS
+    lines += ["", "Generator θ: " + ", ".join(f"{k} = {theta[k]:.3g}" for k in keys if k in theta) + "."]
     shape, classes = run.run.get("input_shape"), run.run.get("num_classes")
     if shape and classes:
         from autokd.report.draw import draw_architecture

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from autokd.report.data import load_run_data
-from autokd.space.configspace import THETA_KEYS
+from autokd.space.configspace import OPTIONAL_THETA_KEYS, THETA_KEYS
 
 COLUMNS = ("trial_id", "status", "bracket", "stage", "index", "budget", "val_acc", "val_loss", "train_loss", "steps",
-           "params", "seconds", "temperature", "alpha", "seed", "arch_id", "model_based", *THETA_KEYS, "error")
+           "params", "seconds", "temperature", "alpha", "seed", "arch_id", "model_based", *THETA_KEYS,
+           *OPTIONAL_THETA_KEYS, "error")
 
 
 def load_trials(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -29,7 +30,7 @@ def load_trials(run_dir: str | Path) -> list[dict[str, Any]]:
                "budget": e["budget"], "model_based": proposals.get(cid),
                **{k: e.get(k) for k in ("val_acc", "val_loss", "train_loss", "steps", "params", "seconds",
                                         "temperature", "alpha", "seed", "arch_id", "error")},
-               **{k: (e.get("theta") or {}).get(k) for k in THETA_KEYS}}
+               **{k: (e.get("theta") or {}).get(k) for k in THETA_KEYS + OPTIONAL_THETA_KEYS}}
         rows.append(row)
     return rows
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from autokd.search.hyperband import Bracket, ConfigId, plan_bracket, promote
 from autokd.search.trial import TrialResult, TrialSpec
-from autokd.space.configspace import THETA_KEYS, SearchSpace, config_to_plain
+from autokd.space.configspace import SearchSpace, config_to_plain, theta_of
 
 Key = tuple[ConfigId, float]  # (configuration, budget): one evaluation
 
@@ -93,7 +93,7 @@ class BOHBDriver:
 
     def _spec(self, config_id: ConfigId, budget: float) -> TrialSpec:
         cfg = self.configs[config_id]
-        spec = TrialSpec(self.next_trial_id, config_id, {k: cfg[k] for k in THETA_KEYS},
+        spec = TrialSpec(self.next_trial_id, config_id, theta_of(cfg),
                          float(cfg.get("temperature", 4.0)), float(cfg.get("alpha", 0.0)), float(budget),
                          self.arch_seed(config_id))
         self.next_trial_id += 1

@@ -28,7 +28,7 @@ from autokd.search.hyperband import schedule_summary
 from autokd.search.journal import Journal
 from autokd.search.plan import CPU_REFUSE_HOURS, Plan, make_plan
 from autokd.search.trial import TrialContext, TrialResult
-from autokd.space.configspace import THETA_KEYS, load_space
+from autokd.space.configspace import BUILTIN_SPACES, load_space, theta_of
 from autokd.space.genfile import GENERATOR_FORMAT, default_param_limit
 from autokd.validate import Field, check_object
 
@@ -135,7 +135,7 @@ def _check_empty(run_dir: Path) -> None:
 
 RUN_FIELDS = {
     "format": Field("str", required=True, choices=(RUN_FORMAT,)), "settings": Field("dict", required=True),
-    "space": Field("str", required=True, choices=("nago", "nago-nokd")),
+    "space": Field("str", required=True, choices=BUILTIN_SPACES),
     "param_limit": Field("int", min=1000, required=True), "input_shape": Field("list", required=True),
     "num_classes": Field("int", min=2, required=True), "teacher_path": Field("str", nullable=True),
     "created": Field("str", required=True),
@@ -175,7 +175,7 @@ def write_best(run_dir: Path, driver: BOHBDriver, best: TrialResult, run: dict[s
                                      "lr_schedule", "lr_step_epochs", "lr_step_gamma", "augment_pad",
                                      "augment_flip", "subset", "val_images", "val_fraction")}
     obj = {"format": GENERATOR_FORMAT, "space": run["space"], "merge_width": st.get("merge_width", "cell"),
-           "generator": {k: cfg[k] for k in THETA_KEYS},
+           "generator": theta_of(cfg),
            "kd": {"temperature": float(cfg.get("temperature", 4.0)), "alpha": float(cfg.get("alpha", 0.0))},
            "param_limit": run["param_limit"],
            "source": {"run_dir": str(run_dir.resolve()), "dataset": st["dataset"],
@@ -467,7 +467,7 @@ def _loop(prep: Prepared, run_dir: Path, board: Board, trial_fn: Callable | None
             for r in ex.wait(timeout=1.0):
                 cfg = driver.configs[r.config_id]
                 fields_ = {k: v for k, v in r.to_json().items()}
-                fields_.update(theta={k: cfg[k] for k in THETA_KEYS}, temperature=cfg.get("temperature"),
+                fields_.update(theta=theta_of(cfg), temperature=cfg.get("temperature"),
                                alpha=cfg.get("alpha"), seed=driver.arch_seed(r.config_id))
                 if r.status == "environment":
                     driver.release(r.trial_id)

@@ -13,7 +13,12 @@ from autokd.errors import UserError
 from autokd.resources import resource_dir
 
 THETA_KEYS = ("G1_nodes", "G1_K", "G1_P", "G2_nodes", "G2_P", "G3_nodes", "G3_K", "G3_P")
+# autokd's extensions of θ, each optional: a space that does not name one (the paper's) gets NAGO's behaviour.
+#   head_channels: width of the head's 1×1 conv (NAGO: 1280, which at a 100k limit is 40% of the parameters)
+OPTIONAL_THETA_KEYS = ("head_channels",)
 KD_KEYS = ("temperature", "alpha")
+# The built-in spaces (search_spaces/*.yaml): the paper's NAGO space, autokd's small-limit space, each without KD.
+BUILTIN_SPACES = ("nago", "nago-nokd", "nago-small", "nago-small-nokd")
 DEFAULT_KD = {"temperature": 4.0, "alpha": 0.9}  # RepDistiller/CRD recipe (REFERENCE §1)
 
 
@@ -81,11 +86,17 @@ class SearchSpace:
         known = {p.name: p for p in self.generator}
         unknown = sorted(set(theta) - set(known))
         if unknown:
-            raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; expected {', '.join(THETA_KEYS)}")
-        missing = [k for k in THETA_KEYS if k not in theta]
+            raise UserError(f"{where}: unknown key(s) {', '.join(unknown)} for space {self.name}; expected "
+                            f"{', '.join(known)}")
+        theta = dict(theta)
+        for key in OPTIONAL_THETA_KEYS:  # a fixed extension may be left out of a generator file
+            if key in known and key not in theta and known[key].type == "constant":
+                theta[key] = known[key].value
+        missing = [k for k in known if k not in theta]
         if missing:
             raise UserError(f"{where}: missing key(s) {', '.join(missing)}")
-        return {k: known[k].check(theta[k], where) for k in THETA_KEYS}
+        out = {k: known[k].check(theta[k], where) for k in known}
+        return {k: int(v) if k in OPTIONAL_THETA_KEYS else v for k, v in out.items()}
 
     def check_kd(self, kd: Mapping[str, Any] | None, where: str = "kd") -> dict[str, float]:
         """τ and α with defaults (τ=4, α=0.9, or the space's constant); unknown or out-of-range keys are bad input."""
@@ -124,7 +135,7 @@ def _param(name: str, obj: Any, source: str) -> Param:
 
 
 def load_space(name_or_path: str = "nago") -> SearchSpace:
-    """Load a built-in space by name (`nago`, `nago-nokd`) or a YAML file by path."""
+    """Load a built-in space by name (BUILTIN_SPACES) or a YAML file by path."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
         try:
@@ -134,7 +145,8 @@ def load_space(name_or_path: str = "nago") -> SearchSpace:
     else:
         res = resource_dir("search_spaces") / f"{name_or_path}.yaml"
         if not res.is_file():
-            raise UserError(f"unknown search space {name_or_path!r}; built-in: nago, nago-nokd, or a .yaml path")
+            raise UserError(f"unknown search space {name_or_path!r}; built-in: {', '.join(BUILTIN_SPACES)}, or a "
+                            ".yaml path")
         text = res.read_text()
     try:
         obj = yaml.safe_load(text)
@@ -143,12 +155,19 @@ def load_space(name_or_path: str = "nago") -> SearchSpace:
     if not isinstance(obj, dict) or not isinstance(obj.get("generator"), dict):
         raise UserError(f"search space {name_or_path}: needs a 'generator' mapping")
     gen = tuple(_param(k, v, name_or_path) for k, v in obj["generator"].items())
-    if tuple(p.name for p in gen) != THETA_KEYS:
-        raise UserError(f"search space {name_or_path}: generator keys must be {', '.join(THETA_KEYS)}")
+    names = tuple(p.name for p in gen)
+    if names[:len(THETA_KEYS)] != THETA_KEYS or not set(names[len(THETA_KEYS):]) <= set(OPTIONAL_THETA_KEYS):
+        raise UserError(f"search space {name_or_path}: generator keys must be {', '.join(THETA_KEYS)}, then "
+                        f"optionally {', '.join(OPTIONAL_THETA_KEYS)}")
     kd = tuple(_param(k, v, name_or_path) for k, v in (obj.get("kd") or {}).items())
     if any(p.name not in KD_KEYS for p in kd):
         raise UserError(f"search space {name_or_path}: kd keys must be among temperature, alpha")
     return SearchSpace(str(obj.get("name", path.stem)), gen, kd)
+
+
+def theta_of(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The generator keys of a configuration (θ's 8 keys and whichever optional extensions it holds)."""
+    return {k: values[k] for k in THETA_KEYS + OPTIONAL_THETA_KEYS if k in values}
 
 
 def config_to_plain(config: Mapping[str, Any]) -> dict[str, int | float]:

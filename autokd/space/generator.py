@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from autokd.errors import InvalidGenerator
-from autokd.space.configspace import THETA_KEYS
+from autokd.space.configspace import THETA_KEYS, theta_of
 from autokd.space.graphs import DEFAULT_MAX_REDRAWS, erdos_renyi, stage_of_nodes, watts_strogatz
 from autokd.space.plan import count_parameters
 from autokd.space.spec import HEAD_CHANNELS, ArchSpec, CellSpec
@@ -46,15 +46,17 @@ def widest_width(spec: ArchSpec, param_limit: int) -> int:
 def sample_architecture(theta: Mapping[str, Any], seed: int, input_shape: tuple[int, int, int], num_classes: int,
                         param_limit: int = DEFAULT_PARAM_LIMIT,
                         max_redraws: int = DEFAULT_MAX_REDRAWS, merge: str = "cell",
-                        head_channels: int = HEAD_CHANNELS) -> ArchSpec:
+                        head_channels: int | None = None) -> ArchSpec:
     """Draw one architecture from G(θ); raises InvalidGenerator with the reason when θ cannot produce one.
 
-    θ must hold the 8 generator keys (validate user input with SearchSpace.check_theta first).
+    θ must hold the 8 generator keys (validate user input with SearchSpace.check_theta first) and may hold
+    `head_channels` (default 1280, NAGO's head); the `head_channels` argument overrides θ's.
     """
     missing = [k for k in THETA_KEYS if k not in theta]
     if missing:
         raise InvalidGenerator(f"generator is missing {', '.join(missing)}")
-    t = {k: theta[k] for k in THETA_KEYS}
+    t = theta_of(theta)
+    head = int(head_channels if head_channels is not None else t.get("head_channels", HEAD_CHANNELS))
     rng = np.random.default_rng(int(seed))
     top = watts_strogatz(int(t["G1_nodes"]), int(t["G1_K"]), float(t["G1_P"]), rng, "top graph", max_redraws)
     stages = stage_of_nodes(top.nodes)
@@ -66,5 +68,5 @@ def sample_architecture(theta: Mapping[str, Any], seed: int, input_shape: tuple[
         cells.append(CellSpec(mid, modules))
     source = {"generator": dict(t), "seed": int(seed), "param_limit": int(param_limit)}
     spec = ArchSpec(tuple(int(x) for x in input_shape), int(num_classes), 1, top, tuple(stages), tuple(cells),
-                    source, merge, int(head_channels))
+                    source, merge, head)
     return _with_width(spec, widest_width(spec, int(param_limit)))

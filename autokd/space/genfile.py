@@ -10,7 +10,7 @@ from typing import Any
 from autokd.errors import UserError
 from autokd.fsutil import read_json, write_atomic
 from autokd.validate import check_depth
-from autokd.space.configspace import load_space
+from autokd.space.configspace import BUILTIN_SPACES, load_space
 from autokd.space.generator import DEFAULT_PARAM_LIMIT
 
 GENERATOR_FORMAT = "autokd.generator/1"
@@ -50,8 +50,8 @@ def generator_from_json(obj: Any, where: str = "generator file") -> GeneratorFil
     if "generator" not in obj:
         raise UserError(f"{where}: missing the required 'generator' object")
     space_name = obj.get("space", "nago")
-    if space_name not in ("nago", "nago-nokd"):
-        raise UserError(f"{where}: unknown space {space_name!r}; expected nago or nago-nokd")
+    if space_name not in BUILTIN_SPACES:
+        raise UserError(f"{where}: unknown space {space_name!r}; expected one of {', '.join(BUILTIN_SPACES)}")
     space = load_space(space_name)
     theta = space.check_theta(obj["generator"], f"{where}: generator")
     kd = space.check_kd(obj.get("kd"), f"{where}: kd")
