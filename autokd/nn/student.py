@@ -78,7 +78,9 @@ class Student(nn.Module):
         # The fused path runs each cell as groups of ops that read one tensor (autokd.nn.wavefront): plain data
         # derived from the structure, no parameters of its own.
         self.programs = [build_program(c) for c in self.cells]
-        self.wavefront = True  # False: the fused path runs cells op by op (benchmarks/levers.py measures both)
+        # Training only: in eval (BN folded into each conv) the grouped path measured 0.85–1.03× of op-by-op, in
+        # training 1.01–1.13× (docs/benchmarks.md). False: the fused path runs cells op by op (benchmarks/levers.py).
+        self.wavefront = True
         if arithmetic not in ARITHMETIC:
             raise ValueError(f"arithmetic must be one of {ARITHMETIC}, got {arithmetic!r}")
         self.arithmetic = arithmetic
@@ -104,7 +106,8 @@ class Student(nn.Module):
         for merge, cell, srcs, program in zip(self.merges, self.cells, self.sources, self.programs):
             inputs = [stem if s == STEM else outs[s] for s in srcs]
             merged = merge(inputs, fused)
-            outs.append(run_program(cell, program, merged) if fused and self.wavefront else cell(merged, fused))
+            wave = fused and self.wavefront and self.training
+            outs.append(run_program(cell, program, merged) if wave else cell(merged, fused))
         om = self.output_merge
         pooled = [pool_to(outs[s], om.size) for s in om.source_ids]
         feats = [om.proj[str(i)](p) if om.kinds[i] == "project" else p for i, p in enumerate(pooled)]
