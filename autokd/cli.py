@@ -244,8 +244,8 @@ SEARCH_FLAGS = ("dataset", "teacher", "teacher_weights", "min_budget", "max_budg
                 "optimizer", "bracket_rounding", "refill_failed", "min_points_in_model", "random_fraction",
                 "executor", "workers", "threads_per_trial", "gpus_per_trial", "ray_address", "param_limit",
                 "data_dir", "seed", "subset", "val_images", "batch_size", "lr", "weight_decay",
-                "weight_decay_scope", "lr_schedule", "augment_pad", "max_nodes", "merge_width", "search_space", "device",
-                "logit_cache")
+                "weight_decay_scope", "lr_schedule", "augment_pad", "max_nodes", "merge_width", "search_space",
+                "device", "logit_cache")
 
 
 def cmd_search(args: argparse.Namespace) -> int:

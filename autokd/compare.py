@@ -61,8 +61,8 @@ def difference(name_a: str, accs_a: Sequence[float], name_b: str, accs_b: Sequen
 
 def verdict(d: Difference, margin: float = 0.0) -> str:
     """One sentence: beats / is worse than / does not beat, with the difference, its 95% CI and the test."""
-    stats_text = (f"{d.diff:+.2f} points [{d.ci_low:+.2f}, {d.ci_high:+.2f}] (95% CI, Welch t-test p = {d.p_value:.3g}, "
-                  f"{d.n_a} vs {d.n_b} samples)" if d.ci_low is not None else
+    stats_text = (f"{d.diff:+.2f} points [{d.ci_low:+.2f}, {d.ci_high:+.2f}] (95% CI, Welch t-test "
+                  f"p = {d.p_value:.3g}, {d.n_a} vs {d.n_b} samples)" if d.ci_low is not None else
                   f"{d.diff:+.2f} points ({d.n_a} vs {d.n_b} samples: no CI without ≥ 2 samples on each side; "
                   f"retrain with --samples 3 or more)")
     them = f"the best hand-designed student ({d.name_b}, {d.mean_b:.2f}%)"

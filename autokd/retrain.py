@@ -62,7 +62,7 @@ class RetrainSettings:
     workers: int = 1  # samples trained at once (processes on this machine)
     threads_per_sample: int | None = None
     logit_cache: str = "auto"  # on, off, auto (on with CUDA, or on a CPU when the views are few)
-    baselines: str | None = None  # comma-separated hand-designed students trained next to the family (autokd.nn.handmade)
+    baselines: str | None = None  # hand-designed students (autokd.nn.handmade) trained next to the family, "a,b"
 
     def recipe(self) -> TrainConfig:
         """Final-training recipe (*choice*: the papers do not publish theirs): DARTS-like by default."""
@@ -400,8 +400,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     comparison = summary.get("comparison") or {}
     if comparison.get("verdict"):
         lines += ["## Against hand-designed students", "", f"**{comparison['verdict']}**", "",
-                  "| student | samples | test top-1 mean ± std | params | seconds / sample | family − it (points, 95% CI) "
-                  "| Welch p |", "|---|---|---|---|---|---|---|",
+                  "| student | samples | test top-1 mean ± std | params | seconds / sample "
+                  "| family − it (points, 95% CI) | Welch p |", "|---|---|---|---|---|---|---|",
                   f"| searched family | {summary['ok']} | {100 * summary['test_acc_mean']:.2f}% ± "
                   f"{100 * summary['test_acc_std']:.2f} | {summary['params_mean']:,.0f} | "
                   f"{_mean_seconds(summary):.0f} | | |"]

@@ -31,7 +31,8 @@ def autokd(*args: str) -> None:
 
 
 def random_generator(best: dict[str, Any], out: Path) -> Path:
-    """A generator file with a random θ from the searched space, the searched family's τ/α and source: only θ differs."""
+    """A generator file with a random θ from the searched space and the searched family's τ/α and source: only θ
+    differs."""
     from autokd.space.configspace import config_to_plain, load_space, theta_of
 
     space = load_space(best["space"])
@@ -87,15 +88,16 @@ def write_report(results: Path) -> None:
     def row(name: str, s: dict[str, Any]) -> str:
         ok = [r for r in s["per_sample"] if r["status"] == "ok"]
         secs = sum(r["seconds"] for r in ok) / max(1, len(ok))
+        each = ", ".join(f"{100 * r['test_acc']:.2f}" for r in ok)
         return (f"| {name} | {s['ok']} | {100 * s['test_acc_mean']:.2f}% ± {100 * s['test_acc_std']:.2f} "
-                f"({', '.join(f'{100 * r['test_acc']:.2f}' for r in ok)}) | {s['params_mean']:,.0f} | {secs:.0f} |")
+                f"({each}) | {s['params_mean']:,.0f} | {secs:.0f} |")
 
     lines.append(row("searched family", fam))
     for name, b in (fam.get("baselines") or {}).items():
         secs = b.get("seconds_mean") or 0
+        each = ", ".join(f"{100 * a:.2f}" for a in b["test_accs"])
         lines.append(f"| {name} (hand-designed) | {b['ok']} | {100 * b['test_acc_mean']:.2f}% ± "
-                     f"{100 * b['test_acc_std']:.2f} ({', '.join(f'{100 * a:.2f}' for a in b['test_accs'])}) | "
-                     f"{b['params_mean']:,.0f} | {secs:.0f} |")
+                     f"{100 * b['test_acc_std']:.2f} ({each}) | {b['params_mean']:,.0f} | {secs:.0f} |")
     lines.append(row("random θ family", rnd))
     (results / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

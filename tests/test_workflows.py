@@ -63,6 +63,21 @@ def test_best_json_names_the_winner_and_sample_evaluate_report_rebuild_it(real_r
     assert f"arch_id {src['arch_id']}" in text and "Which family won" in text and "±" in text
 
 
+def test_report_states_whether_the_retrained_family_beats_the_baselines(real_run, tmp_path):
+    """retrain into RUN/retrain with a baseline, then the report carries the family's test accuracy and the verdict
+    sentence of its summary (a no-KD search: the baseline trains without KD too)."""
+    assert main(["retrain", "--generator", str(real_run / "best.json"), "--epochs", "0.25", "--samples", "2",
+                 "--baselines", "cnn"]) == 0
+    summary = json.loads((real_run / "retrain" / "summary.json").read_text())
+    assert all(r["kd"] is None for r in summary["per_sample"])
+    baseline = json.loads((real_run / "retrain" / "baseline-cnn" / "summary.json").read_text())
+    assert all(r["kd"] is None for r in baseline["per_sample"])
+    assert main(["report", str(real_run)]) == 0
+    text = (real_run / "report" / "report.md").read_text()
+    assert "## Retrain: does searching pay?" in text and summary["comparison"]["verdict"] in text
+    assert "- cnn: " in text
+
+
 def test_trials_lists_every_trial_as_table_csv_and_json(real_run, capsys):
     for fmt in ("table", "csv", "json"):
         assert main(["trials", str(real_run), "--format", fmt]) == 0

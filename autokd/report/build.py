@@ -7,6 +7,8 @@ repeated-run figures (accuracies tallied over runs, best-so-far mean ± std, ran
 
 from __future__ import annotations
 
+import json
+
 import statistics
 from pathlib import Path
 from typing import Any, Sequence
@@ -116,13 +118,42 @@ def _winner(run: RunData, out: Path) -> list[str]:
         try:
             spec = sample_architecture(theta, int(src.get("seed", 0)), tuple(shape), classes,
                                        best.get("param_limit") or run.run.get("param_limit") or 4_000_000,
-                                       merge=best.get("merge_width", "cell"))
+                                       merge=best.get("merge_width", "cell"))  # θ carries head_channels
             draw_architecture(spec, out / "best_architecture.png")
             lines += ["", f"![the winning architecture (seed {src.get('seed', 0)}, arch_id {spec.arch_id})]"
                           f"(best_architecture.png)"]
         except UserError as exc:
             lines += ["", f"(no drawing: {exc})"]
     return lines + [""]
+
+
+def _retrain_section(run: RunData) -> list[str]:
+    """The family's long retrain (`autokd retrain` writes RUN_DIR/retrain/ by default) against the hand-designed
+    baselines trained next to it: the verdict the user acts on."""
+    path = run.run_dir / "retrain" / "summary.json"
+    if not path.is_file():
+        return []
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return ["## Retrain", "", f"(unreadable: {path})", ""]
+    if summary.get("test_acc_mean") is None:
+        return []
+    lines = ["## Retrain: does searching pay?", "",
+             f"The family retrained ({summary['ok']} samples, {summary['settings']['epochs']:g} epochs): "
+             f"**{100 * summary['test_acc_mean']:.2f}% ± {100 * summary['test_acc_std']:.2f}** top-1 test accuracy."]
+    verdict = (summary.get("comparison") or {}).get("verdict")
+    if verdict:
+        lines.append(verdict)
+        for name, b in summary.get("baselines", {}).items():
+            d = summary["comparison"]["differences"].get(name)
+            if b.get("test_acc_mean") is not None and d:
+                ci = f" [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]" if d.get("ci_low") is not None else ""
+                lines.append(f"- {name}: {100 * b['test_acc_mean']:.2f}% ± {100 * b['test_acc_std']:.2f} "
+                             f"({b['ok']} samples); family − {name} {d['diff']:+.2f} points{ci}")
+    else:
+        lines.append("No hand-designed baseline was trained next to it (`autokd retrain --baselines resnet,cnn`).")
+    return lines + [f"Details: `{path.parent / 'summary.md'}`.", ""]
 
 
 def _kd_section(main: list[RunData], other: list[RunData] | None) -> list[str]:
@@ -239,6 +270,7 @@ def build_report(run_dirs: str | Path | Sequence[str | Path], out_dir: str | Pat
         *(["Compared with: " + ", ".join(f"`{r.run_dir}`" for r in other) + "."] if other else []), ""]
     if len(main) == 1:
         lines += _winner(lead, out)
+        lines += _retrain_section(lead)
     else:
         bests = [r.best["source"]["val_acc"] for r in main if r.best]
         if bests:
