@@ -105,6 +105,21 @@ def _winner_seed(gen: Any, given: int | None) -> tuple[int, str]:
     return 0, "default"
 
 
+def _check_output_file(flag: str, path: Path) -> None:
+    """An output file path a write can succeed at: not a folder, a name the file system takes, a folder that exists
+    or can be made and is writable. Checked before any work, so a bad path costs nothing."""
+    if len(path.name.encode()) > 255:  # first: stat() of such a name is itself an error
+        raise UserError(f"{flag}: the file name is {len(path.name.encode())} bytes, over the 255 a file system "
+                        "allows; choose a shorter name")
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a folder; give a file path")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: {parent} is not a writable folder; choose a writable file path")
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     import time
 
@@ -114,20 +129,27 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     gen = load_generator(args.generator)
     shape, classes = _target_shape(args)
+    for flag, path in (("--out", args.out), ("--draw", args.draw)):
+        if path:
+            _check_output_file(flag, Path(path))
     limit = args.param_limit or gen.param_limit or default_param_limit(shape)
     seed, why = _winner_seed(gen, args.seed)
     t0 = time.perf_counter()
     spec = sample_architecture(gen.generator, seed, shape, classes, limit, merge=gen.merge_width)
     seconds = time.perf_counter() - t0
     params, macs = count_parameters(spec), count_macs(spec)
-    if args.out:
-        from autokd.fsutil import write_atomic
+    try:
+        if args.out:
+            from autokd.fsutil import write_atomic
 
-        write_atomic(args.out, spec.dumps())
-    if args.draw:
-        from autokd.report.draw import draw_architecture
+            write_atomic(args.out, spec.dumps())
+        if args.draw:
+            from autokd.report.draw import draw_architecture
 
-        draw_architecture(spec, args.draw)
+            draw_architecture(spec, args.draw)
+    except OSError as exc:
+        raise UserError(f"cannot write {exc.filename or args.out}: {exc.strerror}; choose a writable file "
+                        "path") from None
     summary = {"arch_id": spec.arch_id, "params": params, "macs": macs, "input_shape": list(shape),
                "num_classes": classes, "width": spec.width, "channels": list(spec.channels),
                "param_limit": limit, "seed": seed, "seed_from": why, "cells": spec.top.nodes,

@@ -407,6 +407,20 @@ CASES: list[tuple[str, Callable[[Path, Path], list]]] = [
     ("report-several-without-aggregate", lambda t, b: ["report", b, b]),
     ("trials-not-a-run", lambda t, b: ["trials", t / "nowhere"]),
     ("retrain-generator-no-dataset", lambda t, b: ["retrain", "--generator", gen(t), "--out", t / "o"]),
+    ("sample-out-in-proc", lambda t, b: ["sample", "--generator", gen(t), "--dataset", SYN, "--out",
+                                         "/proc/autokd-arch.json"]),
+    ("sample-out-is-a-folder", lambda t, b: ["sample", "--generator", gen(t), "--dataset", SYN, "--out", t]),
+    ("sample-out-name-300-chars", lambda t, b: ["sample", "--generator", gen(t), "--dataset", SYN, "--out",
+                                                t / ("a" * 300 + ".json")]),
+    ("sample-draw-in-proc", lambda t, b: ["sample", "--generator", gen(t), "--dataset", SYN, "--draw",
+                                          "/proc/autokd.png"]),
+    *[(f"generator-int-key-{name}", lambda t, b, raw=raw: ["sample", "--generator", gen(t, raw=raw), "--dataset", SYN])
+      for name, raw in [("infinity", b'{"generator": {"G1_nodes": Infinity, "G1_K": 2, "G1_P": 0.5, "G2_nodes": 3, '
+                                     b'"G2_P": 0.5, "G3_nodes": 3, "G3_K": 2, "G3_P": 0.5}}'),
+                        ("minus-infinity", b'{"generator": {"G1_nodes": 3, "G1_K": -Infinity, "G1_P": 0.5, '
+                                           b'"G2_nodes": 3, "G2_P": 0.5, "G3_nodes": 3, "G3_K": 2, "G3_P": 0.5}}'),
+                        ("1e400", b'{"generator": {"G1_nodes": 3, "G1_K": 2, "G1_P": 0.5, "G2_nodes": 1e400, '
+                                  b'"G2_P": 0.5, "G3_nodes": 3, "G3_K": 2, "G3_P": 0.5}}')]],
     ("generator-head-channels-not-in-nago", lambda t, b: ["sample", "--generator", gen(t, {
         "generator": {**DEFAULT_THETA, "head_channels": 64}}), "--dataset", SYN]),
     ("generator-head-channels-too-wide", lambda t, b: ["sample", "--generator", gen(t, {
@@ -489,3 +503,12 @@ def test_internal_error_is_exit_1_with_one_line_and_a_log(monkeypatch, capsys, t
     assert len(err) == 1 and "internal error: ZeroDivisionError: a bug" in err[0]
     log = Path(err[0].split("traceback in ")[1].split(";")[0])
     assert "Traceback" in log.read_text() and "ZeroDivisionError" in log.read_text()
+
+
+def test_resume_on_a_mistyped_path_creates_nothing(tmp_path, capsys):
+    """--resume never creates a directory: a mistyped path (with missing parents) stays missing, no .lock."""
+    target = tmp_path / "no" / "such" / "run"
+    assert main(["search", "--run-dir", str(target), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds no run to resume" in err[0]
+    assert not (tmp_path / "no").exists()

@@ -253,3 +253,26 @@ def test_progress_board_prints_plain_lines_in_logs():
     board.close()
     lines = buf.getvalue().splitlines()
     assert "epoch 0.50/2, step 10/40, loss 1.2500, 5s elapsed, ~15s left" in lines[0] and lines[1] == "done"
+
+
+def test_a_run_killed_before_its_seal_is_sealed_on_resume(tmp_path):
+    """Every result in the journal but no search_finished (killed in between), best.json stale: resume rewrites
+    best.json from the journal and appends the seal, once."""
+    run_dir = fake_run(tmp_path / "r")
+    journal = run_dir / "journal.jsonl"
+    good = json.loads((run_dir / "best.json").read_text())
+    lines = [ln for ln in journal.read_text().splitlines() if '"search_finished"' not in ln]
+    journal.write_text("\n".join(lines) + "\n")
+    stale = {**good, "source": {**good["source"], "trial_id": 0, "val_acc": 0.01}}
+    (run_dir / "best.json").write_text(json.dumps(stale))
+    outcome = run_search(None, run_dir, resume=True, quiet=True, trial_fn=fake)
+    assert outcome.already_complete
+    again = json.loads((run_dir / "best.json").read_text())
+    assert again["generator"] == good["generator"] and again["kd"] == good["kd"]
+    assert {k: again["source"][k] for k in ("trial_id", "val_acc", "config_id", "seed")} == \
+        {k: good["source"][k] for k in ("trial_id", "val_acc", "config_id", "seed")}
+    _, events, _ = read_journal(journal)
+    assert [e["event"] for e in events].count("search_finished") == 1
+    run_search(None, run_dir, resume=True, quiet=True, trial_fn=fake)  # sealed now: nothing more appended
+    _, events, _ = read_journal(journal)
+    assert [e["event"] for e in events].count("search_finished") == 1

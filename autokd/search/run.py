@@ -357,6 +357,9 @@ RESUMABLE = {"iterations"}  # the only setting a resume may change (to extend a 
 
 
 def resume_search(run_dir: Path, overrides: dict[str, Any], board: Board, lock: RunLock) -> Prepared:
+    if not (run_dir / "run.json").is_file():  # before the lock, which would create the (mistyped) path
+        raise RunDirError(f"{run_dir} holds no run to resume (no run.json); check the path, or start a search there "
+                          "without --resume")
     lock.acquire()
     run = load_run(run_dir)
     settings = settings_from_dict(run["settings"], f"{run_dir}/run.json").check()
@@ -434,8 +437,19 @@ def _loop(prep: Prepared, run_dir: Path, board: Board, trial_fn: Callable | None
             outcome.already_complete = True
             outcome.finished, outcome.failed = done, failed
             outcome.model_based, outcome.proposals = driver.model_based_proposals()
-            outcome.best = read_json(run_dir / "best.json", "best file") if (run_dir / "best.json").is_file() \
-                else (write_best(run_dir, driver, best, run) if best else None)
+            sealed = any(e.get("event") == "search_finished" for e in prep.events)
+            if not sealed:  # killed after its last result, before the seal: best.json may be stale
+                outcome.best = write_best(run_dir, driver, best, run) if best else None
+                journal.append("search_finished", trial_id=-1, config_id=[-1, -1, -1], budget=0.0, finished=done,
+                               failed=failed, seconds=0.0, model_based_proposals=outcome.model_based,
+                               proposals=outcome.proposals, best_trial=best.trial_id if best else None,
+                               linear_baseline=None, sealed_on_resume=True)
+                journal.close()
+                board.line(f"autokd search: {run_dir} had every result but no seal (stopped before its end); "
+                           "best.json rewritten from the journal and the run sealed", force=True)
+            outcome.best = outcome.best or (
+                read_json(run_dir / "best.json", "best file") if (run_dir / "best.json").is_file()
+                else (write_best(run_dir, driver, best, run) if best else None))
             board.line(f"autokd search: {run_dir} is already complete ({done} finished, {failed} failed); nothing "
                        f"to do. Extend it with --resume --iterations N (now {settings.iterations}).", force=True)
             return outcome

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -33,6 +34,8 @@ class Param:
     def check(self, value: Any, where: str) -> int | float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{where}: {self.name} must be a number, got {value!r}")
+        if not math.isfinite(value):  # JSON's Infinity, NaN, or 1e400 (which parses to inf)
+            raise UserError(f"{where}: {self.name} must be a finite number, got {value!r}")
         if self.type == "constant":
             if value != self.value:
                 raise UserError(f"{where}: {self.name} is fixed at {self.value} in this space, got {value}")
