@@ -356,10 +356,16 @@ def cmd_retrain(args: argparse.Namespace) -> int:
                                            else Path("runs") / f"retrain-{args.student}")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")
+    if args.ray_address:
+        if args.executor == "local":
+            raise UserError("--ray-address goes with --executor ray (or no --executor)")
+        from autokd.search.executors import check_ray_address
+
+        check_ray_address(args.ray_address)  # seconds, before anything is written
     board = Board(quiet=args.json)
     try:
-        summary = run_retrain(gen, st, out, board, executor=args.executor or "local",
-                              gpus_per_trial=args.gpus_per_trial)
+        summary = run_retrain(gen, st, out, board, executor=args.executor or ("ray" if args.ray_address else "local"),
+                              gpus_per_trial=args.gpus_per_trial, ray_address=args.ray_address)
     finally:
         board.close()
     if args.json:
@@ -565,6 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--preset", choices=("cpu", "smoke", "paper"), help="retrain recipe (default: the search's "
                     "preset from its run.json, else paper)")
     rt.add_argument("--executor", choices=("local", "ray"), help="ray trains samples in parallel on GPUs")
+    rt.add_argument("--ray-address", help="join this Ray cluster (HOST:PORT or auto) and train the samples there")
     rt.add_argument("--gpus-per-trial", type=_typed("float", above=0, max=64), default=1.0,
                     help="fraction of a GPU per sample with --executor ray")
     rt.add_argument("--device", help="cpu, cuda, cuda:N")

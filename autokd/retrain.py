@@ -514,7 +514,7 @@ def _groups(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path) -> lis
 
 
 def run_retrain(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path, board: Board | None = None,
-                executor: str = "local", gpus_per_trial: float = 1.0) -> dict[str, Any]:
+                executor: str = "local", gpus_per_trial: float = 1.0, ray_address: str | None = None) -> dict[str, Any]:
     from autokd.data.dataset import load_dataset
 
     board = board or Board()
@@ -549,7 +549,7 @@ def run_retrain(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path, bo
                        + (", all at once on the Ray cluster" if executor == "ray" else f", {at_once} at a time")
                        + f" → {out_dir}")
         if executor == "ray" and todo:
-            done = _run_ray(todo, gpus_per_trial, board)
+            done = _run_ray(todo, gpus_per_trial, board, ray_address)
         elif s.workers > 1 and len(todo) > 1:
             done = _run_processes(todo, s, board)
         else:
@@ -678,11 +678,20 @@ def _run_processes(todo: list[SampleTask], s: RetrainSettings, board: Board) -> 
     return results
 
 
-def _run_ray(todo: list[SampleTask], gpus_per_trial: float, board: Board) -> dict[SampleTask, dict[str, Any]]:
+def _run_ray(todo: list[SampleTask], gpus_per_trial: float, board: Board,
+             address: str | None = None) -> dict[SampleTask, dict[str, Any]]:
+    import os
+
     import ray
 
     if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # --ray-address or RAY_ADDRESS name the user's cluster; without them a private instance, never another
+        # cluster that happens to run on this host
+        where = {"address": address} if address else {} if os.environ.get("RAY_ADDRESS") else {"address": "local"}
+        try:
+            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **where)
+        except (ConnectionError, RuntimeError) as exc:
+            raise UserError(f"cannot join the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
     opts = {"num_gpus": gpus_per_trial} if ray.cluster_resources().get("GPU") else {"num_cpus": 1}
     task_fn = ray.remote(_run_task).options(max_retries=0, **opts)
     refs = {task_fn.remote(t): t for t in todo}

@@ -243,6 +243,13 @@ CASES: list[tuple[str, Callable[[Path, Path], list]]] = [
                                                                 v, "--out", t / "o"])
       for flag, value in [("epochs", "0"), ("epochs", "-3"), ("samples", "0"), ("alpha", "5"), ("seed", "-1"),
                           ("workers", "0"), ("baselines", "vit"), ("baselines", "resnet,,vgg99")]],
+    ("retrain-ray-address-not-host-port", lambda t, b: ["retrain", "--generator", b / "best.json", "--ray-address",
+                                                        "nowhere", "--out", t / "o"]),
+    ("retrain-ray-address-unreachable", lambda t, b: ["retrain", "--generator", b / "best.json", "--ray-address",
+                                                      "127.0.0.1:9", "--out", t / "o"]),
+    ("retrain-ray-address-with-local-executor", lambda t, b: ["retrain", "--generator", b / "best.json",
+                                                              "--ray-address", "127.0.0.1:9", "--executor", "local",
+                                                              "--out", t / "o"]),
     ("retrain-nothing-to-train", lambda t, b: ["retrain", "--out", t / "o"]),
     ("sample-num-classes-1", lambda t, b: ["sample", "--generator", gen(t), "--input-shape", "3,8,8",
                                            "--num-classes", "1"]),

@@ -318,8 +318,10 @@ class RayExecutor:
                                       "configure_logging": False}
             if address:
                 kwargs["address"] = address
-            else:
-                kwargs.update(num_cpus=num_cpus, num_gpus=num_gpus)
+            elif os.environ.get("RAY_ADDRESS"):
+                pass  # the user's cluster, named the way Ray documents
+            else:  # a private instance: never the latest `ray start` cluster of this machine (what ray.init() joins)
+                kwargs.update(address="local", num_cpus=num_cpus, num_gpus=num_gpus)
             try:
                 ray.init(**kwargs)
             except (ConnectionError, RuntimeError) as exc:

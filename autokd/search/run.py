@@ -304,7 +304,7 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
     board.line(f"autokd search: {settings.dataset}, preset {settings.preset}, teacher "
                f"{settings.teacher if not settings.no_kd else 'none (no KD)'}, budgets "
                f"{'/'.join(f'{b:g}' for b in settings.budgets())} epochs (eta {settings.eta}), "
-               f"{settings.optimizer}, parameter limit {limit:,}", force=True)
+               f"{settings.optimizer}, space {settings.space}, parameter limit {limit:,}", force=True)
     board.line(plan.describe(), force=True)
     projected = plan.seconds()
     if dry_run:
