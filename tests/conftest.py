@@ -24,6 +24,16 @@ SMALL_THETA = {"G1_nodes": 3, "G1_K": 2, "G1_P": 0.5, "G2_nodes": 3, "G2_P": 0.8
                "G3_nodes": 3, "G3_K": 2, "G3_P": 0.3}
 
 
+def assert_same_gradients_and_buffers(ref: torch.nn.Module, other: torch.nn.Module) -> None:
+    """Two modules of one state-dict layout after the same training step(s): gradients and buffers agree (float64).
+    Conv biases before BatchNorm have zero gradient in exact math: they are compared on the global scale."""
+    grad_scale = max(float(p.grad.abs().max()) for p in ref.parameters())
+    for (name, p_ref), (_, p_other) in zip(ref.named_parameters(), other.named_parameters()):
+        assert torch.allclose(p_ref.grad, p_other.grad, rtol=1e-7, atol=1e-10 * grad_scale), name
+    for (name, b_ref), (_, b_other) in zip(ref.named_buffers(), other.named_buffers()):
+        assert torch.allclose(b_ref.double(), b_other.double(), rtol=1e-9, atol=1e-12), name
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own autokd cache, so no test reads what another (or the user) wrote."""
