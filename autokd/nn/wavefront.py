@@ -53,6 +53,7 @@ class CellProgram:
     sums: dict  # Ref → (gate module key, tuple of source Refs): a gated sum
     means: dict  # Ref → tuple of source Refs: a mean
     output: Ref
+    group_of: dict  # (module, op) → its ConvGroup
 
     @property
     def convolutions(self) -> int:
@@ -101,7 +102,7 @@ def build_program(cell: nn.Module) -> CellProgram:
         output = ("cellout",)
         means[output] = tuple(outs)
     groups = tuple(ConvGroup(src, tuple(ops)) for src, ops in by_source.items())
-    return CellProgram(groups, sums, means, output)
+    return CellProgram(groups, sums, means, output, {op: g for g in groups for op in g.ops})
 
 
 def _gate(cell: nn.Module, key: tuple) -> torch.Tensor:
@@ -142,7 +143,7 @@ def _batch_norm_group(y: torch.Tensor, bns: list[nn.BatchNorm2d]) -> torch.Tenso
 def run_program(cell: nn.Module, program: CellProgram, x: torch.Tensor) -> torch.Tensor:
     """The cell's function on x (B, C_in, H, W) → (B, width, H, W), computed group by group."""
     values: dict[Ref, torch.Tensor] = {("x",): x}
-    group_of = {op: g for g in program.groups for op in g.ops}
+    group_of = program.group_of
 
     def value(ref: Ref) -> torch.Tensor:
         got = values.get(ref)

@@ -144,7 +144,7 @@ def _retrain_section(run: RunData) -> list[str]:
              f"**{100 * summary['test_acc_mean']:.2f}% ± {100 * summary['test_acc_std']:.2f}** top-1 test accuracy."]
     verdict = (summary.get("comparison") or {}).get("verdict")
     if verdict:
-        lines.append(verdict)
+        lines += ["", verdict, ""]
         for name, b in summary.get("baselines", {}).items():
             d = summary["comparison"]["differences"].get(name)
             if b.get("test_acc_mean") is not None and d:
@@ -153,7 +153,7 @@ def _retrain_section(run: RunData) -> list[str]:
                              f"({b['ok']} samples); family − {name} {d['diff']:+.2f} points{ci}")
     else:
         lines.append("No hand-designed baseline was trained next to it (`autokd retrain --baselines resnet,cnn`).")
-    return lines + [f"Details: `{path.parent / 'summary.md'}`.", ""]
+    return lines + ["", f"Details: `{path.parent / 'summary.md'}`.", ""]
 
 
 def _kd_section(main: list[RunData], other: list[RunData] | None) -> list[str]:
