@@ -356,16 +356,17 @@ def cmd_retrain(args: argparse.Namespace) -> int:
                                            else Path("runs") / f"retrain-{args.student}")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")
-    if args.ray_address:
-        if args.executor == "local":
-            raise UserError("--ray-address goes with --executor ray (or no --executor)")
-        from autokd.search.executors import check_ray_address
+    if args.ray_address and args.executor == "local":
+        raise UserError("--ray-address goes with --executor ray (or no --executor)")
+    executor = args.executor or ("ray" if args.ray_address else "local")
+    if executor == "ray":
+        from autokd.ray_cluster import join
 
-        check_ray_address(args.ray_address)  # seconds, before anything is written
+        join(args.ray_address)  # checked in seconds and joined before anything is written
     board = Board(quiet=args.json)
     try:
-        summary = run_retrain(gen, st, out, board, executor=args.executor or ("ray" if args.ray_address else "local"),
-                              gpus_per_trial=args.gpus_per_trial, ray_address=args.ray_address)
+        summary = run_retrain(gen, st, out, board, executor=executor, gpus_per_trial=args.gpus_per_trial,
+                              ray_address=args.ray_address)
     finally:
         board.close()
     if args.json:

@@ -93,10 +93,8 @@ class SearchSettings:
             raise UserError(f"this plan has {plan['evaluations']:,} evaluations (over {MAX_EVALUATIONS:,}); lower "
                             f"--iterations or narrow the budgets")
         check_device(self.device)
-        if self.ray_address and self.executor in ("ray", "auto"):
-            from autokd.search.executors import check_ray_address
-
-            check_ray_address(self.ray_address)  # seconds, not Ray's minutes of retries
+        if self.ray_address and self.executor == "local":
+            raise UserError("--ray-address names a Ray cluster; it needs --executor ray (or auto), not local")
         return self
 
     def budgets(self) -> list[float]:

@@ -550,6 +550,9 @@ def run_retrain(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path, bo
                        + (", all at once on the Ray cluster" if executor == "ray" else f", {at_once} at a time")
                        + f" → {out_dir}")
         if executor == "ray" and todo:
+            from autokd.ray_cluster import log_errors_to
+
+            log_errors_to(out_dir / "ray-errors.log")
             done = _run_ray(todo, gpus_per_trial, board, ray_address)
         elif s.workers > 1 and len(todo) > 1:
             done = _run_processes(todo, s, board)
@@ -681,25 +684,27 @@ def _run_processes(todo: list[SampleTask], s: RetrainSettings, board: Board) -> 
 
 def _run_ray(todo: list[SampleTask], gpus_per_trial: float, board: Board,
              address: str | None = None) -> dict[SampleTask, dict[str, Any]]:
-    import os
-
     import ray
 
-    if not ray.is_initialized():
-        # --ray-address or RAY_ADDRESS name the user's cluster; without them a private instance, never another
-        # cluster that happens to run on this host
-        where = {"address": address} if address else {} if os.environ.get("RAY_ADDRESS") else {"address": "local"}
-        try:
-            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **where)
-        except (ConnectionError, RuntimeError) as exc:
-            raise UserError(f"cannot join the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
-    opts = {"num_gpus": gpus_per_trial} if ray.cluster_resources().get("GPU") else {"num_cpus": 1}
+    from autokd.ray_cluster import join, lost_node
+
+    cluster = join(address)  # the user's cluster (--ray-address, RAY_ADDRESS) or a private instance
+    opts = {"num_gpus": gpus_per_trial} if cluster.gpus else {"num_cpus": 1}
     task_fn = ray.remote(_run_task).options(max_retries=0, **opts)
     refs = {task_fn.remote(t): t for t in todo}
-    results = {}
+    results: dict[SampleTask, dict[str, Any]] = {}
+    lost: dict[SampleTask, int] = {}
     while refs:
         ready, _ = ray.wait(list(refs), num_returns=1)
         task = refs.pop(ready[0])
-        results[task] = ray.get(ready[0])
+        try:
+            results[task] = ray.get(ready[0])
+        except Exception as exc:
+            if not lost_node(exc) or lost.get(task, 0) >= 3:
+                raise
+            lost[task] = lost.get(task, 0) + 1  # its node died: the sample starts again on a node still alive
+            board.line(f"retrain: {task.label}: its Ray node was lost ({type(exc).__name__}); running it again")
+            refs[task_fn.remote(task)] = task
+            continue
         _sample_line(board, task, results[task])
     return results

@@ -437,6 +437,8 @@ CASES: list[tuple[str, Callable[[Path, Path], list]]] = [
     # ---- Ray
     ("ray-unreachable", lambda t, b: [*S, "--executor", "ray", "--ray-address", "127.0.0.1:1", "--run-dir", t / "r"]),
     ("ray-address-malformed", lambda t, b: [*S, "--executor", "ray", "--ray-address", "nohost", "--run-dir", t / "r"]),
+    ("ray-address-with-local-executor", lambda t, b: [*S, "--executor", "local", "--ray-address", "127.0.0.1:9",
+                                                      "--run-dir", t / "r"]),
     # ---- usage
     ("unknown-subcommand", lambda t, b: ["serch"]),
     ("unknown-flag", lambda t, b: ["search", "--datset", SYN]),

@@ -77,3 +77,23 @@ def test_report_without_journal_is_exit_2(tmp_path):
     p = subprocess.run([sys.executable, "-m", "autokd.cli", "report", str(tmp_path)], capture_output=True,
                        text=True)
     assert p.returncode == 2 and "no journal" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_report_of_a_run_with_no_result_yet_says_how_to_continue_and_draws_nothing(tmp_path, capsys):
+    import warnings
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"format": "autokd.run/1", "settings": {
+        "dataset": "synthetic:1x8x8:3:400", "preset": "smoke", "min_budget": 1.0, "max_budget": 4.0, "eta": 2,
+        "iterations": 3, "no_kd": True}, "space": "nago-nokd", "num_classes": 3, "val_images": 40}))
+    started = {"event": "started", "time": 1.0, "trial_id": 0, "config_id": [0, 0, 0], "budget": 1.0,
+               "temperature": None, "alpha": None, "seed": 0, "theta": {"G1_nodes": 3}}
+    (run / "journal.jsonl").write_text(json.dumps({"format": "autokd.journal/1", "created": "x"}) + "\n"
+                                       + json.dumps(started) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no plotting warning about empty axes
+        assert main(["report", str(run)]) == 0
+    text = (run / "report" / "report.md").read_text()
+    assert f"autokd search --run-dir {run} --resume" in text and "| budgets | 1/2/4 epochs" in text
+    assert not list((run / "report").glob("*.png"))

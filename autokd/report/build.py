@@ -61,7 +61,7 @@ def _header(run: RunData) -> list[str]:
              f"| teacher | {teacher.get('arch', 'none')}"
              + (f", {pct(teacher.get('test_acc'), digits=2)} test accuracy" if teacher.get("test_acc") is not None
                 else "") + " |",
-             f"| budgets | {'/'.join(f'{b:g}' for b in run.budgets())} epochs, η = {st.get('eta', '?')}, "
+             f"| budgets | {'/'.join(f'{b:g}' for b in run.planned_budgets())} epochs, η = {st.get('eta', '?')}, "
              f"{st.get('iterations', '?')} bracket(s), {st.get('optimizer', 'bohb')}, lr schedule "
              f"{st.get('lr_schedule', 'cosine')} |",
              f"| trials | {len(run.finished)} finished, {len(run.failed)} failed |",
@@ -278,6 +278,11 @@ def build_report(run_dirs: str | Path | Sequence[str | Path], out_dir: str | Pat
                       "Best validation accuracy per run: " + ", ".join(pct(b) for b in bests)
                       + (f"; mean {pct(statistics.mean(bests))} ± {100 * statistics.stdev(bests):.1f} (std over runs)."
                          if len(bests) > 1 else "."), ""]
+    if not any(r.finished for r in main + (other or [])):  # nothing to plot or correlate: say so, draw nothing
+        lines += ["Nothing to plot or correlate yet; continue the search with "
+                  + " or ".join(f"`autokd search --run-dir {r.run_dir} --resume`" for r in main) + ".", ""]
+        write_atomic(out / "report.md", "\n".join(lines) + "\n")
+        return out
     lines += _kd_section(main, other)
     lines += _correlation_section(groups, out)
     figures.accuracy_strips(groups, out / "accuracy_by_budget.png")

@@ -82,6 +82,15 @@ class RunData:
     def budgets(self) -> list[float]:
         return sorted({float(e["budget"]) for e in self.finished})
 
+    def planned_budgets(self) -> list[float]:
+        """The rungs of the run's settings (what it will evaluate, with or without results so far)."""
+        from autokd.config import settings_from_dict
+
+        try:
+            return settings_from_dict(self.settings, "run.json").budgets()
+        except Exception:  # an unreadable older settings block: the budgets that have results
+            return self.budgets()
+
     def by_budget(self) -> dict[float, dict[tuple[int, ...], dict[str, Any]]]:
         """budget → {config_id: finished event} (the first result of an evaluation stands)."""
         out: dict[float, dict[tuple[int, ...], dict[str, Any]]] = {}

@@ -182,6 +182,17 @@ class BOHBDriver:
         offered again by ask() after a resume, never told to the model."""
         return self.in_flight.pop(trial_id, None)
 
+    def retry(self, trial_id: int) -> TrialSpec | None:
+        """Offer a trial in flight again, under a new trial id (its machine went away: no result, not the
+        configuration's verdict); ask() returns it before anything new."""
+        old = self.in_flight.pop(trial_id, None)
+        if old is None:
+            return None
+        spec = replace(old, trial_id=self.next_trial_id)
+        self.next_trial_id += 1
+        self.requeue.insert(0, spec)
+        return spec
+
     def bracket_complete(self, b: Bracket) -> bool:
         if len(b.rungs[0]) < b.sizes[0]:
             return False

@@ -21,7 +21,6 @@ import time
 from dataclasses import asdict
 from typing import Any, Callable, Protocol
 
-from autokd.errors import UserError
 from autokd.progress import Board
 from autokd.search.trial import TrialContext, TrialResult, TrialSpec, run_trial
 
@@ -80,7 +79,7 @@ class LocalExecutor:
         finally:
             if self.board:
                 self.board.done(task)
-        result.extra.update(pid=os.getpid(), worker=0)
+        result.extra.update(pid=os.getpid(), worker=0, host=socket.gethostname())
         return [result]
 
     def shutdown(self) -> None:
@@ -132,8 +131,8 @@ def _worker_main(index: int, inbox: Any, outbox: Any, progress: Any, ctx: dict[s
         follow_share()
         started = time.time()
         result = run_trial(spec, context, progress=report)
-        result.extra.update(pid=os.getpid(), worker=index, started=started, ended=time.time(),
-                            threads=torch.get_num_threads())  # the count it finished with
+        result.extra.update(pid=os.getpid(), worker=index, host=socket.gethostname(), started=started,
+                            ended=time.time(), threads=torch.get_num_threads())  # the count it finished with
         outbox.put(result.to_json())
 
 
@@ -266,84 +265,64 @@ def _spec_from_json(d: dict[str, Any]) -> TrialSpec:
 
 
 def ray_trial(spec: dict[str, Any], ctx: dict[str, Any], threads: int) -> dict[str, Any]:
-    """The Ray task body: plain dicts in and out. Records where and when it ran (GPU ids, pid, times)."""
+    """The Ray task body: plain dicts in and out. Records where and when it ran (node, GPU ids, pid, times)."""
     import ray
+
+    from autokd.ray_cluster import where_am_i
 
     configure_process(max(1, threads))
     started = time.time()
     result = run_trial(_spec_from_json(spec), TrialContext(**ctx))
     out = result.to_json()
-    out["extra"] = {**out.get("extra", {}), "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "pid": os.getpid(),
-                    "started": started, "ended": time.time(),
+    out["extra"] = {**out.get("extra", {}), **where_am_i(), "host": socket.gethostname(),
+                    "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+                    "pid": os.getpid(), "started": started, "ended": time.time(),
                     "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
     return out
 
 
-def check_ray_address(address: str, timeout: float = 5.0) -> None:
-    """Fail within seconds when a HOST:PORT Ray address cannot be reached (ray.init would wait for minutes)."""
-    if address in ("auto", "local") or address.startswith("ray://") and ":" not in address[6:]:
-        return
-    host_port = address[6:] if address.startswith("ray://") else address
-    host, _, port = host_port.rpartition(":")
-    if not host or not port.isdigit():
-        raise UserError(f"--ray-address {address!r} is not HOST:PORT (or auto)")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
-    except OSError as exc:
-        raise UserError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start it with "
-                        f"`ray start --head` or fix --ray-address") from None
-
-
 class RayExecutor:
-    """Ray Core tasks; with GPUs, ⌊GPUs / gpus_per_trial⌋ trials at once, each capped to its share of GPU memory.
+    """Ray Core tasks; with GPUs, ⌊GPUs / gpus_per_trial⌋ trials at once, each capped to its share of GPU memory; on
+    CPUs, threads per trial fitted to the biggest node and ⌊CPUs / threads⌋ trials a node.
 
-    `address` joins an existing cluster (`ray start --head` / `--address`); without it a local Ray starts. The
-    `num_cpus` / `num_gpus` arguments declare a local cluster's resources (tests use logical GPUs on a CPU machine).
+    `address` joins an existing cluster (`ray start --head` / `--address`); without it a private local Ray starts.
+    The `num_cpus` / `num_gpus` arguments declare a local cluster's resources (tests use logical GPUs on a CPU
+    machine). A trial whose node dies comes back with status "lost" (the loop reruns it); after that the capacity
+    follows the nodes still alive.
     """
 
     name = "ray"
 
     def __init__(self, ctx: TrialContext, gpus_per_trial: float = 1.0, address: str | None = None,
                  num_cpus: int | None = None, num_gpus: float | None = None, cpus_per_trial: int | None = None) -> None:
-        try:
-            import ray
-        except ImportError:  # pragma: no cover - ray is a dependency
-            raise UserError("the ray executor needs the ray package: pip install ray") from None
+        from autokd.ray_cluster import fit_trials, join
+
+        import ray
+
         self.ray = ray
-        if address:
-            check_ray_address(address)
-        if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                      "configure_logging": False}
-            if address:
-                kwargs["address"] = address
-            elif os.environ.get("RAY_ADDRESS"):
-                pass  # the user's cluster, named the way Ray documents
-            else:  # a private instance: never the latest `ray start` cluster of this machine (what ray.init() joins)
-                kwargs.update(address="local", num_cpus=num_cpus, num_gpus=num_gpus)
-            try:
-                ray.init(**kwargs)
-            except (ConnectionError, RuntimeError) as exc:
-                raise UserError(f"cannot join the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
-        res = ray.cluster_resources()
-        gpus, cpus = float(res.get("GPU", 0.0)), int(res.get("CPU", 1))
-        cpus_per_trial = int(cpus_per_trial or ctx.threads or 1)
-        if gpus > 0:
-            self.capacity = max(1, int(math.floor(gpus / gpus_per_trial + 1e-9)))
-            per_trial_gpu: float | None = gpus_per_trial
+        cluster = join(address, num_cpus=num_cpus, num_gpus=num_gpus)
+        self.gpus_per_trial: float | None = None
+        if cluster.gpus > 0:
+            self.cpus_per_trial = int(cpus_per_trial or ctx.threads or 1)
+            self.gpus_per_trial = gpus_per_trial
             ctx = TrialContext(**{**asdict(ctx), "memory_fraction": min(1.0, gpus_per_trial)})
         else:
-            self.capacity = max(1, cpus // cpus_per_trial)
-            per_trial_gpu = None
+            self.cpus_per_trial, _ = fit_trials(cluster, int(cpus_per_trial or ctx.threads or 1))
+        self.capacity = self._capacity(cluster)
+        self.nodes = len(cluster.node_cpus)
+        self.dead: frozenset[str] = frozenset()  # node ids lost during this search
         self.ctx = asdict(ctx)
-        self.threads = cpus_per_trial
-        self.cpus_per_trial = cpus_per_trial
-        opts: dict[str, Any] = {"num_cpus": cpus_per_trial, "max_retries": 0}
-        if per_trial_gpu:
-            opts["num_gpus"] = per_trial_gpu
+        self.threads = self.cpus_per_trial
+        opts: dict[str, Any] = {"num_cpus": self.cpus_per_trial, "max_retries": 0}
+        if self.gpus_per_trial:
+            opts["num_gpus"] = self.gpus_per_trial
         self.task = ray.remote(ray_trial).options(**opts)
         self.pending: dict[Any, TrialSpec] = {}
+
+    def _capacity(self, cluster: Any) -> int:
+        if self.gpus_per_trial:
+            return max(1, int(math.floor(cluster.gpus / self.gpus_per_trial + 1e-9)))
+        return sum(c // self.cpus_per_trial for c in cluster.node_cpus)
 
     def submit(self, spec: TrialSpec) -> None:
         ref = self.task.remote(spec.to_json(), self.ctx, self.cpus_per_trial)
@@ -353,6 +332,8 @@ class RayExecutor:
         return len(self.pending)
 
     def wait(self, timeout: float | None = None) -> list[TrialResult]:
+        from autokd.ray_cluster import lost_node, lost_node_id, shape
+
         if not self.pending:
             return []
         ready, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=timeout)
@@ -361,9 +342,22 @@ class RayExecutor:
             spec = self.pending.pop(ref)
             try:
                 out.append(TrialResult.from_json(self.ray.get(ref)))
-            except Exception as exc:  # the worker died (OOM-killed, segfault): the trial failed
-                out.append(TrialResult(spec.trial_id, spec.config_id, spec.budget, "failed",
-                                       error=f"worker lost: {type(exc).__name__}: {str(exc).splitlines()[0]}"))
+            except Exception as exc:
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                if lost_node_id(exc):
+                    self.dead = self.dead | {lost_node_id(exc)}
+                now = shape(self.dead)
+                # a crashed worker on a node that is gone too is the node's death seen from the worker's side
+                crashed = type(exc).__name__ == "WorkerCrashedError"
+                gone = lost_node(exc) or (crashed and len(now.node_cpus) < self.nodes)
+                self.capacity, self.nodes = self._capacity(now), len(now.node_cpus)
+                if gone:  # the environment's failure: run it again on a node still alive
+                    out.append(TrialResult(spec.trial_id, spec.config_id, spec.budget, "lost",
+                                           error=f"its Ray node {(lost_node_id(exc) or '?')[:12]} was lost "
+                                                 f"({type(exc).__name__})"))
+                else:  # the worker died (OOM-killed, segfault) or the task raised: the trial failed
+                    out.append(TrialResult(spec.trial_id, spec.config_id, spec.budget, "failed",
+                                           error=f"worker lost: {type(exc).__name__}: {first}"))
         return out
 
     def shutdown(self) -> None:

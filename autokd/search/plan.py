@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from autokd.config import SearchSettings
+from autokd.ray_cluster import ClusterShape
 from autokd.search.hyperband import schedule_summary
 
 # Aggregate speed of k single-thread worker processes relative to k × one worker alone (memory bandwidth is
@@ -148,10 +149,21 @@ def measure(settings: SearchSettings, shape: tuple[int, int, int], classes: int,
         torch.set_num_threads(saved)
 
 
-def workers_and_threads(settings: SearchSettings, device: torch.device) -> tuple[int, int]:
+def workers_and_threads(settings: SearchSettings, device: torch.device,
+                        cluster: ClusterShape | None = None) -> tuple[int, int]:
     """Trials at once and torch threads per trial. On a CPU: one single-thread worker per core (several
-    single-thread trials beat one trial using every core: docs/benchmarks.md); on a GPU the executor decides."""
+    single-thread trials beat one trial using every core: docs/benchmarks.md); on a GPU the executor decides. On a
+    Ray cluster the threads are fitted to its biggest node and the trials at once are what its nodes hold."""
     cores = os.cpu_count() or 1
+    if cluster is not None:
+        from autokd.ray_cluster import fit_trials
+
+        if cluster.gpus > 0:
+            threads, _ = fit_trials(cluster, settings.threads_per_trial or max(1, min(4, cores)))
+            return max(1, int(cluster.gpus / settings.gpus_per_trial + 1e-9)), threads
+        wanted = settings.threads_per_trial or max(1, cores // (settings.workers or cores))
+        threads, at_once = fit_trials(cluster, wanted)
+        return at_once, threads
     if device.type == "cuda":
         return settings.workers or 1, settings.threads_per_trial or max(1, min(4, cores))
     workers = settings.workers or (cores if settings.threads_per_trial is None else
@@ -162,10 +174,10 @@ def workers_and_threads(settings: SearchSettings, device: torch.device) -> tuple
 
 def make_plan(settings: SearchSettings, n_train: int, shape: tuple[int, int, int], classes: int,
               param_limit: int, device: torch.device, teacher_module: torch.nn.Module | None,
-              measure_speed: bool = True, use_cache: bool = False) -> Plan:
+              measure_speed: bool = True, use_cache: bool = False, cluster: ClusterShape | None = None) -> Plan:
     sched = schedule_summary(settings.budgets(), settings.eta, settings.iterations, settings.bracket_rounding)
     train, val = split_sizes(settings, n_train)
-    workers, threads = workers_and_threads(settings, device)
+    workers, threads = workers_and_threads(settings, device, cluster)
     rates: dict[str, Any] = {}
     if measure_speed:
         rates = measure(settings, shape, classes, param_limit, device, threads,
@@ -173,5 +185,6 @@ def make_plan(settings: SearchSettings, n_train: int, shape: tuple[int, int, int
     views = 0
     if use_cache and not settings.no_kd:
         views = (2 if settings.augment_flip else 1) * (2 * settings.augment_pad + 1) ** 2
+    where = str(device) if cluster is None else f"a Ray cluster of {len(cluster.node_cpus)} node(s), {device}"
     return Plan(int(sched["brackets"]), int(sched["evaluations"]), int(sched["configurations"]),
-                float(sched["epochs"]), train, val, workers, threads, str(device), cache_views=views, **rates)
+                float(sched["epochs"]), train, val, workers, threads, where, cache_views=views, **rates)

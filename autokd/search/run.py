@@ -36,15 +36,17 @@ RUN_FORMAT = "autokd.run/1"
 
 
 class InterruptFlag:
-    """Ctrl-C / SIGINT raises KeyboardInterrupt as usual and also sets a flag that the search loop checks: Python
-    drops an interrupt that lands in a destructor or in a library's bare `except:`, and a search must still stop at
-    the next loop turn instead of running on. Only the main thread can install it; elsewhere it is inert."""
+    """Ctrl-C / SIGINT (and SIGTERM, which Ray's driver would turn into a bare exit) raises KeyboardInterrupt and
+    also sets a flag that the search loop checks: Python drops an interrupt that lands in a destructor or in a
+    library's bare `except:`, and a search must still stop at the next loop turn instead of running on. Only the
+    main thread can install it; elsewhere it is inert."""
 
     def __init__(self) -> None:
         self.set = False
-        self.previous: Any = None
+        self.previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._on_sigint)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._on_sigint)
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         self.set = True
@@ -55,9 +57,9 @@ class InterruptFlag:
             raise KeyboardInterrupt
 
     def restore(self) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-            self.previous = None
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self.previous = {}
 
 
 @dataclass
@@ -196,13 +198,18 @@ def _use_logit_cache(settings: SearchSettings) -> bool:
     return settings.logit_cache == "on" or (settings.logit_cache == "auto" and torch.cuda.is_available())
 
 
-def make_executor(settings: SearchSettings, ctx: TrialContext, workers: int, board: Board,
-                  trial_fn: Callable | None = None) -> Executor:
+def executor_kind(settings: SearchSettings) -> str:
+    """local or ray: `auto` is Ray on a machine with CUDA or with --ray-address, else local."""
     import torch
 
-    kind = settings.executor
-    if kind == "auto":
-        kind = "ray" if torch.cuda.is_available() else "local"
+    if settings.executor != "auto":
+        return settings.executor
+    return "ray" if torch.cuda.is_available() or settings.ray_address else "local"
+
+
+def make_executor(settings: SearchSettings, ctx: TrialContext, workers: int, board: Board,
+                  trial_fn: Callable | None = None) -> Executor:
+    kind = executor_kind(settings)
     if kind == "local":
         if trial_fn is not None or workers <= 1:
             return LocalExecutor(trial_fn, ctx=ctx, board=board)
@@ -282,7 +289,7 @@ def _linear_baseline(settings: SearchSettings) -> float | None:
 
 
 def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: RunLock, dry_run: bool = False,
-                 yes: bool = False, measure_speed: bool = True) -> Prepared | None:
+                 yes: bool = False, measure_speed: bool = True, join_cluster: bool = True) -> Prepared | None:
     """Validate, print the plan, refuse a week-long CPU job, resolve the teacher, then write the run directory.
     Returns None after --dry-run."""
     import torch
@@ -298,9 +305,18 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
     ds = load_dataset(settings.dataset, settings.data_dir)
     limit = settings.param_limit or default_param_limit(ds.input_shape)
     device = pick_device(settings.device)
+    cluster = None
+    if join_cluster and executor_kind(settings) == "ray":  # joined (and checked) before anything is written
+        from autokd.ray_cluster import join
+
+        cluster = join(settings.ray_address)
     plan = make_plan(settings, len(ds.train), ds.input_shape, ds.num_classes, limit, device,
                      _teacher_for_plan(settings, ds) if measure_speed else None, measure_speed=measure_speed,
-                     use_cache=_use_logit_cache(settings))
+                     use_cache=_use_logit_cache(settings), cluster=cluster)
+    wanted = settings.threads_per_trial
+    if cluster is not None and wanted and plan.threads < wanted:
+        board.line(f"--threads-per-trial {wanted} is more than the biggest Ray node's {max(cluster.node_cpus)} "
+                   f"CPUs: each trial runs {plan.threads} thread(s)", force=True)
     board.line(f"autokd search: {settings.dataset}, preset {settings.preset}, teacher "
                f"{settings.teacher if not settings.no_kd else 'none (no KD)'}, budgets "
                f"{'/'.join(f'{b:g}' for b in settings.budgets())} epochs (eta {settings.eta}), "
@@ -390,6 +406,12 @@ def resume_search(run_dir: Path, overrides: dict[str, Any], board: Board, lock: 
 
 
 # ------------------------------------------------------------------------------------------------ the loop
+MAX_LOST_RETRIES = 3  # reruns of one evaluation after its node died; then the search stops (resume continues it)
+
+
+def _key(r: TrialResult) -> tuple[tuple[int, ...], float]:
+    return tuple(r.config_id), float(r.budget)
+
 def run_search(settings: SearchSettings | None, run_dir: str | Path, resume: bool = False,
                stream: TextIO | None = None, quiet: bool = False, trial_fn: Callable | None = None,
                executor: Executor | None = None, overrides: dict[str, Any] | None = None, dry_run: bool = False,
@@ -402,8 +424,9 @@ def run_search(settings: SearchSettings | None, run_dir: str | Path, resume: boo
             prep = resume_search(run_dir, overrides or {}, board, lock)
         else:
             assert settings is not None
+            own = trial_fn is None and executor is None  # tests may hand in their own executor or trial function
             maybe = start_search(settings, run_dir, board, lock, dry_run=dry_run, yes=yes,
-                                 measure_speed=measure_speed and trial_fn is None and executor is None)
+                                 measure_speed=measure_speed and own, join_cluster=own)
             if maybe is None:
                 return SearchOutcome(run_dir)
             prep = maybe
@@ -457,6 +480,10 @@ def _loop(prep: Prepared, run_dir: Path, board: Board, trial_fn: Callable | None
                    f"{len(driver.requeue)} unfinished to rerun, {settings.iterations} brackets", force=True)
     if executor is None and trial_fn is None:
         prepare_logit_cache(settings, ctx, board)
+    if executor is None and trial_fn is None and executor_kind(settings) == "ray":
+        from autokd.ray_cluster import log_errors_to
+
+        log_errors_to(run_dir / "ray-errors.log")  # Ray's text of a dying node: there, not in the terminal
     ex = executor or make_executor(settings, ctx, workers, board, trial_fn)
     t0 = time.time()
     epochs_total = schedule_summary(settings.budgets(), settings.eta, settings.iterations,
@@ -464,6 +491,7 @@ def _loop(prep: Prepared, run_dir: Path, board: Board, trial_fn: Callable | None
     epochs_done = sum(r.budget for r in results)
     session_epochs = 0.0
     env_failure: TrialResult | None = None
+    lost_tries: dict[tuple[tuple[int, ...], float], int] = {}  # (configuration, budget) → reruns after lost nodes
     interrupt = InterruptFlag()
     try:
         while not driver.done():
@@ -477,13 +505,24 @@ def _loop(prep: Prepared, run_dir: Path, board: Board, trial_fn: Callable | None
             if ex.in_flight() == 0:
                 if driver.done() or env_failure is not None:
                     break
+                if ex.capacity < 1:
+                    raise UserError(f"the Ray cluster has no node left that can run a trial; add nodes, then "
+                                    f"continue with: autokd search --run-dir {run_dir} --resume")
                 raise RuntimeError("search scheduler stalled: nothing in flight and nothing to run")
             for r in ex.wait(timeout=1.0):
                 cfg = driver.configs[r.config_id]
                 fields_ = {k: v for k, v in r.to_json().items()}
                 fields_.update(theta=theta_of(cfg), temperature=cfg.get("temperature"),
                                alpha=cfg.get("alpha"), seed=driver.arch_seed(r.config_id))
-                if r.status == "environment":
+                if r.status == "lost" and lost_tries.get(_key(r), 0) < MAX_LOST_RETRIES:
+                    lost_tries[_key(r)] = lost_tries.get(_key(r), 0) + 1
+                    spec = driver.retry(r.trial_id)
+                    journal.append("env_failed", **fields_, retried_as=spec.trial_id if spec else None)
+                    board.line(f"trial {r.trial_id}: {r.error}; running it again as trial "
+                               f"{spec.trial_id if spec else '?'} ({ex.capacity} trial(s) fit the nodes left)",
+                               force=True)
+                    continue
+                if r.status in ("environment", "lost"):
                     driver.release(r.trial_id)
                     journal.append("env_failed", **fields_)
                     env_failure = env_failure or r

@@ -12,8 +12,9 @@ from autokd.errors import DatasetError, InvalidGenerator, TeacherError, UserErro
 
 # A trial's status: "ok"; "failed" (the configuration's own failure: invalid generator, NaN, out of memory, an
 # exception in its training — told to the model as infinite loss, never promoted); "environment" (the teacher file,
-# dataset or device went away — not the configuration's verdict: not told to the model, rerun on resume).
-STATUSES = ("ok", "failed", "environment")
+# dataset or device went away — not the configuration's verdict: not told to the model, rerun on resume); "lost"
+# (the Ray node running it died — the environment's failure too, but one a cluster survives: rerun at once).
+STATUSES = ("ok", "failed", "environment", "lost")
 
 
 @dataclass(frozen=True)
