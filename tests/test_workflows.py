@@ -194,6 +194,18 @@ def test_a_week_long_cpu_plan_stops_before_any_work(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_plan_far_beyond_the_refusal_line_is_decided_by_the_quick_probe(tmp_path, capsys):
+    rc = main(["search", "--dataset", SYN, "--no-kd", "--param-limit", "4000000", "--iterations", "600",
+               "--run-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "projected to take" in err and "(from a quick probe)" in err  # the full measure never ran
+
+
+def test_a_plan_near_the_refusal_line_is_measured_in_full(tmp_path, capsys):
+    assert main(["search", *TINY, "--run-dir", str(tmp_path / "r"), "--dry-run"]) == 0
+    assert "from a quick probe" not in capsys.readouterr().err
+
+
 def test_interrupted_training_continues_from_its_saved_state(tmp_path):
     from autokd.data.dataset import load_dataset, train_val_split
     from autokd.nn.student import build_student

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -18,6 +18,7 @@ from autokd.search.hyperband import schedule_summary
 # shared). Measured on the 2-core machines (docs/benchmarks.md: 2 workers gave 1.7× one).
 WORKER_EFFICIENCY = 0.85
 CPU_REFUSE_HOURS = 3.0  # without CUDA, a plan projected above this stops unless --yes
+PROBE_DECIDES = 10.0  # a probe's projection beyond this many times the refusal line is taken as it is
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Plan:
     eval_img_s: float | None = None
     teacher_img_s: float | None = None  # teacher forwards per second (KD without the logit cache)
     cache_views: int = 0  # views whose teacher logits are computed once (KD with the cache)
+    probed: bool = False  # speeds from the quick probe (PROBE_BATCH images a step): the projection errs long
 
     def seconds(self) -> float | None:
         if not self.train_img_s or not self.eval_img_s:
@@ -59,7 +61,7 @@ class Plan:
         if secs is not None:
             text += (f"; measured {self.train_img_s:.0f} training images/s per trial"
                      + (f", teacher {self.teacher_img_s:.0f} images/s" if self.teacher_img_s else "")
-                     + f" → projected {fmt_seconds(secs)}")
+                     + f" → projected {fmt_seconds(secs)}" + (" (from a quick probe)" if self.probed else ""))
         return text
 
 
@@ -94,7 +96,7 @@ def _time_steps(model: torch.nn.Module, shape: tuple[int, ...], classes: int, ba
     step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    if time.perf_counter() - t0 > 2.0:  # a slow model: its first step is measurement enough
+    if steps == 0 or time.perf_counter() - t0 > 2.0:  # a probe, or a slow model: the first step is enough
         return batch / (time.perf_counter() - t0)
     t0 = time.perf_counter()
     for _ in range(steps):
@@ -116,9 +118,16 @@ def _time_forward(model: torch.nn.Module, shape: tuple[int, ...], batch: int, de
     return batch / (time.perf_counter() - t0)
 
 
+PROBE_BATCH = 8  # images per step of the quick probe (a 4M-parameter student on a CPU: ≈ 0.5 s a step)
+
+
 def measure(settings: SearchSettings, shape: tuple[int, int, int], classes: int, param_limit: int,
-            device: torch.device, threads: int, teacher_module: torch.nn.Module | None) -> dict[str, float]:
-    """Per-trial speeds on this machine: a few students sampled from the space (median of their rates)."""
+            device: torch.device, threads: int, teacher_module: torch.nn.Module | None,
+            probe: bool = False) -> dict[str, float]:
+    """Per-trial speeds on this machine: a few students sampled from the space (median of their rates). With
+    `probe`, one student and one step of PROBE_BATCH images each: seconds, not minutes, for a plan whose order of
+    magnitude decides (its per-image rate is not the full batch's: 28 against 19 images/s for the paper preset's
+    students on the 2-core machine — well inside the factor PROBE_DECIDES)."""
     from autokd.nn.student import build_student
     from autokd.space.configspace import config_to_plain, load_space
     from autokd.space.generator import sample_architecture
@@ -129,8 +138,8 @@ def measure(settings: SearchSettings, shape: tuple[int, int, int], classes: int,
         cs = load_space(settings.space).with_max_nodes(settings.max_nodes).to_configspace(seed=settings.seed)
         train_rates, eval_rates = [], []
         started = time.perf_counter()
-        for i in range(3):
-            if train_rates and time.perf_counter() - started > 5.0:
+        for i in range(8 if probe else 3):
+            if train_rates and (probe or time.perf_counter() - started > 5.0):
                 break  # enough for a projection: its order of magnitude is what decides
             theta = config_to_plain(cs.sample_configuration())
             try:
@@ -138,12 +147,17 @@ def measure(settings: SearchSettings, shape: tuple[int, int, int], classes: int,
             except Exception:
                 continue  # an invalid draw: try the next
             model = build_student(spec)
+            if probe:
+                train_rates.append(_time_steps(model, shape, classes, PROBE_BATCH, device, steps=0))
+                eval_rates.append(_time_forward(model, shape, PROBE_BATCH, device))
+                continue
             train_rates.append(_time_steps(model, shape, classes, min(settings.batch_size, 256), device))
             eval_rates.append(_time_forward(model, shape, min(settings.eval_batch_size, 1000), device))
         out = {"train_img_s": sorted(train_rates)[len(train_rates) // 2] if train_rates else 0.0,
                "eval_img_s": sorted(eval_rates)[len(eval_rates) // 2] if eval_rates else 0.0}
         if teacher_module is not None:
-            out["teacher_img_s"] = _time_forward(teacher_module, shape, min(settings.batch_size, 256), device)
+            batch = PROBE_BATCH if probe else min(settings.batch_size, 256)
+            out["teacher_img_s"] = _time_forward(teacher_module, shape, batch, device)
         return out
     finally:
         torch.set_num_threads(saved)
@@ -178,13 +192,19 @@ def make_plan(settings: SearchSettings, n_train: int, shape: tuple[int, int, int
     sched = schedule_summary(settings.budgets(), settings.eta, settings.iterations, settings.bracket_rounding)
     train, val = split_sizes(settings, n_train)
     workers, threads = workers_and_threads(settings, device, cluster)
-    rates: dict[str, Any] = {}
-    if measure_speed:
-        rates = measure(settings, shape, classes, param_limit, device, threads,
-                        teacher_module if not settings.no_kd else None)
     views = 0
     if use_cache and not settings.no_kd:
         views = (2 if settings.augment_flip else 1) * (2 * settings.augment_pad + 1) ** 2
     where = str(device) if cluster is None else f"a Ray cluster of {len(cluster.node_cpus)} node(s), {device}"
-    return Plan(int(sched["brackets"]), int(sched["evaluations"]), int(sched["configurations"]),
-                float(sched["epochs"]), train, val, workers, threads, where, cache_views=views, **rates)
+    plan = Plan(int(sched["brackets"]), int(sched["evaluations"]), int(sched["configurations"]),
+                float(sched["epochs"]), train, val, workers, threads, where, cache_views=views)
+    if not measure_speed:
+        return plan
+    teacher = teacher_module if not settings.no_kd else None
+    # a quick probe first: on a CPU, a plan it puts far beyond the refusal line is refused (or run with --yes) on
+    # that figure — measuring a paper-size student at full batch takes minutes for a verdict that is already clear
+    rates = measure(settings, shape, classes, param_limit, device, threads, teacher, probe=True)
+    probed = replace(plan, **rates, probed=True)
+    if device.type != "cuda" and (probed.seconds() or 0.0) > PROBE_DECIDES * CPU_REFUSE_HOURS * 3600:
+        return probed
+    return replace(plan, **measure(settings, shape, classes, param_limit, device, threads, teacher))
