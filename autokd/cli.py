@@ -263,7 +263,7 @@ def cmd_teacher_list(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- search
 SEARCH_FLAGS = ("dataset", "teacher", "teacher_weights", "min_budget", "max_budget", "eta", "iterations",
-                "optimizer", "bracket_rounding", "refill_failed", "min_points_in_model", "random_fraction",
+                "optimizer", "bracket_rounding", "promotion", "refill_failed", "min_points_in_model", "random_fraction",
                 "executor", "workers", "threads_per_trial", "gpus_per_trial", "ray_address", "param_limit",
                 "data_dir", "seed", "subset", "val_images", "batch_size", "lr", "weight_decay",
                 "weight_decay_scope", "lr_schedule", "augment_pad", "max_nodes", "merge_width", "search_space",
@@ -497,6 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "uniformly at random in the same brackets")
     r.add_argument("--bracket-rounding", choices=("hyperband", "hpbandster"), help="first-rung size ⌈⌉ as in "
                    "Hyperband (default) or ⌊⌋ as in hpbandster")
+    r.add_argument("--promotion", choices=("sync", "async"), help="sync: a rung is chosen once the rung below is "
+                   "complete (default, the paper's); async: a configuration moves up as soon as it is in the top 1/η "
+                   "of its rung so far (ASHA), so workers do not wait at rung barriers")
     r.add_argument("--refill-failed", action=argparse.BooleanOptionalAction, default=None,
                    help="fill a rung left short by failures with new proposals, as hpbandster does (default on)")
     r.add_argument("--min-points-in-model", type=_typed("int", min=1, max=10_000),

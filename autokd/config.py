@@ -32,6 +32,7 @@ class SearchSettings:
     iterations: int = 63  # brackets; 63 at 30/60/120, η=2 is 294 evaluations (~300 models)
     optimizer: str = "bohb"  # bohb: hpbandster's KDE model; random: uniform proposals, same brackets
     bracket_rounding: str = "hyperband"  # hyperband: n = ⌈…⌉ (Li et al.); hpbandster: ⌊…⌋ as hpbandster does
+    promotion: str = "sync"  # sync: a rung chosen when the one below is complete (the paper's); async: ASHA-style
     refill_failed: bool = True  # a rung left short by failures gets fresh proposals, as in hpbandster
     min_points_in_model: int | None = None  # hpbandster's default (None): dimensions + 1
     random_fraction: float = 1 / 3  # share of proposals drawn at random once the model exists (hpbandster)
@@ -117,6 +118,7 @@ SETTING_FIELDS: dict[str, Field] = {
     "iterations": Field("int", min=1, max=100_000),
     "optimizer": Field("str", choices=("bohb", "random")),
     "bracket_rounding": Field("str", choices=("hyperband", "hpbandster")),
+    "promotion": Field("str", choices=("sync", "async")),
     "refill_failed": Field("bool"),
     "min_points_in_model": Field("int", min=1, max=10_000, nullable=True),
     "random_fraction": Field("float", min=0, max=1),

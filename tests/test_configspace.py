@@ -59,3 +59,33 @@ def test_malformed_json_file(tmp_path):
 def test_unknown_space_name():
     with pytest.raises(UserError, match="unknown search space"):
         load_space("darts")
+
+
+@pytest.mark.parametrize("name,max_nodes", [("nago", 4), ("nago", 3), ("nago-small", None), ("nago-small", 3)])
+def test_a_dead_dimension_cannot_change_an_architecture_and_a_live_one_can(name, max_nodes):
+    """Two θ that differ only in a dimension found dead draw the same architecture (same seed); changing a live
+    one changes some (so the check can fail)."""
+    import random
+
+    from autokd.space.generator import sample_architecture
+
+    space = load_space(name).with_max_nodes(max_nodes)
+    dead = space.dead_dimensions()
+    assert dead
+    cs = space.to_configspace(seed=1)
+    rng = random.Random(0)
+    live_changed = False
+    known = {p.name: p for p in space.generator}
+    for i in range(12):
+        theta = {k: v for k, v in dict(cs.sample_configuration()).items() if k in known}
+        theta = {k: (v.item() if hasattr(v, "item") else v) for k, v in theta.items()}
+        base = sample_architecture(theta, i, (1, 16, 16), 10, 100_000).arch_id
+        for name_ in dead:
+            p = known[name_]
+            other = rng.randint(int(p.lower), int(p.upper)) if p.type == "int" else rng.uniform(p.lower, p.upper)
+            assert sample_architecture({**theta, name_: other}, i, (1, 16, 16), 10, 100_000).arch_id == base
+        live = "G2_P" if "G2_P" not in dead else "G1_nodes"
+        p = known[live]
+        other = p.upper if theta[live] != p.upper else p.lower
+        live_changed |= sample_architecture({**theta, live: other}, i, (1, 16, 16), 10, 100_000).arch_id != base
+    assert live_changed

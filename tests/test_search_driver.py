@@ -178,3 +178,75 @@ def test_nokd_space_proposes_alpha_zero():
     d = BOHBDriver(load_space("nago-nokd"), BUDGETS, 2, 1, seed=0)
     spec = d.ask()
     assert spec.alpha == 0.0
+
+
+def _first_model_pick(driver):
+    run(driver)
+    picks = [driver.proposal_info[cid].get("model_based_pick") for cid in sorted(driver.proposal_info)]
+    return picks.index(True) if True in picks else None
+
+
+def test_constants_are_left_out_of_the_model_so_it_engages_sooner_and_never_varies_them():
+    space = load_space("nago").with_max_nodes(4)
+    dead = space.dead_dimensions()
+    assert set(dead) == {"G1_K", "G3_K"}
+    full = BOHBDriver(space, BUDGETS, 2, 24, seed=3)
+    fixed = BOHBDriver(space.fixing(dead), BUDGETS, 2, 24, seed=3)
+    assert len(list(fixed.model_space.values())) == len(list(full.model_space.values())) - 2
+    first_full, first_fixed = _first_model_pick(full), _first_model_pick(fixed)
+    assert first_fixed is not None and (first_full is None or first_fixed < first_full)
+    assert {(c["G1_K"], c["G3_K"]) for c in fixed.configs.values()} == {(2.0, 2.0)}
+
+
+def _journal_run(driver, max_parallel, stop_after=None, seed=0):
+    """Like run(), recording started/finished events as the search loop journals them; stops after `stop_after`
+    results (a kill), leaving what was in flight started without a result."""
+    events, in_flight, rng, told = [], [], random.Random(seed), 0
+    ev = lambda kind, s, **kw: {"event": kind, "trial_id": s.trial_id, "config_id": list(s.config_id),  # noqa
+                                "budget": s.budget, "theta": s.theta, "temperature": s.temperature,
+                                "alpha": s.alpha, "seed": s.seed, **kw}
+    while not driver.done() and (stop_after is None or told < stop_after):
+        while len(in_flight) < max_parallel:
+            spec = driver.ask()
+            if spec is None:
+                break
+            in_flight.append(spec)
+            events.append(ev("started", spec))
+        spec = in_flight.pop(rng.randrange(len(in_flight)))
+        r = objective(spec)
+        driver.tell(r)
+        events.append(ev("finished", spec, val_acc=r.val_acc, loss=r.loss))
+        told += 1
+    return events
+
+
+def test_async_promotion_moves_a_configuration_up_before_its_rung_is_complete_with_the_same_plan():
+    planned = schedule_summary(BUDGETS, 2, 6)["evaluations"]
+    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 6, seed=1, promotion="async")
+    events = _journal_run(d, max_parallel=3)
+    done = [(tuple(e["config_id"]), e["budget"]) for e in events if e["event"] == "finished"]
+    assert len(done) == len(set(done)) == planned  # the same evaluations as sync, none twice
+    b0 = d.brackets[0]
+    first_up = next(i for i, e in enumerate(events) if e["event"] == "started" and e["budget"] == 60.0
+                    and tuple(e["config_id"])[0] == 0)
+    rung0_done = max(i for i, e in enumerate(events) if e["event"] == "finished" and e["budget"] == 30.0
+                     and tuple(e["config_id"]) in b0.rungs[0])
+    assert first_up < rung0_done  # promoted while rung 0 still ran: nobody waited at the barrier
+    assert all(len(b.rungs[r]) == b.sizes[r] for b in d.brackets for r in range(len(b.sizes)))
+
+
+def test_async_replay_keeps_the_early_promotions_and_never_reruns_an_evaluation():
+    planned = schedule_summary(BUDGETS, 2, 6)["evaluations"]
+    for stop in (3, 7, 12, 20):
+        first = BOHBDriver(load_space("nago"), BUDGETS, 2, 6, seed=2, promotion="async")
+        events = _journal_run(first, max_parallel=3, stop_after=stop)
+        fresh = BOHBDriver(load_space("nago"), BUDGETS, 2, 6, seed=2, promotion="async")
+        fresh.replay(events)
+        # what was started at a higher rung before the kill is still a member of that rung after it
+        for e in events:
+            if e["event"] == "started" and tuple(e["config_id"])[1] == 0 and e["budget"] > 30.0:
+                b = fresh.brackets[e["config_id"][0]]
+                assert tuple(e["config_id"]) in b.rungs[b.budgets.index(e["budget"])]
+        rest = _journal_run(fresh, max_parallel=3, seed=stop)
+        done = [(tuple(e["config_id"]), e["budget"]) for e in events + rest if e["event"] == "finished"]
+        assert len(done) == len(set(done)) == planned, stop

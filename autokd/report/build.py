@@ -62,9 +62,13 @@ def _header(run: RunData) -> list[str]:
              + (f", {pct(teacher.get('test_acc'), digits=2)} test accuracy" if teacher.get("test_acc") is not None
                 else "") + " |",
              f"| budgets | {'/'.join(f'{b:g}' for b in run.planned_budgets())} epochs, η = {st.get('eta', '?')}, "
-             f"{st.get('iterations', '?')} bracket(s), {st.get('optimizer', 'bohb')}, lr schedule "
+             f"{st.get('iterations', '?')} bracket(s), {st.get('optimizer', 'bohb')} with "
+             f"{st.get('promotion', 'sync')} promotion, lr schedule "
              f"{st.get('lr_schedule', 'cosine')} |",
              f"| trials | {len(run.finished)} finished, {len(run.failed)} failed |",
+             *([f"| fewer trials than workers | {100 * short:.0f}% of the search phase ({r.get('workers', 1)} "
+                f"worker(s); rung barriers and the end) |"] if (short := run.under_capacity_share()) is not None
+               else []),
              f"| wall time | {run.wall_seconds() / 60:.1f} min"
              + (" (search finished)" if end else " (not finished, or killed)") + " |"]
     if end and end.get("proposals"):

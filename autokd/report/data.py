@@ -75,6 +75,28 @@ class RunData:
         k = self.run.get("num_classes")
         return 1.0 / k if k else None
 
+    def under_capacity_share(self) -> float | None:
+        """Share of the search phase (first trial started → last ended, from the journal's times) in which fewer
+        trials ran than the run has workers: time lost at rung barriers and at the end. None without results."""
+        spans: dict[int, list[float]] = {}
+        for e in self.events:
+            if e["event"] == "started":
+                spans[int(e["trial_id"])] = [float(e["time"]), float("nan")]
+            elif e["event"] in ("finished", "failed", "env_failed") and int(e["trial_id"]) in spans:
+                spans[int(e["trial_id"])][1] = float(e["time"])
+        done = [(a, b) for a, b in spans.values() if b == b and b >= a]  # nan != nan: a trial that never ended
+        if not done:
+            return None
+        workers = int(self.run.get("workers") or 1)
+        edges = sorted({t for span in done for t in span})
+        short = 0.0
+        for lo, hi in zip(edges, edges[1:]):
+            mid = (lo + hi) / 2
+            if sum(a <= mid < b for a, b in done) < workers:
+                short += hi - lo
+        total = edges[-1] - edges[0]
+        return short / total if total > 0 else 0.0
+
     def wall_seconds(self) -> float:
         times = [e["time"] for e in self.events]
         return max(times) - min(times) if times else 0.0

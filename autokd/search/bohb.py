@@ -19,6 +19,7 @@ from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
+import ConfigSpace as CS
 import numpy as np
 
 from autokd.search.hyperband import Bracket, ConfigId, plan_bracket, promote
@@ -28,10 +29,21 @@ from autokd.space.configspace import SearchSpace, config_to_plain, theta_of
 Key = tuple[ConfigId, float]  # (configuration, budget): one evaluation
 
 
+# sync: a rung's members are chosen once every result of the rung below is in (successive halving, the paper's).
+# async: as in ASHA (Li et al. 2020), a configuration moves up as soon as it is in the top ⌊results so far / η⌋ of
+# its rung, while the rung still has room; the rest of the rung is chosen as in sync once the rung below is
+# complete. Bracket sizes, evaluations and epochs are those of sync; only who waits for whom changes.
+PROMOTIONS = ("sync", "async")
+
+
 class BOHBDriver:
     def __init__(self, space: SearchSpace, budgets: list[float], eta: int, iterations: int, seed: int,
                  optimizer: str = "bohb", rounding: str = "hyperband", refill_failed: bool = True,
-                 min_points_in_model: int | None = None, random_fraction: float = 1 / 3) -> None:
+                 min_points_in_model: int | None = None, random_fraction: float = 1 / 3,
+                 promotion: str = "sync") -> None:
+        if promotion not in PROMOTIONS:
+            raise ValueError(f"promotion must be one of {PROMOTIONS}, got {promotion!r}")
+        self.promotion = promotion
         self.space = space
         self.budgets = list(budgets)
         self.eta = eta
@@ -41,6 +53,11 @@ class BOHBDriver:
         self.rounding = rounding
         self.refill_failed = refill_failed
         self.configspace = space.to_configspace(seed=seed)
+        # the model sees only the dimensions that vary: hpbandster counts a Constant as one more dimension of its
+        # KDE (it needs d + 1 good and d + 1 bad results at a budget before it proposes anything)
+        self.constants = {hp.name: hp.value for hp in self.configspace.values() if isinstance(hp, CS.Constant)}
+        self.model_space = CS.ConfigurationSpace(name=self.configspace.name, seed=seed)
+        self.model_space.add([hp for hp in self.configspace.values() if hp.name not in self.constants])
         self.model: Any = None
         if optimizer == "bohb":
             from hpbandster.optimizers.config_generators.bohb import BOHB as BOHBConfigGenerator
@@ -48,7 +65,7 @@ class BOHBDriver:
             logging.getLogger("hpbandster").setLevel(logging.ERROR)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self.model = BOHBConfigGenerator(configspace=self.configspace,
+                self.model = BOHBConfigGenerator(configspace=self.model_space,
                                                  min_points_in_model=min_points_in_model,
                                                  random_fraction=random_fraction)
         elif optimizer != "random":
@@ -69,12 +86,14 @@ class BOHBDriver:
         n = len(self.configs)
         np.random.seed((self.seed * 1_000_003 + n) % 2**32)
         self.configspace.seed((self.seed * 7_919 + n) % 2**32)
+        self.model_space.seed((self.seed * 7_919 + n) % 2**32)
         if self.model is None:
             config, info = self.configspace.sample_configuration(), {"model_based_pick": False, "random_search": True}
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 config, info = self.model.get_config(budget)
+            config = {**dict(config), **self.constants}
         return {"config": config_to_plain(config), "info": config_to_plain(info or {})}
 
     def _new_config(self, cid: ConfigId, budget: float) -> None:
@@ -114,14 +133,32 @@ class BOHBDriver:
         return all((cid, b.budgets[r - 1]) in self.results for cid in prev)
 
     def _promote(self, b: Bracket, r: int) -> None:
-        acc = [(cid, self.results[(cid, b.budgets[r - 1])].val_acc) for cid in b.rungs[r - 1]]
-        b.rungs[r] = promote(acc, b.sizes[r])
+        early = b.rungs[r]  # async: configurations promoted before the rung below was complete (kept)
+        acc = [(cid, self.results[(cid, b.budgets[r - 1])].val_acc) for cid in b.rungs[r - 1] if cid not in early]
+        b.rungs[r] = early + promote(acc, b.sizes[r] - len(early))
         b.promoted[r] = True
         if self.refill_failed:
             # configurations that already filled this rung (known from a replayed journal) come back first
             b.rungs[r] += self.refills.get((b.index, r), [])[:b.sizes[r] - len(b.rungs[r])]
 
+    def _early_promotion(self, b: Bracket) -> TrialSpec | None:
+        """async: the highest rung that can take a configuration now takes it (ASHA's rule, within the bracket)."""
+        for r in range(len(b.budgets) - 1, 0, -1):
+            if b.promoted[r] or len(b.rungs[r]) >= b.sizes[r]:
+                continue
+            below = [(cid, self.results[(cid, b.budgets[r - 1])].val_acc) for cid in b.rungs[r - 1]
+                     if (cid, b.budgets[r - 1]) in self.results]
+            for cid in promote(below, min(b.sizes[r], len(below) // self.eta)):
+                if cid not in b.rungs[r]:
+                    b.rungs[r].append(cid)
+                    return self._spec(cid, b.budgets[r])
+        return None
+
     def _next_in_bracket(self, b: Bracket) -> TrialSpec | None:
+        if self.promotion == "async":
+            spec = self._early_promotion(b)
+            if spec is not None:
+                return spec
         for r, budget in enumerate(b.budgets):
             if not b.promoted[r]:
                 if not self._rung_ready(b, r):
@@ -168,7 +205,7 @@ class BOHBDriver:
             return  # a duplicate (an old journal may hold one): the first result stands
         self.results[key] = result
         if self.model is not None:
-            cfg = self.configs[cid]
+            cfg = {k: v for k, v in self.configs[cid].items() if k not in self.constants}
             job = SimpleNamespace(id=cid, kwargs={"budget": float(result.budget), "config": cfg},
                                   result=None if result.loss is None else {"loss": float(result.loss)},
                                   exception=result.error, timestamps={})
@@ -243,6 +280,18 @@ class BOHBDriver:
         else:
             self.refills.setdefault((b_index, stage), []).append(cid)
 
+    def _register_promotion(self, e: dict[str, Any]) -> None:
+        """async: a configuration started at a higher rung before that rung was chosen in full is a member of it
+        (the order results arrived decided it; a replay must not decide again with every result known)."""
+        cid: ConfigId = tuple(e["config_id"])  # type: ignore[assignment]
+        b = self.brackets[cid[0]]
+        budget = float(e["budget"])
+        if cid[1] != 0 or budget not in b.budgets[1:]:
+            return
+        r = b.budgets.index(budget)
+        if not b.promoted[r] and cid not in b.rungs[r]:
+            b.rungs[r].append(cid)
+
     def replay(self, events: list[dict[str, Any]]) -> int:
         """Rebuild the state from journal events. An evaluation (configuration, budget) with a `finished` or
         `failed` event is told to the model once and never rerun, whatever trial id carried it and however many
@@ -258,6 +307,8 @@ class BOHBDriver:
             key = (cid, float(e["budget"]))
             if kind == "started":
                 self._register(e)
+                if self.promotion == "async":
+                    self._register_promotion(e)
                 started.setdefault(key, e)
                 continue
             if key in self.results:

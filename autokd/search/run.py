@@ -140,7 +140,7 @@ RUN_FIELDS = {
     "space": Field("str", required=True, choices=BUILTIN_SPACES),
     "param_limit": Field("int", min=1000, required=True), "input_shape": Field("list", required=True),
     "num_classes": Field("int", min=2, required=True), "teacher_path": Field("str", nullable=True),
-    "created": Field("str", required=True),
+    "created": Field("str", required=True), "fixed_dimensions": Field("dict", nullable=True),
 }
 
 
@@ -320,7 +320,8 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
     board.line(f"autokd search: {settings.dataset}, preset {settings.preset}, teacher "
                f"{settings.teacher if not settings.no_kd else 'none (no KD)'}, budgets "
                f"{'/'.join(f'{b:g}' for b in settings.budgets())} epochs (eta {settings.eta}), "
-               f"{settings.optimizer}, space {settings.space}, parameter limit {limit:,}", force=True)
+               f"{settings.optimizer} ({settings.promotion} promotion), space {settings.space}, parameter limit "
+               f"{limit:,}", force=True)
     board.line(plan.describe(), force=True)
     projected = plan.seconds()
     if dry_run:
@@ -341,7 +342,12 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
         warn_if_weak_teacher(teacher_meta, ds.info.name, board)
     lock.acquire()
     _check_empty(run_dir)
+    dead = load_space(settings.space).with_max_nodes(settings.max_nodes).dead_dimensions()
+    if dead:
+        board.line("fixed, as they cannot change an architecture of this space (BOHB's model leaves them out): "
+                   + ", ".join(f"{k} = {v:g}" for k, v in dead.items()), force=True)
     run = {"format": RUN_FORMAT, "settings": settings.to_json(), "space": settings.space, "param_limit": limit,
+           "fixed_dimensions": dead,
            "input_shape": list(ds.input_shape), "num_classes": ds.num_classes, "teacher_path": teacher_path,
            "teacher": teacher_meta, "train_images": plan.train_images, "val_images": plan.val_images,
            "workers": plan.workers, "threads_per_trial": plan.threads, "device": str(device),
@@ -350,12 +356,25 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
            "command": sys.argv[:], "torch_threads_default": torch.get_num_threads(),
            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     write_json(run_dir / "run.json", run)
-    space_cs = load_space(settings.space).with_max_nodes(settings.max_nodes).to_configspace()
+    space_cs = searched_space(run).to_configspace()
     from ConfigSpace.read_and_write import json as cs_json
 
     write_atomic(run_dir / "space.json", cs_json.write(space_cs) + "\n")
-    journal = Journal.create(run_dir / "journal.jsonl", {"created": run["created"], "space": settings.space})
+    journal = Journal.create(run_dir / "journal.jsonl", {"created": run["created"], "space": settings.space,
+                                                         "promotion": settings.promotion})
     return Prepared(settings, run, [], journal, plan, False)
+
+
+def searched_space(run: dict[str, Any]) -> Any:
+    """The space a run searches: its file, node cap, and the dimensions fixed as dead when it was created (a run of
+    an earlier release has no `fixed_dimensions` and searches every dimension, as it did)."""
+    space = load_space(run["space"]).with_max_nodes(run["settings"].get("max_nodes"))
+    fixed = run.get("fixed_dimensions") or {}
+    names = {p.name for p in space.generator}
+    if any(k not in names or isinstance(v, bool) or not isinstance(v, (int, float)) for k, v in fixed.items()):
+        raise RunDirError(f"run.json: fixed_dimensions must map generator keys of {run['space']} to numbers, got "
+                          f"{fixed}; restore the file the search wrote")
+    return space.fixing(fixed)
 
 
 def warn_if_weak_teacher(meta: dict[str, Any], dataset: str, board: Board) -> None:
@@ -439,9 +458,9 @@ def run_search(settings: SearchSettings | None, run_dir: str | Path, resume: boo
 def _loop(prep: Prepared, run_dir: Path, board: Board, trial_fn: Callable | None,
           executor: Executor | None) -> SearchOutcome:
     settings, run, journal = prep.settings, prep.run, prep.journal
-    space = load_space(run["space"]).with_max_nodes(settings.max_nodes)
+    space = searched_space(run)
     driver = BOHBDriver(space, settings.budgets(), settings.eta, settings.iterations, settings.seed,
-                        optimizer=settings.optimizer, rounding=settings.bracket_rounding,
+                        optimizer=settings.optimizer, rounding=settings.bracket_rounding, promotion=settings.promotion,
                         refill_failed=settings.refill_failed, min_points_in_model=settings.min_points_in_model,
                         random_fraction=settings.random_fraction)
     outcome = SearchOutcome(run_dir)

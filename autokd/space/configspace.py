@@ -69,6 +69,42 @@ class SearchSpace:
             gen.append(p)
         return SearchSpace(self.name, tuple(gen), self.kd)
 
+    def dead_dimensions(self) -> dict[str, float]:
+        """Generator dimensions that cannot change any architecture of this space, each with the value it is fixed
+        at (its lower bound). networkx's Watts–Strogatz graph takes K // 2 neighbours a side, K clamped to nodes − 1
+        (graphs.clamp_k): a K range whose every value gives the same neighbours at every node count in range is
+        dead; so is a rewiring P when every such ring lattice is already complete (nothing to rewire to), and an
+        Erdős–Rényi P when a graph has at most one node. BOHB's model then spends no points on them."""
+        from autokd.space.graphs import clamp_k
+
+        known = {p.name: p for p in self.generator}
+
+        def values(name: str) -> list[int]:
+            p = known[name]
+            return [int(p.value)] if p.type == "constant" else list(range(int(p.lower), int(p.upper) + 1))
+
+        dead: dict[str, float] = {}
+        for level, kind in (("G1", "ws"), ("G2", "er"), ("G3", "ws")):
+            nodes = values(f"{level}_nodes")
+            if kind == "er":
+                if max(nodes) <= 1 and known[f"{level}_P"].type != "constant":
+                    dead[f"{level}_P"] = known[f"{level}_P"].lower
+                continue
+            ks = values(f"{level}_K")
+            if known[f"{level}_K"].type != "constant" and all(
+                    len({clamp_k(n, k) // 2 for k in ks}) == 1 for n in nodes):
+                dead[f"{level}_K"] = known[f"{level}_K"].lower
+            if known[f"{level}_P"].type != "constant" and all(
+                    n <= 2 or 2 * (clamp_k(n, k) // 2) >= n - 1 for n in nodes for k in ks):
+                dead[f"{level}_P"] = known[f"{level}_P"].lower
+        return dead
+
+    def fixing(self, fixed: Mapping[str, float]) -> "SearchSpace":
+        """The same space with the named generator dimensions held constant at the given values."""
+        gen = tuple(Param(p.name, "constant", value=float(fixed[p.name])) if p.name in fixed else p
+                    for p in self.generator)
+        return SearchSpace(self.name, gen, self.kd)
+
     def to_configspace(self, seed: int | None = None) -> CS.ConfigurationSpace:
         cs = CS.ConfigurationSpace(name=self.name, seed=seed)
         for p in self.params():
