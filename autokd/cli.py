@@ -266,7 +266,7 @@ SEARCH_FLAGS = ("dataset", "teacher", "teacher_weights", "min_budget", "max_budg
                 "optimizer", "bracket_rounding", "promotion", "refill_failed", "min_points_in_model", "random_fraction",
                 "executor", "workers", "threads_per_trial", "gpus_per_trial", "ray_address", "param_limit",
                 "data_dir", "seed", "subset", "val_images", "batch_size", "lr", "weight_decay",
-                "weight_decay_scope", "lr_schedule", "augment_pad", "max_nodes", "merge_width", "search_space",
+                "weight_decay_scope", "lr_schedule", "lr_decay_fraction", "rung_training", "augment_pad", "max_nodes", "merge_width", "search_space",
                 "device", "logit_cache")
 
 
@@ -527,8 +527,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--weight-decay", type=_typed("float", min=0, max=1), help="paper 1e-4")
     r.add_argument("--weight-decay-scope", choices=("all", "weights"), help="decay every parameter (the "
                    "reference) or weights only")
-    r.add_argument("--lr-schedule", choices=("cosine", "step"), help="cosine annealed to each budget (default) or "
-                   "the NAGO reference's StepLR(20 epochs, 0.5)")
+    r.add_argument("--lr-schedule", choices=("cosine", "step", "wsd"), help="cosine annealed to each budget "
+                   "(default), the NAGO reference's StepLR(20 epochs, 0.5), or wsd: constant, then linear to 0 over "
+                   "the last --lr-decay-fraction of each budget")
+    r.add_argument("--lr-decay-fraction", type=_typed("float", min=0.05, max=0.9), help="wsd: the decaying share "
+                   "of each budget (default 0.2)")
+    r.add_argument("--rung-training", choices=("scratch", "continue"), help="scratch: each budget trains from the "
+                   "start (default, the paper's); continue: a promoted configuration continues its lower rung's "
+                   "constant-rate trunk (needs --lr-schedule wsd)")
     r.add_argument("--augment-pad", type=_typed("int", min=0, max=64), help="random-crop padding in pixels (0: no "
                    "crop)")
     r.add_argument("--max-nodes", type=_typed("int", min=3, max=10), help="cap every graph level's node count")

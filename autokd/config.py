@@ -33,6 +33,8 @@ class SearchSettings:
     optimizer: str = "bohb"  # bohb: hpbandster's KDE model; random: uniform proposals, same brackets
     bracket_rounding: str = "hyperband"  # hyperband: n = ⌈…⌉ (Li et al.); hpbandster: ⌊…⌋ as hpbandster does
     promotion: str = "sync"  # sync: a rung chosen when the one below is complete (the paper's); async: ASHA-style
+    rung_training: str = "scratch"  # scratch: every budget trained from the start (the paper's); continue: a promoted
+    #                                 configuration continues its lower rung's wsd trunk (docs/training.md)
     refill_failed: bool = True  # a rung left short by failures gets fresh proposals, as in hpbandster
     min_points_in_model: int | None = None  # hpbandster's default (None): dimensions + 1
     random_fraction: float = 1 / 3  # share of proposals drawn at random once the model exists (hpbandster)
@@ -55,6 +57,7 @@ class SearchSettings:
     lr_schedule: str = "cosine"  # cosine: annealed to each budget; step: StepLR(lr_step_epochs, lr_step_gamma)
     lr_step_epochs: float = 20.0
     lr_step_gamma: float = 0.5
+    lr_decay_fraction: float = 0.2  # wsd: the last fraction of each budget decays linearly to 0
     augment_pad: int = 4  # random crop after zero padding by this many pixels (0: no crop)
     augment_flip: bool = True
     eval_batch_size: int = 1000
@@ -94,6 +97,9 @@ class SearchSettings:
             raise UserError(f"this plan has {plan['evaluations']:,} evaluations (over {MAX_EVALUATIONS:,}); lower "
                             f"--iterations or narrow the budgets")
         check_device(self.device)
+        if self.rung_training == "continue" and self.lr_schedule != "wsd":
+            raise UserError(f"--rung-training continue needs --lr-schedule wsd (a constant-rate trunk a higher budget "
+                            f"can continue), not {self.lr_schedule}")
         if self.ray_address and self.executor == "local":
             raise UserError("--ray-address names a Ray cluster; it needs --executor ray (or auto), not local")
         return self
@@ -119,6 +125,8 @@ SETTING_FIELDS: dict[str, Field] = {
     "optimizer": Field("str", choices=("bohb", "random")),
     "bracket_rounding": Field("str", choices=("hyperband", "hpbandster")),
     "promotion": Field("str", choices=("sync", "async")),
+    "rung_training": Field("str", choices=("scratch", "continue")),
+    "lr_decay_fraction": Field("float", min=0.05, max=0.9),
     "refill_failed": Field("bool"),
     "min_points_in_model": Field("int", min=1, max=10_000, nullable=True),
     "random_fraction": Field("float", min=0, max=1),
@@ -138,7 +146,7 @@ SETTING_FIELDS: dict[str, Field] = {
     "momentum": Field("float", min=0, max=0.999),
     "weight_decay": Field("float", min=0, max=1),
     "weight_decay_scope": Field("str", choices=("all", "weights")),
-    "lr_schedule": Field("str", choices=("cosine", "step")),
+    "lr_schedule": Field("str", choices=("cosine", "step", "wsd")),
     "lr_step_epochs": Field("float", above=0, max=100_000),
     "lr_step_gamma": Field("float", above=0, max=1),
     "augment_pad": Field("int", min=0, max=64),

@@ -24,7 +24,7 @@ TeacherFn = Callable[[Batch], torch.Tensor]  # a batch → teacher logits (B, K)
 Progress = Callable[[dict[str, Any]], None]
 
 
-SCHEDULES = ("cosine", "step")
+SCHEDULES = ("cosine", "step", "wsd")
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class TrainConfig:
     lr_schedule: str = "cosine"  # "cosine": annealed to 0 over exactly this budget; "step": StepLR below
     lr_step_epochs: float = 20.0  # step: multiply the lr by lr_step_gamma every this many epochs
     lr_step_gamma: float = 0.5
+    lr_decay_fraction: float = 0.2  # wsd: the last this fraction of the budget decays linearly to 0
     nesterov: bool = False
     grad_clip: float | None = None  # max global grad norm
     augment: Augment = Augment(pad=4, flip=True, cutout=0)
@@ -51,6 +52,19 @@ class TrainConfig:
     progress_seconds: float = 10.0  # at most one progress report per this many seconds (and one per epoch)
     eval_at: tuple[float, ...] = ()  # also score on the validation set after these epochs (lower budgets of a run
     #                                   whose schedule makes them prefixes: lr_schedule="step")
+    trunk: Trunk | None = None  # wsd: continue a lower budget's trunk, and/or keep this one's for a higher budget
+
+
+@dataclass(frozen=True)
+class Trunk:
+    """Warmup-stable-decay runs share their constant-lr trunk: a run of budget b trains steps [0, (1 − f)·b) at the
+    full rate, then decays over the last f·b. The trunk's end state (weights, momentum, schedule position, data
+    order, RNG) saved by a lower budget is where a higher budget of the same configuration starts, so a continued
+    run trains exactly the steps a from-scratch run of that budget would (docs/training.md)."""
+
+    load: Path | None  # a lower budget's trunk state to start from (ignored when missing or under another key)
+    save: Path | None  # where this run's trunk end state goes (for the next rung); None at the top rung
+    key: str  # what is trained (architecture, recipe, data, seed): a state under another key is not used
 
 
 def lr_factor(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
@@ -60,7 +74,15 @@ def lr_factor(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: in
         return 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
     if cfg.lr_schedule == "step":
         return cfg.lr_step_gamma ** math.floor(step / steps_per_epoch / cfg.lr_step_epochs + 1e-9)
+    if cfg.lr_schedule == "wsd":  # constant, then linear to 0 over the last lr_decay_fraction of this budget
+        trunk_end = trunk_steps(cfg, total_steps)
+        return 1.0 if step < trunk_end else max(0.0, (total_steps - step) / max(1, total_steps - trunk_end))
     raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {cfg.lr_schedule!r}")
+
+
+def trunk_steps(cfg: TrainConfig, total_steps: int) -> int:
+    """wsd: the steps of a budget's constant-rate trunk; at least one step decays (a tiny budget's rounding)."""
+    return max(0, min(int(round((1.0 - cfg.lr_decay_fraction) * total_steps)), total_steps - 1))
 
 
 def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -97,6 +119,7 @@ class EvalResult:
     error: str | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from_epoch: int | None = None  # continued from a saved training state
+    continued_from_step: int | None = None  # wsd: started from a lower budget's trunk, saved at this step
     prior_seconds: float = 0.0  # training seconds spent by earlier processes before that state was saved
     checkpoints: list[dict[str, float]] = field(default_factory=list)  # validation scores at cfg.eval_at
 
@@ -159,25 +182,27 @@ class Checkpointing:
     every_seconds: float = 120.0
 
 
-def _save_state(ck: Checkpointing, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, epoch: int, step: int,
-                gen: torch.Generator, history: list[dict[str, float]]) -> None:
+def _save_state(ck: Checkpointing | Trunk, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, epoch: int,
+                step: int, gen: torch.Generator, history: list[dict[str, float]], path: Path | None = None) -> None:
     from autokd.fsutil import write_atomic
 
     buf = io.BytesIO()
     torch.save({"key": ck.key, "epoch": epoch, "step": step, "model": model.state_dict(), "opt": opt.state_dict(),
                 "sched": sched.state_dict(), "gen": gen.get_state(), "rng": torch.get_rng_state(),
                 "history": history}, buf)
-    write_atomic(ck.path, buf.getvalue())
+    target = path or getattr(ck, "path")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(target, buf.getvalue())
 
 
-def _load_state(ck: Checkpointing | None) -> dict[str, Any] | None:
-    if ck is None or not ck.path.is_file():
+def _load_state(path: Path | None, key: str) -> dict[str, Any] | None:
+    if path is None or not path.is_file():
         return None
     try:
-        state = torch.load(ck.path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # a torn or foreign file: start over rather than trust it
         return None
-    return state if isinstance(state, dict) and state.get("key") == ck.key else None
+    return state if isinstance(state, dict) and state.get("key") == key else None
 
 
 def train_and_evaluate(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, ...],
@@ -228,15 +253,28 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
     use_kd = teacher is not None and kd is not None and kd.alpha > 0
     gen = torch.Generator().manual_seed(cfg.seed + 7919)  # cutout positions
     step, n_epochs, first_epoch = 0, math.ceil(total_steps / steps_per_epoch), 0
-    saved = _load_state(checkpointing)
-    if saved is not None:  # continue a killed run from its last epoch end (batches are seeded per epoch)
+    saved = _load_state(checkpointing.path, checkpointing.key) if checkpointing is not None else None
+    trunk = cfg.trunk if cfg.lr_schedule == "wsd" else None
+    trunk_end = trunk_steps(cfg, total_steps) if trunk is not None else None
+    continued = False
+    if saved is None and trunk is not None:
+        saved = _load_state(trunk.load, trunk.key)
+        if saved is not None and int(saved["step"]) > trunk_end:
+            saved = None  # a trunk longer than this budget's (not a lower rung's): train from the start
+        continued = saved is not None
+    skip = 0
+    if saved is not None:  # continue a killed run from its last epoch end, or a lower rung's trunk from its end
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["opt"])
         sched.load_state_dict(saved["sched"])
         gen.set_state(saved["gen"])
         torch.set_rng_state(saved["rng"])  # dropout masks continue as if never interrupted
-        first_epoch, step, result.history = int(saved["epoch"]), int(saved["step"]), list(saved["history"])
-        result.resumed_from_epoch = first_epoch
+        step, result.history = int(saved["step"]), list(saved["history"])
+        first_epoch, skip = divmod(step, steps_per_epoch)  # a trunk may end inside an epoch: skip its first batches
+        if continued:
+            result.continued_from_step = step
+        else:
+            result.resumed_from_epoch = first_epoch
         result.prior_seconds = float(result.history[-1]["seconds"]) if result.history else 0.0
     eval_steps = {max(1, round(e * steps_per_epoch)) for e in cfg.eval_at}
     t_start = last_report = last_save = time.perf_counter()
@@ -265,9 +303,11 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
             model.drop_path_prob = cfg.drop_path * epoch / max(1, n_epochs)
         loss_sum = torch.zeros((), device=dev)
         seen = 0
-        for batch in train_loader.epoch(epoch):
+        for batch in train_loader.epoch(epoch, skip=skip if epoch == first_epoch else 0):
             if step >= total_steps:
                 break
+            if trunk is not None and trunk.save is not None and step == trunk_end:
+                _save_state(trunk, model, opt, sched, epoch, step, gen, result.history, path=trunk.save)
             t_logits = teacher(batch) if use_kd else None  # the teacher sees the view without cutout
             x = cutout(batch.x, cfg.augment.cutout, gen) if cfg.augment.cutout > 0 else batch.x
             with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext():

@@ -234,6 +234,10 @@ CASES: list[tuple[str, Callable[[Path, Path], list]]] = [
                                                        "--max-budget", "1", "--run-dir", t / "r"]),
     ("search-budgets-out-of-order", lambda t, b: [*S, "--min-budget", "9", "--max-budget", "2", "--run-dir", t / "r"]),
     ("search-gpus-1.5", lambda t, b: [*S, "--gpus-per-trial", "1.5", "--run-dir", t / "r"]),
+    ("search-continue-without-wsd", lambda t, b: [*S, "--rung-training", "continue", "--run-dir", t / "r"]),
+    ("search-lr-decay-fraction-0", lambda t, b: [*S, "--lr-decay-fraction", "0", "--run-dir", t / "r"]),
+    ("search-promotion-eager", lambda t, b: [*S, "--promotion", "eager", "--run-dir", t / "r"]),
+    ("search-rung-training-resume", lambda t, b: [*S, "--rung-training", "resume", "--run-dir", t / "r"]),
     ("search-no-dataset", lambda t, b: ["search", "--run-dir", t / "r"]),
     *[(f"evaluate-{flag}-{value}", lambda t, b, f=flag, v=value: [*E, "--generator", gen(t), f"--{f}", v])
       for flag, value in [("epochs", "0"), ("epochs", "-3"), ("epochs", "inf"), ("epochs", "nan"), ("alpha", "3"),

@@ -250,3 +250,16 @@ def test_async_replay_keeps_the_early_promotions_and_never_reruns_an_evaluation(
         rest = _journal_run(fresh, max_parallel=3, seed=stop)
         done = [(tuple(e["config_id"]), e["budget"]) for e in events + rest if e["event"] == "finished"]
         assert len(done) == len(set(done)) == planned, stop
+
+
+def test_continued_rungs_name_the_trunk_they_continue_and_the_plan_counts_only_new_epochs():
+    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 1, seed=0, rung_training="continue")
+    order = run(d)
+    for s in order:
+        r = d.brackets[0].budgets.index(s.budget)
+        assert s.continue_from == (BUDGETS[r - 1] if r else None) and s.keep_trunk == (r < 2)
+    scratch = BOHBDriver(load_space("nago"), BUDGETS, 2, 1, seed=0)
+    assert all(s.continue_from is None and not s.keep_trunk for s in run(scratch))
+    # one bracket of 9 @0.5 → 3 @1.5 → 1 @4.5 epochs: 13.5 from scratch; trunks of 80% continued: 11.1
+    assert schedule_summary([0.5, 1.5, 4.5], 3, 1)["epochs"] == pytest.approx(13.5)
+    assert schedule_summary([0.5, 1.5, 4.5], 3, 1, trunk_share=0.8)["epochs"] == pytest.approx(11.1)

@@ -179,3 +179,21 @@ def test_end_to_end_kd_search_on_real_fashion_mnist(tmp_path):
     top = max((e for e in results if e["budget"] == 1.0), key=lambda e: e["val_acc"])
     assert gen.source["dataset"] == "fashion-mnist" and gen.source["val_acc"] == top["val_acc"]
     assert gen.kd == {"temperature": top["temperature"], "alpha": top["alpha"]}
+
+
+def test_continued_rungs_start_from_the_lower_trunk_and_leave_no_state_behind(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["search", *TINY, "--lr-schedule", "wsd", "--rung-training", "continue", "--promotion", "async",
+                 "--run-dir", str(run_dir), "--quiet"]) == 0
+    header, events, _ = read_journal(run_dir / "journal.jsonl")
+    assert header["rung_training"] == "continue" and header["promotion"] == "async"
+    done = [e for e in events if e["event"] == "finished"]
+    started = {e["trial_id"]: e for e in events if e["event"] == "started"}
+    promoted = [e for e in done if started[e["trial_id"]].get("continue_from") is not None]
+    assert promoted and all(e["extra"].get("continued_from_step") for e in promoted)
+    # it continued the trunk (80% of the lower budget's steps), it did not retrain them
+    low = {(tuple(e["config_id"]), e["budget"]): e for e in done}
+    for e in promoted:
+        below = low[(tuple(e["config_id"]), started[e["trial_id"]]["continue_from"])]
+        assert e["extra"]["continued_from_step"] == min(round(0.8 * below["steps"]), below["steps"] - 1)
+    assert not list((run_dir / "states").glob("*.pt"))  # every bracket complete: its trunks deleted

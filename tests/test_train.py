@@ -127,3 +127,39 @@ def test_weight_decay_scope_all_decays_batchnorm_and_weights_only_does_not():
     assert len(every) == 1 and len(every[0]["params"]) == len(list(model.parameters()))
     split = parameter_groups(model, TrainConfig(epochs=1, weight_decay_scope="weights"))
     assert all(p.ndim <= 1 for p in split[1]["params"]) and split[1]["weight_decay"] == 0.0
+
+
+@pytest.mark.parametrize("low,high", [(1.0, 3.0), (0.7, 2.1)])  # trunk ends at an epoch end / inside an epoch
+def test_wsd_a_rung_continued_from_the_lower_trunk_is_the_from_scratch_run_of_its_budget(tmp_path, low, high):
+    from autokd.train import Trunk, lr_factor, trunk_steps
+
+    threads = torch.get_num_threads()
+
+    ds = load_dataset("synthetic:1x8x8:3:320")
+    train, val = train_val_split(ds.train, seed=0)
+    spec = sample_architecture(SMALL_THETA, 0, (1, 8, 8), 3, 40_000)
+    torch.set_num_threads(1)  # one thread: the same arithmetic in both runs (restored at the end)
+
+    def model():
+        torch.manual_seed(0)
+        return build_student(spec)
+
+    def cfg(epochs, trunk=None):
+        return TrainConfig(epochs=epochs, batch_size=32, seed=3, lr_schedule="wsd", lr_decay_fraction=0.25,
+                           trunk=trunk)
+
+    scratch = train_and_evaluate(model(), train, val, ds.info.mean, ds.info.std, cfg(high))
+    state = tmp_path / "trunk-low.pt"
+    lower = train_and_evaluate(model(), train, val, ds.info.mean, ds.info.std, cfg(low, Trunk(None, state, "k")))
+    assert lower.status == "ok" and state.is_file()
+    continued = train_and_evaluate(model(), train, val, ds.info.mean, ds.info.std,
+                                   cfg(high, Trunk(state, None, "k")))
+    steps_per_epoch = len(train) // 32
+    assert continued.continued_from_step == trunk_steps(cfg(low), round(low * steps_per_epoch))
+    assert continued.steps == scratch.steps and continued.val_acc == scratch.val_acc
+    assert continued.val_loss == pytest.approx(scratch.val_loss, rel=1e-5)
+    other = train_and_evaluate(model(), train, val, ds.info.mean, ds.info.std, cfg(high, Trunk(state, None, "x")))
+    assert other.continued_from_step is None  # a state saved under another key is not used
+    # the schedule: constant for the trunk, then linear to 0 over the last quarter
+    assert lr_factor(cfg(4.0), 29, 40, 10) == 1.0 and lr_factor(cfg(4.0), 35, 40, 10) == pytest.approx(0.5)
+    torch.set_num_threads(threads)

@@ -53,7 +53,8 @@ class DeviceLoader:
         x = u8.float() * self.scale + self.shift
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def epoch(self, epoch: int = 0) -> Iterator[Batch]:
+    def epoch(self, epoch: int = 0, skip: int = 0) -> Iterator[Batch]:
+        """The epoch's batches; `skip` leaves out its first batches (a run continued from inside the epoch)."""
         n = self.num_images
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
@@ -61,7 +62,7 @@ class DeviceLoader:
         views = random_views(n, aug, gen) if aug is not None else torch.zeros(n, dtype=torch.int64)
         order_d, views_d = order.to(self.device), views.to(self.device)
         stop = n - n % self.batch_size if self.drop_last else n
-        for start in range(0, stop, self.batch_size):
+        for start in range(skip * self.batch_size, stop, self.batch_size):
             idx = order_d[start:start + self.batch_size]
             view = views_d[start:start + self.batch_size]
             u8 = self.images[idx]

@@ -63,7 +63,8 @@ def _header(run: RunData) -> list[str]:
                 else "") + " |",
              f"| budgets | {'/'.join(f'{b:g}' for b in run.planned_budgets())} epochs, η = {st.get('eta', '?')}, "
              f"{st.get('iterations', '?')} bracket(s), {st.get('optimizer', 'bohb')} with "
-             f"{st.get('promotion', 'sync')} promotion, lr schedule "
+             f"{st.get('promotion', 'sync')} promotion, rungs trained {st.get('rung_training', 'scratch')}, "
+             f"lr schedule "
              f"{st.get('lr_schedule', 'cosine')} |",
              f"| trials | {len(run.finished)} finished, {len(run.failed)} failed |",
              *([f"| fewer trials than workers | {100 * short:.0f}% of the search phase ({r.get('workers', 1)} "

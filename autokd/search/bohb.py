@@ -40,10 +40,11 @@ class BOHBDriver:
     def __init__(self, space: SearchSpace, budgets: list[float], eta: int, iterations: int, seed: int,
                  optimizer: str = "bohb", rounding: str = "hyperband", refill_failed: bool = True,
                  min_points_in_model: int | None = None, random_fraction: float = 1 / 3,
-                 promotion: str = "sync") -> None:
+                 promotion: str = "sync", rung_training: str = "scratch") -> None:
         if promotion not in PROMOTIONS:
             raise ValueError(f"promotion must be one of {PROMOTIONS}, got {promotion!r}")
         self.promotion = promotion
+        self.rung_training = rung_training
         self.space = space
         self.budgets = list(budgets)
         self.eta = eta
@@ -112,9 +113,16 @@ class BOHBDriver:
 
     def _spec(self, config_id: ConfigId, budget: float) -> TrialSpec:
         cfg = self.configs[config_id]
+        continue_from, keep_trunk = None, False
+        if self.rung_training == "continue":  # the trunk of the rung below, if this configuration ran there
+            b = self.brackets[config_id[0]]
+            r = b.budgets.index(float(budget))
+            if r > 0 and (config_id, b.budgets[r - 1]) in self.results:
+                continue_from = b.budgets[r - 1]
+            keep_trunk = r < len(b.budgets) - 1
         spec = TrialSpec(self.next_trial_id, config_id, theta_of(cfg),
                          float(cfg.get("temperature", 4.0)), float(cfg.get("alpha", 0.0)), float(budget),
-                         self.arch_seed(config_id))
+                         self.arch_seed(config_id), continue_from, keep_trunk)
         self.next_trial_id += 1
         self.in_flight[spec.trial_id] = spec
         return spec
@@ -324,7 +332,8 @@ class BOHBDriver:
             if key in self.results:
                 continue
             old = TrialSpec(int(e["trial_id"]), key[0], dict(e["theta"]), float(e["temperature"]),
-                            float(e["alpha"]), key[1], int(e["seed"]))
+                            float(e["alpha"]), key[1], int(e["seed"]), e.get("continue_from"),
+                            bool(e.get("keep_trunk", False)))
             self.requeue.append(replace(old, trial_id=self.next_trial_id))
             self.next_trial_id += 1
         return len(self.results)

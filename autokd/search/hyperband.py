@@ -58,14 +58,15 @@ def promote(candidates: list[tuple[ConfigId, float | None]], k: int) -> list[Con
 
 
 def schedule_summary(all_budgets: list[float], eta: int, iterations: int,
-                     rounding: str = "hyperband") -> dict[str, float]:
+                     rounding: str = "hyperband", trunk_share: float | None = None) -> dict[str, float]:
     """Evaluations and epochs that `iterations` brackets plan (failed slots refilled with new proposals keep the
-    count; without refilling, failures end lines early)."""
+    count; without refilling, failures end lines early). `trunk_share` (1 − the wsd decay fraction, with rung
+    training `continue`): a promoted configuration trains only b_r − trunk_share·b_(r−1) epochs at rung r."""
     evals, epochs, configs = 0, 0.0, 0
     cycle = len(all_budgets)
     if iterations > 10 * cycle:  # whole cycles repeat: count one and multiply (plans can be long)
-        one = schedule_summary(all_budgets, eta, cycle, rounding)
-        rest = schedule_summary(all_budgets, eta, iterations % cycle, rounding)
+        one = schedule_summary(all_budgets, eta, cycle, rounding, trunk_share)
+        rest = schedule_summary(all_budgets, eta, iterations % cycle, rounding, trunk_share)
         k = iterations // cycle
         return {"brackets": iterations, "evaluations": k * one["evaluations"] + rest["evaluations"],
                 "configurations": k * one["configurations"] + rest["configurations"],
@@ -74,5 +75,6 @@ def schedule_summary(all_budgets: list[float], eta: int, iterations: int,
         b = plan_bracket(i, all_budgets, eta, rounding)
         evals += sum(b.sizes)
         configs += b.sizes[0]
-        epochs += sum(n * bud for n, bud in zip(b.sizes, b.budgets))
+        epochs += sum(n * (bud - (trunk_share * b.budgets[r - 1] if trunk_share is not None and r > 0 else 0.0))
+                      for r, (n, bud) in enumerate(zip(b.sizes, b.budgets)))
     return {"brackets": iterations, "evaluations": evals, "configurations": configs, "epochs": epochs}

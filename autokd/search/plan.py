@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, replace
-from typing import Any
 
 import torch
 
@@ -63,6 +62,11 @@ class Plan:
                      + (f", teacher {self.teacher_img_s:.0f} images/s" if self.teacher_img_s else "")
                      + f" → projected {fmt_seconds(secs)}" + (" (from a quick probe)" if self.probed else ""))
         return text
+
+
+def trunk_share(settings: SearchSettings) -> float | None:
+    """The share of a budget a higher rung continues (rung training `continue`), else None (from scratch)."""
+    return 1.0 - settings.lr_decay_fraction if settings.rung_training == "continue" else None
 
 
 def split_sizes(settings: SearchSettings, n_train: int) -> tuple[int, int]:
@@ -189,7 +193,8 @@ def workers_and_threads(settings: SearchSettings, device: torch.device,
 def make_plan(settings: SearchSettings, n_train: int, shape: tuple[int, int, int], classes: int,
               param_limit: int, device: torch.device, teacher_module: torch.nn.Module | None,
               measure_speed: bool = True, use_cache: bool = False, cluster: ClusterShape | None = None) -> Plan:
-    sched = schedule_summary(settings.budgets(), settings.eta, settings.iterations, settings.bracket_rounding)
+    sched = schedule_summary(settings.budgets(), settings.eta, settings.iterations, settings.bracket_rounding,
+                             trunk_share(settings))
     train, val = split_sizes(settings, n_train)
     workers, threads = workers_and_threads(settings, device, cluster)
     views = 0

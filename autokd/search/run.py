@@ -26,7 +26,7 @@ from autokd.search.bohb import BOHBDriver
 from autokd.search.executors import Executor, LocalExecutor, ProcessExecutor, RayExecutor
 from autokd.search.hyperband import schedule_summary
 from autokd.search.journal import Journal
-from autokd.search.plan import CPU_REFUSE_HOURS, Plan, make_plan
+from autokd.search.plan import CPU_REFUSE_HOURS, Plan, make_plan, trunk_share
 from autokd.search.trial import TrialContext, TrialResult
 from autokd.space.configspace import BUILTIN_SPACES, load_space, theta_of
 from autokd.space.genfile import GENERATOR_FORMAT, default_param_limit
@@ -320,7 +320,8 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
     board.line(f"autokd search: {settings.dataset}, preset {settings.preset}, teacher "
                f"{settings.teacher if not settings.no_kd else 'none (no KD)'}, budgets "
                f"{'/'.join(f'{b:g}' for b in settings.budgets())} epochs (eta {settings.eta}), "
-               f"{settings.optimizer} ({settings.promotion} promotion), space {settings.space}, parameter limit "
+               f"{settings.optimizer} ({settings.promotion} promotion, rungs trained {settings.rung_training}, lr "
+               f"{settings.lr_schedule}), space {settings.space}, parameter limit "
                f"{limit:,}", force=True)
     board.line(plan.describe(), force=True)
     projected = plan.seconds()
@@ -361,7 +362,8 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
 
     write_atomic(run_dir / "space.json", cs_json.write(space_cs) + "\n")
     journal = Journal.create(run_dir / "journal.jsonl", {"created": run["created"], "space": settings.space,
-                                                         "promotion": settings.promotion})
+                                                         "promotion": settings.promotion,
+                                                         "rung_training": settings.rung_training})
     return Prepared(settings, run, [], journal, plan, False)
 
 
@@ -461,6 +463,7 @@ def _loop(prep: Prepared, run_dir: Path, board: Board, trial_fn: Callable | None
     space = searched_space(run)
     driver = BOHBDriver(space, settings.budgets(), settings.eta, settings.iterations, settings.seed,
                         optimizer=settings.optimizer, rounding=settings.bracket_rounding, promotion=settings.promotion,
+                        rung_training=settings.rung_training,
                         refill_failed=settings.refill_failed, min_points_in_model=settings.min_points_in_model,
                         random_fraction=settings.random_fraction)
     outcome = SearchOutcome(run_dir)
@@ -470,6 +473,9 @@ def _loop(prep: Prepared, run_dir: Path, board: Board, trial_fn: Callable | None
     threads = run.get("threads_per_trial")
     ctx = TrialContext.from_settings(settings, run.get("teacher_path"), int(run["param_limit"]), settings.device,
                                      _use_logit_cache(settings), threads)
+    states = run_dir / "states"  # rung_training continue: the trunks promoted configurations continue
+    if settings.rung_training == "continue":
+        ctx = replace(ctx, state_dir=str(states.resolve()))
     done = sum(r.status == "ok" for r in results)
     failed = len(results) - done
     best = incumbent(results)
@@ -506,7 +512,7 @@ def _loop(prep: Prepared, run_dir: Path, board: Board, trial_fn: Callable | None
     ex = executor or make_executor(settings, ctx, workers, board, trial_fn)
     t0 = time.time()
     epochs_total = schedule_summary(settings.budgets(), settings.eta, settings.iterations,
-                                    settings.bracket_rounding)["epochs"]
+                                    settings.bracket_rounding, trunk_share(settings))["epochs"]
     epochs_done = sum(r.budget for r in results)
     session_epochs = 0.0
     env_failure: TrialResult | None = None
@@ -550,11 +556,16 @@ def _loop(prep: Prepared, run_dir: Path, board: Board, trial_fn: Callable | None
                     continue
                 driver.tell(r)
                 journal.append("finished" if r.status == "ok" else "failed", **fields_)
+                if settings.rung_training == "continue":
+                    drop_finished_trunks(driver, states)
                 results.append(r)
                 outcome.results.append(r)
                 done, failed = done + (r.status == "ok"), failed + (r.status != "ok")
-                epochs_done += r.budget
-                session_epochs += r.budget
+                trained = r.budget  # a continued rung trains only what its lower rung's trunk had not
+                if r.extra.get("continued_from_step") and r.steps:
+                    trained = r.budget * (1.0 - r.extra["continued_from_step"] / r.steps)
+                epochs_done += trained
+                session_epochs += trained
                 new_best = incumbent(results)
                 if new_best is not None and new_best is not best:
                     outcome.best = write_best(run_dir, driver, new_best, run)
@@ -584,6 +595,15 @@ def _loop(prep: Prepared, run_dir: Path, board: Board, trial_fn: Callable | None
                    linear_baseline=outcome.linear_baseline)
     journal.close()
     return outcome
+
+
+def drop_finished_trunks(driver: BOHBDriver, states: Path) -> None:
+    """Delete the trunk states of brackets that are complete (nothing will continue them): a paper-size student's
+    state is tens of MB, and a search has hundreds of evaluations."""
+    for b in driver.brackets:
+        if driver.bracket_complete(b):
+            for path in states.glob(f"b{b.index}-*.pt"):
+                path.unlink(missing_ok=True)
 
 
 def closing_line(outcome: SearchOutcome, settings: SearchSettings, run: dict[str, Any],

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -26,6 +27,8 @@ class TrialSpec:
     alpha: float
     budget: float  # epochs
     seed: int  # architecture and training seed (the same for every budget of a configuration)
+    continue_from: float | None = None  # rung_training continue: the lower budget whose trunk this one continues
+    keep_trunk: bool = False  # rung_training continue: save this budget's trunk for the next rung
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "config_id": list(self.config_id)}
@@ -55,6 +58,8 @@ class TrialContext:
     lr_schedule: str = "cosine"
     lr_step_epochs: float = 20.0
     lr_step_gamma: float = 0.5
+    lr_decay_fraction: float = 0.2
+    state_dir: str | None = None  # rung_training continue: where trunk states live (RUN_DIR/states)
     augment_pad: int = 4
     augment_flip: bool = True
     eval_batch_size: int = 1000
@@ -78,7 +83,7 @@ class TrialContext:
         return TrainConfig(epochs=budget, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
                            weight_decay=self.weight_decay, weight_decay_scope=self.weight_decay_scope,
                            lr_schedule=self.lr_schedule, lr_step_epochs=self.lr_step_epochs,
-                           lr_step_gamma=self.lr_step_gamma,
+                           lr_step_gamma=self.lr_step_gamma, lr_decay_fraction=self.lr_decay_fraction,
                            augment=Augment(pad=self.augment_pad, flip=self.augment_flip, cutout=0),
                            eval_batch_size=self.eval_batch_size, seed=seed,
                            eval_at=tuple(e for e in self.eval_at if e < budget))
@@ -153,6 +158,23 @@ def _device_lost(text: str) -> bool:
     return any(s in text for s in ("CUDA error", "no CUDA GPUs", "device-side assert", "CUDA driver"))
 
 
+def trunk_path(ctx: TrialContext, config_id: tuple[int, ...], budget: float) -> Path:
+    """The trunk state a configuration's evaluation at `budget` leaves for its next rung."""
+    return Path(str(ctx.state_dir)) / f"b{config_id[0]}-s{config_id[1]}-c{config_id[2]}-at{budget:g}.pt"
+
+
+def _trunk(spec: TrialSpec, ctx: TrialContext, arch_id: str, n_train: int) -> Any:
+    """Where this evaluation's trunk comes from and goes; the key ties a state to what it trained (architecture,
+    seed, recipe, KD, data size), so a state of anything else is never continued."""
+    from autokd.train import Trunk
+
+    key = "|".join(map(str, (arch_id, spec.seed, spec.temperature, spec.alpha, ctx.batch_size, ctx.lr,
+                             ctx.momentum, ctx.weight_decay, ctx.weight_decay_scope, ctx.lr_decay_fraction,
+                             ctx.augment_pad, ctx.augment_flip, n_train, ctx.teacher_path)))
+    load = trunk_path(ctx, spec.config_id, spec.continue_from) if spec.continue_from is not None else None
+    return Trunk(load, trunk_path(ctx, spec.config_id, spec.budget) if spec.keep_trunk else None, key)
+
+
 def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = None) -> TrialResult:
     """Sample the architecture, build it, train it with KD for the budget, score it. Never raises for a trial's
     own failure (invalid generator, NaN, OOM, exception): that is a result with status "failed"; a failure of the
@@ -178,6 +200,8 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = No
         train, val = train_val_split(ds.train, ctx.val_fraction, ctx.split_seed, ctx.subset, ctx.val_images)
         use_kd = ctx.teacher_path is not None and spec.alpha > 0
         cfg = ctx.train_config(spec.budget, spec.seed)
+        if ctx.state_dir and cfg.lr_schedule == "wsd" and (spec.continue_from is not None or spec.keep_trunk):
+            cfg = replace(cfg, trunk=_trunk(spec, ctx, arch.arch_id, len(train)))
         teacher = _teacher_fn(ctx, ds, train, cfg.augment) if use_kd else None
         torch.manual_seed(spec.seed)
         model = build_student(arch)
@@ -189,6 +213,8 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = No
         result.train_loss, result.val_loss, result.steps, result.history = r.train_loss, r.val_loss, r.steps, \
             r.history
         result.checkpoints = r.checkpoints
+        if r.continued_from_step is not None:
+            result.extra["continued_from_step"] = r.continued_from_step
         result.extra.update(device=r.device, train_images=len(train), val_images=len(val))
         if r.status == "ok" and r.val_acc is not None:
             result.loss = 1.0 - r.val_acc
