@@ -266,7 +266,8 @@ SEARCH_FLAGS = ("dataset", "teacher", "teacher_weights", "min_budget", "max_budg
                 "optimizer", "bracket_rounding", "promotion", "refill_failed", "min_points_in_model", "random_fraction",
                 "executor", "workers", "threads_per_trial", "gpus_per_trial", "ray_address", "param_limit",
                 "data_dir", "seed", "subset", "val_images", "batch_size", "lr", "weight_decay",
-                "weight_decay_scope", "lr_schedule", "lr_decay_fraction", "rung_training", "augment_pad", "max_nodes", "merge_width", "search_space",
+                "weight_decay_scope", "lr_schedule", "lr_decay_fraction", "rung_training", "augment_pad",
+                "max_nodes", "merge_width", "search_space",
                 "device", "logit_cache")
 
 
@@ -630,7 +631,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--alpha", type=ALPHA, help="KD weight (default: generator file, else 0.9)")
     e.add_argument("--batch-size", type=_typed("int", min=1, max=65_536), default=128, help="training batch")
     e.add_argument("--lr", type=LR, default=0.1, help="SGD learning rate")
-    e.add_argument("--lr-schedule", choices=("cosine", "step"), default="cosine", help="see docs/training.md")
+    e.add_argument("--lr-schedule", choices=("cosine", "step", "wsd"), default="cosine",
+                   help="see docs/training.md")
     e.add_argument("--preset", choices=("smoke", "paper"), default="paper", help="teacher size when one is trained")
     e.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     e.add_argument("--data-dir", help="look for the dataset's files here first")

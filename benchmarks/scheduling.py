@@ -35,6 +35,11 @@ VARIANTS = {
     "async": ["--promotion", "async"],
     "continue": ["--promotion", "async", "--lr-schedule", "wsd", "--rung-training", "continue"],
     "wsd-scratch": ["--promotion", "async", "--lr-schedule", "wsd"],  # the schedule alone, without continuing
+    # a candidate first-run preset: two brackets of 0.2/0.6/1.8/5.4 epochs (27 configurations at the first rung
+    # feed the model: ≥ 20 results at one budget; the second bracket fills the worker the top rung leaves idle)
+    "two-brackets": ["--min-budget", "0.2", "--max-budget", "5.4", "--eta", "3", "--iterations", "2",
+                     "--subset", "10000", "--promotion", "async", "--lr-schedule", "wsd", "--rung-training",
+                     "continue"],
 }
 
 

@@ -295,9 +295,9 @@ class RayExecutor:
 
     def __init__(self, ctx: TrialContext, gpus_per_trial: float = 1.0, address: str | None = None,
                  num_cpus: int | None = None, num_gpus: float | None = None, cpus_per_trial: int | None = None) -> None:
-        from autokd.ray_cluster import fit_trials, join
-
         import ray
+
+        from autokd.ray_cluster import fit_trials, join
 
         self.ray = ray
         cluster = join(address, num_cpus=num_cpus, num_gpus=num_gpus)

@@ -174,7 +174,8 @@ def write_best(run_dir: Path, driver: BOHBDriver, best: TrialResult, run: dict[s
     st = run["settings"]
     val_images = best.extra.get("val_images") or run.get("val_images")
     recipe = {k: st.get(k) for k in ("batch_size", "lr", "momentum", "weight_decay", "weight_decay_scope",
-                                     "lr_schedule", "lr_step_epochs", "lr_step_gamma", "augment_pad",
+                                     "lr_schedule", "lr_step_epochs", "lr_step_gamma", "lr_decay_fraction",
+                                     "augment_pad",
                                      "augment_flip", "subset", "val_images", "val_fraction")}
     obj = {"format": GENERATOR_FORMAT, "space": run["space"], "merge_width": st.get("merge_width", "cell"),
            "generator": theta_of(cfg),
@@ -580,6 +581,8 @@ def _loop(prep: Prepared, run_dir: Path, board: Board, trial_fn: Callable | None
     finally:
         interrupt.restore()
         ex.shutdown()
+    if settings.rung_training == "continue" and driver.done():
+        drop_finished_trunks(driver, states)  # the last bracket's rungs are chosen by the ask() that ended the loop
     outcome.finished, outcome.failed, outcome.seconds = done, failed, time.time() - t0
     outcome.model_based, outcome.proposals = driver.model_based_proposals()
     if best is not None and outcome.best is None:
