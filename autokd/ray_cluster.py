@@ -24,6 +24,7 @@ from typing import Any, Iterator
 
 from autokd.errors import UserError
 
+MAX_LOST_RETRIES = 3  # reruns of one trial or sample after its node died; then it counts as the environment's failure
 _HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # length 0, type SETTINGS (4), flags 0, stream 0
 _SETTINGS_TYPE = 4

@@ -686,7 +686,7 @@ def _run_ray(todo: list[SampleTask], gpus_per_trial: float, board: Board,
              address: str | None = None) -> dict[SampleTask, dict[str, Any]]:
     import ray
 
-    from autokd.ray_cluster import join, lost_node
+    from autokd.ray_cluster import MAX_LOST_RETRIES, join, lost_node
 
     cluster = join(address)  # the user's cluster (--ray-address, RAY_ADDRESS) or a private instance
     opts = {"num_gpus": gpus_per_trial} if cluster.gpus else {"num_cpus": 1}
@@ -700,7 +700,7 @@ def _run_ray(todo: list[SampleTask], gpus_per_trial: float, board: Board,
         try:
             results[task] = ray.get(ready[0])
         except Exception as exc:
-            if not lost_node(exc) or lost.get(task, 0) >= 3:
+            if not lost_node(exc) or lost.get(task, 0) >= MAX_LOST_RETRIES:
                 raise
             lost[task] = lost.get(task, 0) + 1  # its node died: the sample starts again on a node still alive
             board.line(f"retrain: {task.label}: its Ray node was lost ({type(exc).__name__}); running it again")

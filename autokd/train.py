@@ -182,17 +182,16 @@ class Checkpointing:
     every_seconds: float = 120.0
 
 
-def _save_state(ck: Checkpointing | Trunk, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, epoch: int,
-                step: int, gen: torch.Generator, history: list[dict[str, float]], path: Path | None = None) -> None:
+def _save_state(path: Path, key: str, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, epoch: int,
+                step: int, gen: torch.Generator, history: list[dict[str, float]]) -> None:
     from autokd.fsutil import write_atomic
 
     buf = io.BytesIO()
-    torch.save({"key": ck.key, "epoch": epoch, "step": step, "model": model.state_dict(), "opt": opt.state_dict(),
+    torch.save({"key": key, "epoch": epoch, "step": step, "model": model.state_dict(), "opt": opt.state_dict(),
                 "sched": sched.state_dict(), "gen": gen.get_state(), "rng": torch.get_rng_state(),
                 "history": history}, buf)
-    target = path or getattr(ck, "path")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(target, buf.getvalue())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, buf.getvalue())
 
 
 def _load_state(path: Path | None, key: str) -> dict[str, Any] | None:
@@ -307,7 +306,7 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
             if step >= total_steps:
                 break
             if trunk is not None and trunk.save is not None and step == trunk_end:
-                _save_state(trunk, model, opt, sched, epoch, step, gen, result.history, path=trunk.save)
+                _save_state(trunk.save, trunk.key, model, opt, sched, epoch, step, gen, result.history)
             t_logits = teacher(batch) if use_kd else None  # the teacher sees the view without cutout
             x = cutout(batch.x, cfg.augment.cutout, gen) if cfg.augment.cutout > 0 else batch.x
             with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext():
@@ -345,7 +344,8 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
                                "seconds": round(result.prior_seconds + elapsed, 3)})  # across resumes
         if checkpointing is not None and epoch + 1 < n_epochs and \
                 time.perf_counter() - last_save >= checkpointing.every_seconds:
-            _save_state(checkpointing, model, opt, sched, epoch + 1, step, gen, result.history)
+            _save_state(checkpointing.path, checkpointing.key, model, opt, sched, epoch + 1, step, gen,
+                        result.history)
             last_save = time.perf_counter()
         if progress is not None and window_steps:
             report("train")

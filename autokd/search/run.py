@@ -26,6 +26,7 @@ from autokd.search.bohb import BOHBDriver
 from autokd.search.executors import Executor, LocalExecutor, ProcessExecutor, RayExecutor
 from autokd.search.hyperband import schedule_summary
 from autokd.search.journal import Journal
+from autokd.ray_cluster import MAX_LOST_RETRIES
 from autokd.search.plan import CPU_REFUSE_HOURS, Plan, make_plan, trunk_share
 from autokd.search.trial import TrialContext, TrialResult
 from autokd.space.configspace import BUILTIN_SPACES, load_space, theta_of
@@ -428,9 +429,6 @@ def resume_search(run_dir: Path, overrides: dict[str, Any], board: Board, lock: 
 
 
 # ------------------------------------------------------------------------------------------------ the loop
-MAX_LOST_RETRIES = 3  # reruns of one evaluation after its node died; then the search stops (resume continues it)
-
-
 def _key(r: TrialResult) -> tuple[tuple[int, ...], float]:
     return tuple(r.config_id), float(r.budget)
 
@@ -540,7 +538,7 @@ def _loop(prep: Prepared, run_dir: Path, board: Board, trial_fn: Callable | None
                 fields_ = {k: v for k, v in r.to_json().items()}
                 fields_.update(theta=theta_of(cfg), temperature=cfg.get("temperature"),
                                alpha=cfg.get("alpha"), seed=driver.arch_seed(r.config_id))
-                if r.status == "lost" and lost_tries.get(_key(r), 0) < MAX_LOST_RETRIES:
+                if r.status == "lost" and lost_tries.get(_key(r), 0) < MAX_LOST_RETRIES:  # then: stop, resume later
                     lost_tries[_key(r)] = lost_tries.get(_key(r), 0) + 1
                     spec = driver.retry(r.trial_id)
                     journal.append("env_failed", **fields_, retried_as=spec.trial_id if spec else None)
