@@ -8,7 +8,8 @@ every unit of work writes its result file (or run directory) once, and a rerun s
 Parts
 - rank: the same configurations (θ, τ, α, architecture seed) at three budgets, in arms that differ in one thing
   each: KD against α = 0, and cosine (annealed per budget) against the step schedule (a low budget is a prefix of a
-  high one, so one run is scored at every budget).
+  high one, so one run is scored at every budget) or against continued wsd rungs (each budget continues the lower
+  budget's trunk and is scored after its own decay branch, as `--rung-training continue` does).
 - search: BOHB against random search, same brackets and evaluation budget, several seeds: real `autokd search` runs.
 - families: after retraining, the best family found, a family from a random θ and hand-designed students at the same
   parameter limit, each with KD and without: real `autokd retrain` folders.
@@ -34,6 +35,8 @@ from autokd.fsutil import write_atomic, write_json
 ARMS = {  # name → (KD on, lr schedule)
     "kd-cosine": (True, "cosine"), "nokd-cosine": (False, "cosine"), "kd-step": (True, "step"),
     "nokd-step": (False, "step"),
+    # the cpu preset's rungs: wsd, each budget continuing the lower budget's undecayed trunk (rung_training continue)
+    "kd-continue": (True, "wsd"),
 }
 
 
@@ -49,14 +52,14 @@ def load_study(path: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ part: rank
 def study_configs(st: dict[str, Any]) -> list[dict[str, Any]]:
     """The configurations every arm evaluates: drawn from the search space with the study's seed."""
-    from autokd.space.configspace import THETA_KEYS, config_to_plain, load_space
+    from autokd.space.configspace import OPTIONAL_THETA_KEYS, THETA_KEYS, config_to_plain, load_space
     from autokd.space.generator import sample_architecture
 
-    cs = load_space("nago").with_max_nodes(st.get("max_nodes")).to_configspace(seed=st["seed"])
+    cs = load_space(st.get("space", "nago")).with_max_nodes(st.get("max_nodes")).to_configspace(seed=st["seed"])
     out: list[dict[str, Any]] = []
     while len(out) < st["rank"]["configs"]:
         c = config_to_plain(cs.sample_configuration())
-        theta = {k: c[k] for k in THETA_KEYS}
+        theta = {k: c[k] for k in THETA_KEYS + OPTIONAL_THETA_KEYS if k in c}  # nago-small searches the head
         seed = 1000 + len(out)
         try:
             sample_architecture(theta, seed, (1, 28, 28), 10, st["param_limit"])
@@ -67,8 +70,11 @@ def study_configs(st: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _rank_job(job: dict[str, Any]) -> dict[str, Any]:
-    """One (configuration, arm): cosine arms train once per budget; step arms once, scored at every budget."""
+def _rank_job(job: dict[str, Any], states: Path) -> dict[str, Any]:
+    """One (configuration, arm): cosine arms train once per budget; step arms once, scored at every budget; the
+    continue arm once per budget from the lower budget's trunk (kept in `states` until the job ends)."""
+    import shutil
+
     from autokd.search.trial import TrialContext, TrialSpec, run_trial
 
     st, cfg, arm = job["study"], job["config"], job["arm"]
@@ -84,19 +90,25 @@ def _rank_job(job: dict[str, Any]) -> dict[str, Any]:
                        augment_pad=st["recipe"].get("augment_pad", 0),
                        augment_flip=st["recipe"].get("augment_flip", True),
                        eval_batch_size=st["recipe"].get("eval_batch_size", 256), threads=1,
-                       eval_at=tuple(budgets[:-1]) if schedule == "step" else ())
+                       eval_at=tuple(budgets[:-1]) if schedule == "step" else (),
+                       state_dir=str(states) if schedule == "wsd" else None)
     alpha = cfg["alpha"] if kd else 0.0
     out = {"config": cfg["index"], "arm": arm, "results": {}}
     runs = [budgets[-1]] if schedule == "step" else budgets
-    for budget in runs:
-        spec = TrialSpec(0, (0, 0, cfg["index"]), cfg["theta"], cfg["temperature"], alpha, budget, cfg["seed"])
+    for i, budget in enumerate(runs):
+        continued = {"continue_from": runs[i - 1] if i else None, "keep_trunk": i < len(runs) - 1} \
+            if schedule == "wsd" else {}
+        spec = TrialSpec(0, (0, 0, cfg["index"]), cfg["theta"], cfg["temperature"], alpha, budget, cfg["seed"],
+                         **continued)
         r = run_trial(spec, ctx)
         out["results"][str(budget)] = {"val_acc": r.val_acc, "status": r.status, "error": r.error,
-                                       "seconds": r.seconds, "params": r.params, "steps": r.steps}
+                                       "seconds": r.seconds, "params": r.params, "steps": r.steps,
+                                       "continued_from_step": r.extra.get("continued_from_step")}
         for cp in r.checkpoints:
             nearest = min(budgets[:-1], key=lambda b: abs(b - cp["epoch"]))
             out["results"][str(nearest)] = {"val_acc": cp["val_acc"], "status": "ok", "seconds": cp["seconds"],
                                             "params": r.params, "steps": cp["steps"]}
+    shutil.rmtree(states, ignore_errors=True)
     return out
 
 
@@ -114,7 +126,7 @@ def _worker(jobs: Any, out_dir: str) -> None:
         if path.is_file():
             continue
         t0 = time.time()
-        result = _rank_job(job)
+        result = _rank_job(job, path.with_suffix(".states"))
         write_json(path, result)
         accs = {b: round(v["val_acc"], 3) if v["val_acc"] is not None else None for b, v in result["results"].items()}
         print(f"rank: {job['arm']} config {job['config']['index']}: {accs} ({time.time() - t0:.0f}s)", flush=True)
@@ -207,9 +219,9 @@ def best_search_run(out: Path) -> Path:
 
 def write_random_generator(st: dict[str, Any], path: Path) -> None:
     """A family from a random θ (and the searched family's τ/α is not used: this one draws its own)."""
-    from autokd.space.configspace import THETA_KEYS, config_to_plain, load_space
+    from autokd.space.configspace import OPTIONAL_THETA_KEYS, THETA_KEYS, config_to_plain, load_space
 
-    cs = load_space("nago").with_max_nodes(st.get("max_nodes")).to_configspace(seed=st["seed"] + 777)
+    cs = load_space(st.get("space", "nago")).with_max_nodes(st.get("max_nodes")).to_configspace(seed=st["seed"] + 777)
     c = config_to_plain(cs.sample_configuration())
     write_json(path, {"format": "autokd.generator/1", "space": "nago", "generator": {k: c[k] for k in THETA_KEYS},
                       "kd": {"temperature": c["temperature"], "alpha": c["alpha"]},
