@@ -20,7 +20,13 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown after each flag's help; examples kept as written."""
+    """Defaults shown after each flag's help (where there is one: a setting's flag left out means the preset's
+    value, said in its help); examples kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,6 +56,36 @@ def _typed(kind: str, **bounds: Any) -> Callable[[str], Any]:
             raise argparse.ArgumentTypeError(f"expected {field.describe()}, got {text!r}") from None
     parse.__name__ = kind
     return parse
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, settings_cls: type) -> tuple[str, ...]:
+    """One flag per setting the dataclass declares as a flag (`autokd.validate.setting`): its name with dashes, its
+    type, range or choices and help from the declaration; unset flags are None (the preset decides). Returns the
+    settings' names, to read the given values back."""
+    from dataclasses import fields
+
+    names = []
+    own = settings_cls.__annotations__  # the command's own settings first, then the inherited recipe's
+    for f in sorted(fields(settings_cls), key=lambda f: f.name not in own):
+        meta = f.metadata
+        if not meta.get("flag"):
+            continue
+        check, flag = meta["check"], "--" + f.name.replace("_", "-")
+        kwargs: dict[str, Any] = {"help": meta["help"]}
+        if check.kind == "bool":
+            kwargs.update(action=argparse.BooleanOptionalAction, default=None)
+        elif check.choices:
+            kwargs.update(choices=check.choices)
+        elif check.kind in ("int", "float"):
+            kwargs.update(type=_typed(check.kind, min=check.min, max=check.max, above=check.above))
+        parser.add_argument(flag, **kwargs)
+        names.append(f.name)
+    return tuple(names)
+
+
+def given_settings(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """The settings given on the command line (a flag left out is None and means: not given)."""
+    return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -244,7 +280,7 @@ def cmd_teacher_list(args: argparse.Namespace) -> int:
 
     print("built-in teacher architectures:")
     for name, t in TEACHERS.items():
-        print(f"  {name:<10} {t.description}; recipe {t.recipe.epochs:g} epochs, batch {t.recipe.batch_size}, "
+        print(f"  {name:<10} {t.description}; recipe {t.epochs:g} epochs, batch {t.recipe.batch_size}, "
               f"lr {t.recipe.lr}")
     print("default teacher per dataset: " + ", ".join(f"{d}: {n}" for d, n in DEFAULT_TEACHERS.items())
           + " (others: darts)")
@@ -262,20 +298,11 @@ def cmd_teacher_list(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- search
-SEARCH_FLAGS = ("dataset", "teacher", "teacher_weights", "min_budget", "max_budget", "eta", "iterations",
-                "optimizer", "bracket_rounding", "promotion", "refill_failed", "min_points_in_model", "random_fraction",
-                "executor", "workers", "threads_per_trial", "gpus_per_trial", "ray_address", "param_limit",
-                "data_dir", "seed", "subset", "val_images", "batch_size", "lr", "weight_decay",
-                "weight_decay_scope", "lr_schedule", "lr_decay_fraction", "rung_training", "augment_pad",
-                "max_nodes", "merge_width", "search_space",
-                "device", "logit_cache")
-
-
 def cmd_search(args: argparse.Namespace) -> int:
-    from autokd.config import apply_preset, load_experiment
+    from autokd.config import search_settings
     from autokd.search.run import run_search
 
-    given = {k: getattr(args, k) for k in SEARCH_FLAGS if getattr(args, k) is not None}
+    given = given_settings(args, args.setting_names)
     if args.no_kd:
         given["no_kd"] = True
     if args.resume:
@@ -284,22 +311,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                             "--preset (only --iterations may change, to extend the search)")
         outcome = run_search(None, args.run_dir, resume=True, quiet=args.quiet, overrides=given)
     else:
-        values: dict[str, Any] = {}
-        preset = args.preset
-        where = "settings"
-        if args.experiment:
-            exp = load_experiment(args.experiment)
-            preset = args.preset or exp.get("preset")
-            values.update(exp.get("search") or {})
-            where = f"experiment {args.experiment} with flags"
-        values.update(given)
-        if not values.get("dataset"):
-            raise UserError("give --dataset NAME (or --experiment NAME, or --resume with --run-dir)")
-        settings = apply_preset(preset or "paper", values, where)
-        if settings.no_kd:
-            from dataclasses import replace
-
-            settings = replace(settings, teacher=None)  # the baseline never loads a teacher
+        settings = search_settings(given, args.preset, args.experiment)
         outcome = run_search(settings, args.run_dir, quiet=args.quiet, dry_run=args.dry_run, yes=args.yes)
         if args.dry_run:
             return EXIT_OK
@@ -328,10 +340,6 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- retrain / report / trials / export
-RETRAIN_FLAGS = ("dataset", "teacher", "teacher_weights", "param_limit", "data_dir", "samples", "epochs", "seed",
-                 "device", "batch_size", "lr", "subset", "alpha", "temperature", "workers", "student", "baselines")
-
-
 def cmd_retrain(args: argparse.Namespace) -> int:
     from autokd.config import check_device, load_experiment
     from autokd.progress import Board
@@ -346,7 +354,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     experiment = None
     if args.experiment:
         experiment = load_experiment(args.experiment).get("retrain") or {}
-    overrides = {k: getattr(args, k) for k in RETRAIN_FLAGS}
+    overrides = given_settings(args, args.setting_names)
     if args.no_kd:
         overrides["alpha"] = 0.0
     if args.preset == "smoke":
@@ -480,73 +488,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_sample)
 
     r = sub.add_parser("search", help="BOHB over NAGO generators with KD (the main job)", epilog=EXAMPLES["search"])
-    r.add_argument("--dataset", help="dataset name (see `autokd datasets`)")
-    r.add_argument("--teacher", help="built-in name (vgg7, darts, resnet18, wrn-40-2), an autokd checkpoint, a "
-                   "TorchScript/export file with a PATH.json sidecar, or module:callable (default: the dataset's "
-                   "default teacher: the shipped vgg7 for fashion-mnist, else darts)")
-    r.add_argument("--teacher-weights", help="state dict for a module:callable teacher")
+    from autokd.config import RetrainSettings, SearchSettings
+
     r.add_argument("--run-dir", default="runs/search", help="run directory")
     r.add_argument("--preset", choices=("cpu", "smoke", "paper"), help="cpu: about 10 minutes on 2 CPU cores; "
                    "smoke: a minute (tests); paper: the paper's protocol, a GPU job (default without --experiment)")
     r.add_argument("--experiment", help="settings from experiments/NAME.yaml (or a path); flags override")
-    r.add_argument("--min-budget", type=EPOCHS, help="lowest budget in epochs (paper 30, cpu 1)")
-    r.add_argument("--max-budget", type=EPOCHS, help="highest budget in epochs (paper 120, cpu 4)")
-    r.add_argument("--eta", type=_typed("int", min=2, max=16), help="halving rate (paper 2)")
-    r.add_argument("--iterations", type=_typed("int", min=1, max=100_000),
-                   help="brackets to run (paper 63: 294 evaluations); with --resume, extends a run")
-    r.add_argument("--optimizer", choices=("bohb", "random"), help="proposals from BOHB's model (default) or "
-                   "uniformly at random in the same brackets")
-    r.add_argument("--bracket-rounding", choices=("hyperband", "hpbandster"), help="first-rung size ⌈⌉ as in "
-                   "Hyperband (default) or ⌊⌋ as in hpbandster")
-    r.add_argument("--promotion", choices=("sync", "async"), help="sync: a rung is chosen once the rung below is "
-                   "complete (default, the paper's); async: a configuration moves up as soon as it is in the top 1/η "
-                   "of its rung so far (ASHA), so workers do not wait at rung barriers")
-    r.add_argument("--refill-failed", action=argparse.BooleanOptionalAction, default=None,
-                   help="fill a rung left short by failures with new proposals, as hpbandster does (default on)")
-    r.add_argument("--min-points-in-model", type=_typed("int", min=1, max=10_000),
-                   help="results a budget needs before BOHB's model proposes (hpbandster: dimensions + 1)")
-    r.add_argument("--random-fraction", type=ALPHA, help="share of random proposals once the model exists "
-                   "(hpbandster 1/3)")
-    r.add_argument("--executor", choices=("local", "ray"), help="local: this machine (--workers processes); ray: "
-                   "a Ray cluster (default: ray with CUDA, local without)")
-    r.add_argument("--workers", type=_typed("int", min=1, max=1024), help="trials at once on this machine "
-                   "(default: one single-thread worker per core on a CPU)")
-    r.add_argument("--threads-per-trial", type=_typed("int", min=1, max=1024), help="torch threads per trial "
-                   "(default: cores / workers)")
-    r.add_argument("--gpus-per-trial", type=_typed("float", above=0, max=64), help="fraction of a GPU per trial "
-                   "(0.25: four per GPU)")
-    r.add_argument("--ray-address", help="join this Ray cluster (auto or HOST:6379)")
     r.add_argument("--no-kd", action="store_true", help="the NAGO baseline: no teacher, α fixed at 0")
-    r.add_argument("--param-limit", type=LIMIT, help="hard limit on student parameters (default 4M small images, "
-                   "6M large; cpu 100k)")
-    r.add_argument("--data-dir", help="look for the dataset's files here first")
-    r.add_argument("--subset", type=_typed("int", min=2, max=10**9), help="train on N images of the training split")
-    r.add_argument("--val-images", type=_typed("int", min=10, max=10**9), help="validation split size (default "
-                   "10%% of the training set; cpu 5000)")
-    r.add_argument("--batch-size", type=_typed("int", min=1, max=65_536), help="training batch (paper 128)")
-    r.add_argument("--lr", type=LR, help="SGD learning rate (paper 0.1)")
-    r.add_argument("--weight-decay", type=_typed("float", min=0, max=1), help="paper 1e-4")
-    r.add_argument("--weight-decay-scope", choices=("all", "weights"), help="decay every parameter (the "
-                   "reference) or weights only")
-    r.add_argument("--lr-schedule", choices=("cosine", "step", "wsd"), help="cosine annealed to each budget "
-                   "(default), the NAGO reference's StepLR(20 epochs, 0.5), or wsd: constant, then linear to 0 over "
-                   "the last --lr-decay-fraction of each budget")
-    r.add_argument("--lr-decay-fraction", type=_typed("float", min=0.05, max=0.9), help="wsd: the decaying share "
-                   "of each budget (default 0.2)")
-    r.add_argument("--rung-training", choices=("scratch", "continue"), help="scratch: each budget trains from the "
-                   "start (default, the paper's); continue: a promoted configuration continues its lower rung's "
-                   "constant-rate trunk (needs --lr-schedule wsd)")
-    r.add_argument("--augment-pad", type=_typed("int", min=0, max=64), help="random-crop padding in pixels (0: no "
-                   "crop)")
-    r.add_argument("--max-nodes", type=_typed("int", min=3, max=10), help="cap every graph level's node count")
-    r.add_argument("--search-space", choices=("nago", "nago-small"), help="nago: the paper's space; nago-small: "
-                   "autokd's for small limits (1–4 nodes a level, a searched head width; the cpu preset's)")
-    r.add_argument("--merge-width", choices=("cell", "predecessor"), help="where a cell's inputs differ in channels, "
-                   "project them to the cell's width (default) or to the highest-id predecessor's (the reference)")
-    r.add_argument("--seed", type=SEED, help="seed of the proposals, architectures and split (default 0)")
-    r.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda if available)")
-    r.add_argument("--logit-cache", choices=("auto", "on", "off"), help="teacher logits per augmentation view, "
-                   "computed once (default auto: on with CUDA)")
+    r.set_defaults(setting_names=add_setting_flags(r, SearchSettings))
     r.add_argument("--resume", action="store_true", help="continue the run in --run-dir (settings from run.json)")
     r.add_argument("--dry-run", action="store_true", help="print the plan and the projected time, then exit")
     r.add_argument("--yes", action="store_true", help="run even when a CPU search is projected to take hours")
@@ -557,35 +506,16 @@ def build_parser() -> argparse.ArgumentParser:
     rt = sub.add_parser("retrain", help="train k samples of a generator long, with KD; test accuracy mean ± std",
                         epilog=EXAMPLES["retrain"])
     rt.add_argument("--generator", help="generator file (e.g. RUN_DIR/best.json): its winner is sample 0")
-    rt.add_argument("--student", help="a hand-designed student instead (resnet, cnn), the widest under the limit")
     rt.add_argument("--experiment", help="retrain settings from an experiment file's retrain: section")
-    rt.add_argument("--samples", type=_typed("int", min=1, max=1000), help="architectures to train (default: the "
-                    "search preset's: paper 8, cpu 3)")
-    rt.add_argument("--baselines", help="hand-designed students trained next to the family under the same limit, "
-                    "teacher and recipe, comma-separated (resnet, cnn), or none; the summary says whether the family "
-                    "beats the best of them (default: the preset's: cpu resnet, paper none)")
-    rt.add_argument("--epochs", type=EPOCHS, help="epochs per sample (default: the preset's: paper 600, cpu 7)")
     rt.add_argument("--out", help="output folder (default: retrain/ next to the generator file)")
-    rt.add_argument("--dataset", help="default: the generator's source.dataset")
-    rt.add_argument("--teacher", help="default: the generator's source.teacher")
-    rt.add_argument("--teacher-weights", help="state dict for a module:callable teacher")
     rt.add_argument("--no-kd", action="store_true", help="train without the teacher (α = 0)")
-    rt.add_argument("--alpha", type=ALPHA, help="KD weight (default: the generator's)")
-    rt.add_argument("--temperature", type=TEMPERATURE, help="KD temperature (default: the generator's)")
-    rt.add_argument("--param-limit", type=LIMIT, help="default: the generator's, else 4M / 6M")
-    rt.add_argument("--data-dir", help="default: the generator's source.data_dir")
-    rt.add_argument("--subset", type=_typed("int", min=2, max=10**9), help="train on N images (quick checks)")
-    rt.add_argument("--seed", type=SEED, help="fresh sample i uses seed + i")
-    rt.add_argument("--batch-size", type=_typed("int", min=1, max=65_536), help="default: the preset's (128)")
-    rt.add_argument("--lr", type=LR, help="default: the preset's (0.1)")
-    rt.add_argument("--workers", type=_typed("int", min=1, max=256), help="samples trained at once on this machine")
     rt.add_argument("--preset", choices=("cpu", "smoke", "paper"), help="retrain recipe (default: the search's "
                     "preset from its run.json, else paper)")
     rt.add_argument("--executor", choices=("local", "ray"), help="ray trains samples in parallel on GPUs")
     rt.add_argument("--ray-address", help="join this Ray cluster (HOST:PORT or auto) and train the samples there")
     rt.add_argument("--gpus-per-trial", type=_typed("float", above=0, max=64), default=1.0,
                     help="fraction of a GPU per sample with --executor ray")
-    rt.add_argument("--device", help="cpu, cuda, cuda:N")
+    rt.set_defaults(setting_names=add_setting_flags(rt, RetrainSettings))
     rt.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     rt.set_defaults(func=cmd_retrain)
 

@@ -1,72 +1,103 @@
-"""Search settings: one frozen dataclass, the table that validates every field wherever it comes from (CLI flags,
-presets, experiment files, run.json), the presets (smoke, cpu, paper), and experiment files (experiments/*.yaml)."""
+"""Settings: the search's (one frozen dataclass whose fields declare every setting; the recipe part is
+`autokd.recipe.Recipe`), the table derived from it that validates every value wherever it comes from (CLI flags,
+presets, experiment files, run.json), the presets of search and retrain, and experiment files (experiments/*.yaml).
+
+Override order, for search and retrain alike: the preset's values < an experiment file's section < flags."""
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from autokd.errors import UserError
+from autokd.recipe import Recipe
 from autokd.resources import resource_dir
-from autokd.validate import Field, check_depth, check_object, check_value
-
-MAX_EVALUATIONS = 100_000  # a plan beyond this is a typo (e.g. --min-budget 1e-9), not a search
+from autokd.validate import Field, check_depth, check_object, check_value, setting, settings_table
 
 
-@dataclass(frozen=True)
-class SearchSettings:
-    dataset: str = "fashion-mnist"
-    teacher: str | None = None  # built-in name, checkpoint, TorchScript/export file or module:callable; None: the
-    #                             dataset's default teacher (the shipped one for fashion-mnist)
-    teacher_weights: str | None = None  # state dict for a module:callable teacher
-    no_kd: bool = False  # the NAGO baseline: space nago-nokd, α = 0, no teacher needed
-    search_space: str = "nago"  # nago (the paper's) or nago-small (autokd's, for small limits: the cpu preset)
-    min_budget: float = 30.0  # epochs
-    max_budget: float = 120.0
-    eta: int = 2
-    iterations: int = 63  # brackets; 63 at 30/60/120, η=2 is 294 evaluations (~300 models)
-    optimizer: str = "bohb"  # bohb: hpbandster's KDE model; random: uniform proposals, same brackets
-    bracket_rounding: str = "hyperband"  # hyperband: n = ⌈…⌉ (Li et al.); hpbandster: ⌊…⌋ as hpbandster does
-    promotion: str = "sync"  # sync: a rung chosen when the one below is complete (the paper's); async: ASHA-style
-    rung_training: str = "scratch"  # scratch: every budget trained from the start (the paper's); continue: a promoted
-    #                                 configuration continues its lower rung's wsd trunk (docs/training.md)
-    refill_failed: bool = True  # a rung left short by failures gets fresh proposals, as in hpbandster
-    min_points_in_model: int | None = None  # hpbandster's default (None): dimensions + 1
-    random_fraction: float = 1 / 3  # share of proposals drawn at random once the model exists (hpbandster)
-    executor: str = "auto"  # local (this process, or --workers processes), ray, or auto
-    workers: int | None = None  # trials at once on this machine; None: chosen from the cores (see docs)
-    threads_per_trial: int | None = None  # torch threads per trial; None: cores // workers
-    gpus_per_trial: float = 1.0
-    ray_address: str | None = None
-    param_limit: int | None = None  # None: 4M for small images, 6M for large
-    data_dir: str | None = None
-    seed: int = 0
-    subset: int | None = None  # train on N images of the training split; None: all
-    val_images: int | None = None  # size of the validation split; None: val_fraction of the training set
-    val_fraction: float = 0.1
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    weight_decay_scope: str = "all"  # all parameters (the NAGO reference) or weights only (no BN/bias/gates)
-    lr_schedule: str = "cosine"  # cosine: annealed to each budget; step: StepLR(lr_step_epochs, lr_step_gamma)
-    lr_step_epochs: float = 20.0
-    lr_step_gamma: float = 0.5
-    lr_decay_fraction: float = 0.2  # wsd: the last fraction of each budget decays linearly to 0
-    augment_pad: int = 4  # random crop after zero padding by this many pixels (0: no crop)
-    augment_flip: bool = True
-    eval_batch_size: int = 1000
-    smoke_teacher: bool = False  # train a missing built-in teacher at smoke size
-    max_nodes: int | None = None  # cap on G1/G2/G3_nodes (CPU presets keep the conv-op count small)
-    merge_width: str = "cell"  # top-level merge of inputs that differ: the cell's width, or "predecessor" (reference)
-    logit_cache: str = "auto"  # teacher-logit cache: on, off, or auto (on with CUDA)
-    device: str | None = None
-    preset: str = "paper"
+
+_DEVICE_HELP = "use cpu, cuda, cuda:N or auto"
+_COUNT = Field("int", min=1, max=1024, nullable=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchSettings(Recipe):
+    """Every setting of a search, each declared once (here, or in `Recipe` for how students train): type, range,
+    help and default. The defaults are the paper's protocol; presets and experiment files change values."""
+
+    dataset: str = setting("fashion-mnist", Field("str"), "dataset name (see `autokd datasets`)")
+    teacher: str | None = setting(None, Field("str", nullable=True),
+                                  "built-in name (vgg7, darts, resnet18, wrn-40-2), an autokd checkpoint, a "
+                                  "TorchScript/export file with a PATH.json sidecar, or module:callable (default: the "
+                                  "dataset's default teacher: the shipped vgg7 for fashion-mnist, else darts)")
+    teacher_weights: str | None = setting(None, Field("str", nullable=True), "state dict for a module:callable teacher")
+    no_kd: bool = setting(False, Field("bool"), "the NAGO baseline: no teacher, alpha fixed at 0", flag=False)
+    search_space: str = setting("nago", Field("str", choices=("nago", "nago-small")),
+                                "nago: the paper's space; nago-small: autokd's for small limits (1-4 nodes a level, a "
+                                "searched head width; the cpu preset's)")
+    min_budget: float = setting(30.0, Field("float", above=0, max=100_000), "lowest budget in epochs (paper 30)")
+    max_budget: float = setting(120.0, Field("float", above=0, max=100_000), "highest budget in epochs (paper 120)")
+    eta: int = setting(2, Field("int", min=2, max=16), "halving rate (paper 2)")
+    iterations: int = setting(63, Field("int", min=1, max=100_000),
+                              "brackets to run (paper 63: 294 evaluations); with --resume, extends a run")
+    optimizer: str = setting("bohb", Field("str", choices=("bohb", "random")),
+                             "proposals from BOHB's model, or uniformly at random in the same brackets")
+    bracket_rounding: str = setting("hyperband", Field("str", choices=("hyperband", "hpbandster")),
+                                    "first-rung size rounded up as in Hyperband, or down as in hpbandster")
+    promotion: str = setting("sync", Field("str", choices=("sync", "async")),
+                             "sync: a rung is chosen once the rung below is complete (the paper's); async: a "
+                             "configuration moves up as soon as it is in the top 1/eta of its rung so far (ASHA), so "
+                             "workers do not wait at rung barriers")
+    rung_training: str = setting("scratch", Field("str", choices=("scratch", "continue")),
+                                 "scratch: each budget trains from the start (the paper's); continue: a promoted "
+                                 "configuration continues its lower rung's constant-rate trunk (needs --lr-schedule "
+                                 "wsd; docs/training.md)")
+    refill_failed: bool = setting(True, Field("bool"), "fill a rung left short by failures with new proposals, as "
+                                  "hpbandster does")
+    min_points_in_model: int | None = setting(None, Field("int", min=1, max=10_000, nullable=True),
+                                              "results a budget needs before BOHB's model proposes (hpbandster: "
+                                              "dimensions + 1)")
+    random_fraction: float = setting(1 / 3, Field("float", min=0, max=1),
+                                     "share of random proposals once the model exists (hpbandster 1/3)")
+    executor: str = setting("auto", Field("str", choices=("auto", "local", "ray")),
+                            "local: this machine (--workers processes); ray: a Ray cluster; auto: ray with CUDA or "
+                            "--ray-address, else local")
+    workers: int | None = setting(None, _COUNT, "trials at once on this machine (default: one single-thread worker "
+                                  "per core on a CPU)")
+    threads_per_trial: int | None = setting(None, _COUNT, "torch threads per trial (default: cores / workers)")
+    gpus_per_trial: float = setting(1.0, Field("float", above=0, max=64), "fraction of a GPU per trial (0.25: four "
+                                    "per GPU)")
+    ray_address: str | None = setting(None, Field("str", nullable=True), "join this Ray cluster (auto or "
+                                      "HOST:6379)")
+    param_limit: int | None = setting(None, Field("int", min=1000, max=10**9, nullable=True),
+                                      "hard limit on student parameters (default 4M small images, 6M large; cpu "
+                                      "100k)")
+    data_dir: str | None = setting(None, Field("str", nullable=True), "look for the dataset's files here first")
+    seed: int = setting(0, Field("int", min=0, max=2**31 - 1), "seed of the proposals, architectures and split")
+    subset: int | None = setting(None, Field("int", min=2, max=10**9, nullable=True),
+                                 "train on N images of the training split (default: all)")
+    val_images: int | None = setting(None, Field("int", min=10, max=10**9, nullable=True),
+                                     "validation split size (default: --val-fraction of the training set; cpu 5000)")
+    val_fraction: float = setting(0.1, Field("float", above=0, max=0.9), "validation share of the training set",
+                                  flag=False)
+    smoke_teacher: bool = setting(False, Field("bool"), "train a missing built-in teacher at smoke size", flag=False)
+    max_nodes: int | None = setting(None, Field("int", min=3, max=10, nullable=True),
+                                    "cap every graph level's node count")
+    merge_width: str = setting("cell", Field("str", choices=("cell", "predecessor")),
+                               "where a cell's inputs differ in channels, project them to the cell's width or to the "
+                               "highest-id predecessor's (the reference)")
+    logit_cache: str = setting("auto", Field("str", choices=("auto", "on", "off")),
+                               "teacher logits per augmentation view, computed once (auto: on with CUDA)")
+    device: str | None = setting(None, Field("str", nullable=True, help=_DEVICE_HELP),
+                                 "cpu, cuda, cuda:N (default: cuda if available)")
+    preset: str = setting("paper", Field("str", choices=("smoke", "cpu", "paper")),
+                          "cpu: about 10 minutes on 2 CPU cores; smoke: a minute (tests); paper: the paper's "
+                          "protocol, a GPU job", flag=False)
 
     @property
     def space(self) -> str:
@@ -90,12 +121,6 @@ class SearchSettings:
         if rungs > 12:
             raise UserError(f"--min-budget {self.min_budget:g} and --max-budget {self.max_budget:g} at eta "
                             f"{self.eta} make {rungs} rungs; use at most 12 (raise --min-budget)")
-        from autokd.search.hyperband import schedule_summary
-
-        plan = schedule_summary(self.budgets(), self.eta, self.iterations, self.bracket_rounding)
-        if plan["evaluations"] > MAX_EVALUATIONS:
-            raise UserError(f"this plan has {plan['evaluations']:,} evaluations (over {MAX_EVALUATIONS:,}); lower "
-                            f"--iterations or narrow the budgets")
         check_device(self.device)
         if self.rung_training == "continue" and self.lr_schedule != "wsd":
             raise UserError(f"--rung-training continue needs --lr-schedule wsd (a constant-rate trunk a higher budget "
@@ -110,57 +135,8 @@ class SearchSettings:
         return [self.max_budget * self.eta ** (-s) for s in range(s_max, -1, -1)]
 
 
-_DEVICE_HELP = "use cpu, cuda, cuda:N or auto"
-
-# What every setting may hold. The same table checks CLI flags, presets, experiment files and run.json.
-SETTING_FIELDS: dict[str, Field] = {
-    "dataset": Field("str"),
-    "teacher": Field("str", nullable=True),
-    "teacher_weights": Field("str", nullable=True),
-    "no_kd": Field("bool"),
-    "min_budget": Field("float", above=0, max=100_000),
-    "max_budget": Field("float", above=0, max=100_000),
-    "eta": Field("int", min=2, max=16),
-    "iterations": Field("int", min=1, max=100_000),
-    "optimizer": Field("str", choices=("bohb", "random")),
-    "bracket_rounding": Field("str", choices=("hyperband", "hpbandster")),
-    "promotion": Field("str", choices=("sync", "async")),
-    "rung_training": Field("str", choices=("scratch", "continue")),
-    "lr_decay_fraction": Field("float", min=0.05, max=0.9),
-    "refill_failed": Field("bool"),
-    "min_points_in_model": Field("int", min=1, max=10_000, nullable=True),
-    "random_fraction": Field("float", min=0, max=1),
-    "executor": Field("str", choices=("auto", "local", "ray")),
-    "workers": Field("int", min=1, max=1024, nullable=True),
-    "threads_per_trial": Field("int", min=1, max=1024, nullable=True),
-    "gpus_per_trial": Field("float", above=0, max=64),
-    "ray_address": Field("str", nullable=True),
-    "param_limit": Field("int", min=1000, max=10**9, nullable=True),
-    "data_dir": Field("str", nullable=True),
-    "seed": Field("int", min=0, max=2**31 - 1),
-    "subset": Field("int", min=2, max=10**9, nullable=True),
-    "val_images": Field("int", min=10, max=10**9, nullable=True),
-    "val_fraction": Field("float", above=0, max=0.9),
-    "batch_size": Field("int", min=1, max=65_536),
-    "lr": Field("float", above=0, max=100),
-    "momentum": Field("float", min=0, max=0.999),
-    "weight_decay": Field("float", min=0, max=1),
-    "weight_decay_scope": Field("str", choices=("all", "weights")),
-    "lr_schedule": Field("str", choices=("cosine", "step", "wsd")),
-    "lr_step_epochs": Field("float", above=0, max=100_000),
-    "lr_step_gamma": Field("float", above=0, max=1),
-    "augment_pad": Field("int", min=0, max=64),
-    "augment_flip": Field("bool"),
-    "eval_batch_size": Field("int", min=1, max=1_000_000),
-    "smoke_teacher": Field("bool"),
-    "max_nodes": Field("int", min=3, max=10, nullable=True),
-    "merge_width": Field("str", choices=("cell", "predecessor")),
-    "search_space": Field("str", choices=("nago", "nago-small")),
-    "logit_cache": Field("str", choices=("auto", "on", "off")),
-    "device": Field("str", nullable=True, help=_DEVICE_HELP),
-    "preset": Field("str", choices=("smoke", "cpu", "paper")),
-}
-assert set(SETTING_FIELDS) == {f.name for f in fields(SearchSettings)}
+# What every setting may hold: the same table checks CLI flags, presets, experiment files and run.json.
+SETTING_FIELDS: dict[str, Field] = settings_table(SearchSettings)
 
 
 def check_device(device: str | None) -> None:
@@ -204,6 +180,69 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+_SEED = Field("int", min=0, max=2**31 - 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetrainSettings(Recipe):
+    """Every setting of a retrain, each declared once (here, or in `Recipe` for how samples train). The recipe's
+    values for a retrain come from its preset (`retrain_preset` in autokd.config: a long, DARTS-like final training
+    unless the search's preset says otherwise)."""
+
+    dataset: str = setting(None, Field("str"), "default: the generator's source.dataset")
+    teacher: str | None = setting(None, Field("str", nullable=True), "default: the generator's source.teacher")
+    param_limit: int = setting(None, Field("int", min=1000, max=10**9), "default: the generator's, else 4M / 6M")
+    samples: int = setting(8, Field("int", min=1, max=1000), "architectures to train (default: the search preset's: "
+                           "paper 8, cpu 3)")
+    epochs: float = setting(600.0, Field("float", above=0, max=100_000), "epochs per sample (default: the preset's: "
+                            "paper 600, cpu 7)")
+    seed: int = setting(0, _SEED, "fresh sample i uses seed + i")
+    winner_seed: int | None = setting(None, Field("int", min=0, max=2**31 - 1, nullable=True),
+                                      "the search's winning architecture seed: sample 0 (None: seed + 0)", flag=False)
+    data_dir: str | None = setting(None, Field("str", nullable=True), "default: the generator's source.data_dir")
+    device: str | None = setting(None, Field("str", nullable=True), "cpu, cuda, cuda:N")
+    subset: int | None = setting(None, Field("int", min=2, max=10**9, nullable=True),
+                                 "train on N images (quick checks; default: the whole training set)")
+    smoke_teacher: bool = setting(False, Field("bool"), "train a missing built-in teacher at smoke size", flag=False)
+    teacher_weights: str | None = setting(None, Field("str", nullable=True), "state dict for a module:callable "
+                                          "teacher")
+    temperature: float | None = setting(None, Field("float", min=1, max=10, nullable=True),
+                                        "KD temperature (default: the generator's)")
+    alpha: float | None = setting(None, Field("float", min=0, max=1, nullable=True),
+                                  "KD weight (default: the generator's; 0 trains without KD)")
+    student: str | None = setting(None, Field("str", nullable=True), "a hand-designed student instead (resnet, "
+                                  "cnn), the widest under the limit")
+    workers: int = setting(1, Field("int", min=1, max=256), "samples trained at once on this machine")
+    threads_per_sample: int | None = setting(None, Field("int", min=1, max=256, nullable=True),
+                                             "torch threads per sample", flag=False)
+    logit_cache: str = setting("auto", Field("str", choices=("auto", "on", "off")),
+                               "on, off, auto (on with CUDA, or on a CPU when the views are few)", flag=False)
+    baselines: str | None = setting(None, Field("str", nullable=True),
+                                    "hand-designed students trained next to the family under the same limit, teacher "
+                                    "and recipe, comma-separated (resnet, cnn), or none; the summary says whether the "
+                                    "family beats the best of them (default: the preset's: cpu resnet, paper none)")
+
+
+RETRAIN_FIELDS: dict[str, Field] = settings_table(RetrainSettings)
+
+
+# What `retrain` does after a search with each preset (the search's run.json names its preset). Every retrain preset
+# starts from the paper's, the DARTS-like final training (REFERENCE §3: weight decay 3e-4, gradient clip 5, cutout 16).
+RETRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"samples": 8, "epochs": 600.0, "weight_decay": 3e-4, "grad_clip": 5.0, "cutout": 16},
+    # cpu: two samples side by side (one per core), flips only so the teacher's logits are cached (2 views); three
+    # of the family and three of the hand-designed ResNet-8, so the summary can say whether searching paid
+    "cpu": {"samples": 3, "epochs": 7.0, "baselines": "resnet", "batch_size": 128, "lr": 0.1, "weight_decay": 5e-4,
+            "augment_pad": 0, "augment_flip": True, "cutout": 0, "grad_clip": None, "workers": 2, "threads_per_sample": 1},
+    "smoke": {"samples": 2, "epochs": 1.0, "subset": 2000, "cutout": 0, "augment_pad": 2},
+}
+
+
+def retrain_preset(name: str | None) -> dict[str, Any]:
+    """A retrain preset's values: the paper's, then the named preset's (a search preset without one: the paper's)."""
+    return {**RETRAIN_PRESETS["paper"], **RETRAIN_PRESETS.get(name or "paper", {})}
+
+
 def settings_from_dict(values: dict[str, Any], where: str) -> SearchSettings:
     """Settings from a mapping whose every key is a setting; types and ranges are checked."""
     checked = check_object(values, SETTING_FIELDS, where)
@@ -217,6 +256,24 @@ def apply_preset(name: str, overrides: dict[str, Any], where: str = "settings") 
     values: dict[str, Any] = {**PRESETS[name], "preset": name}
     values.update({k: v for k, v in overrides.items() if v is not None})
     return settings_from_dict(values, where)
+
+
+def search_settings(given: dict[str, Any], preset: str | None = None, experiment: str | None = None
+                    ) -> SearchSettings:
+    """A search's settings, in the one override order: the preset's values (paper by default, or the experiment
+    file's `preset:`), then the experiment file's `search:` section, then `given` (flags or keyword arguments)."""
+    values: dict[str, Any] = {}
+    where = "settings"
+    if experiment:
+        exp = load_experiment(experiment)
+        preset = preset or exp.get("preset")
+        values.update(exp.get("search") or {})
+        where = f"experiment {experiment} with flags"
+    values.update(given)
+    if not values.get("dataset"):
+        raise UserError("give --dataset NAME (or --experiment NAME, or --resume with --run-dir)")
+    settings = apply_preset(preset or "paper", values, where)
+    return replace(settings, teacher=None) if settings.no_kd else settings  # the baseline never loads a teacher
 
 
 EXPERIMENT_KEYS = {"preset": Field("str", choices=tuple(PRESETS)), "search": Field("dict"),

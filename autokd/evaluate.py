@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -13,7 +14,6 @@ from autokd.progress import Board
 
 
 def evaluate_one(args: argparse.Namespace, board: Board) -> dict[str, Any]:
-    from autokd.data.augment import Augment
     from autokd.data.dataset import load_dataset, train_val_split
     from autokd.kd.teacher import OnTheFlyTeacher, resolve_teacher
     from autokd.nn.student import build_student
@@ -21,10 +21,11 @@ def evaluate_one(args: argparse.Namespace, board: Board) -> dict[str, Any]:
     from autokd.space.generator import sample_architecture
     from autokd.space.plan import count_macs
     from autokd.space.spec import load_arch
+    from autokd.recipe import DEFAULT_KD
     from autokd.train import KDConfig, TrainConfig, train_and_evaluate
 
     ds = load_dataset(args.dataset, args.data_dir)
-    kd_settings = {"temperature": 4.0, "alpha": 0.9}
+    kd_settings = asdict(DEFAULT_KD)
     seed, seed_from = (args.seed, "--seed") if args.seed is not None else (0, "default")
     if args.generator:
         gen = load_generator(args.generator)
@@ -54,7 +55,7 @@ def evaluate_one(args: argparse.Namespace, board: Board) -> dict[str, Any]:
     torch.manual_seed(seed)
     model = build_student(spec)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
-                      seed=seed, augment=Augment(pad=4, flip=True))
+                      seed=seed)
     kd = KDConfig(**kd_settings) if teacher is not None else None
     report = board.reporter("student", f"arch {spec.arch_id}")
     try:

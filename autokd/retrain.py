@@ -14,7 +14,7 @@ import io
 import json
 import statistics
 import warnings
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,79 +27,12 @@ from autokd.fsutil import read_json, write_atomic, write_json
 from autokd.progress import Board, fmt_seconds
 from autokd.runlock import RunLock
 from autokd.space.genfile import GeneratorFile, default_param_limit
+from autokd.config import RETRAIN_FIELDS, RetrainSettings, retrain_preset
+from autokd.recipe import DEFAULT_KD
 from autokd.train import TrainConfig
-from autokd.validate import Field, check_object
+from autokd.validate import check_object, identity
 
 STUDENT_FORMAT = "autokd.student/1"
-
-
-@dataclass(frozen=True)
-class RetrainSettings:
-    dataset: str
-    teacher: str | None  # anything --teacher accepts; None trains without KD
-    param_limit: int
-    samples: int = 8
-    epochs: float = 600.0
-    seed: int = 0
-    winner_seed: int | None = None  # the search's winning architecture seed: sample 0 (None: seed + 0)
-    data_dir: str | None = None
-    device: str | None = None
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    weight_decay_scope: str = "all"
-    grad_clip: float | None = 5.0
-    augment_pad: int = 4
-    augment_flip: bool = True
-    cutout: int = 16
-    subset: int | None = None  # train on N training images (quick checks); None: the whole training set
-    smoke_teacher: bool = False
-    teacher_weights: str | None = None
-    temperature: float | None = None  # None: the generator's τ
-    alpha: float | None = None  # None: the generator's α (0 trains without KD)
-    student: str | None = None  # a hand-designed student (autokd.nn.handmade) instead of the generator
-    workers: int = 1  # samples trained at once (processes on this machine)
-    threads_per_sample: int | None = None
-    logit_cache: str = "auto"  # on, off, auto (on with CUDA, or on a CPU when the views are few)
-    baselines: str | None = None  # hand-designed students (autokd.nn.handmade) trained next to the family, "a,b"
-
-    def recipe(self) -> TrainConfig:
-        """Final-training recipe (*choice*: the papers do not publish theirs): DARTS-like by default."""
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
-                           weight_decay=self.weight_decay, weight_decay_scope=self.weight_decay_scope,
-                           grad_clip=self.grad_clip,
-                           augment=Augment(pad=self.augment_pad, flip=self.augment_flip, cutout=self.cutout))
-
-
-RETRAIN_FIELDS: dict[str, Field] = {
-    "dataset": Field("str"), "teacher": Field("str", nullable=True), "param_limit": Field("int", min=1000, max=10**9),
-    "samples": Field("int", min=1, max=1000), "epochs": Field("float", above=0, max=100_000),
-    "seed": Field("int", min=0, max=2**31 - 1), "winner_seed": Field("int", min=0, max=2**31 - 1, nullable=True),
-    "data_dir": Field("str", nullable=True), "device": Field("str", nullable=True),
-    "batch_size": Field("int", min=1, max=65_536), "lr": Field("float", above=0, max=100),
-    "momentum": Field("float", min=0, max=0.999), "weight_decay": Field("float", min=0, max=1),
-    "weight_decay_scope": Field("str", choices=("all", "weights")),
-    "grad_clip": Field("float", above=0, nullable=True), "augment_pad": Field("int", min=0, max=64),
-    "augment_flip": Field("bool"), "cutout": Field("int", min=0, max=1024),
-    "subset": Field("int", min=2, max=10**9, nullable=True), "smoke_teacher": Field("bool"),
-    "teacher_weights": Field("str", nullable=True), "temperature": Field("float", min=1, max=10, nullable=True),
-    "alpha": Field("float", min=0, max=1, nullable=True), "student": Field("str", nullable=True),
-    "workers": Field("int", min=1, max=256), "threads_per_sample": Field("int", min=1, max=256, nullable=True),
-    "logit_cache": Field("str", choices=("auto", "on", "off")),
-    "baselines": Field("str", nullable=True),
-}
-assert set(RETRAIN_FIELDS) == {f.name for f in fields(RetrainSettings)}
-
-# What `retrain` does after a search with each preset (the search's run.json names its preset).
-RETRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {"samples": 8, "epochs": 600.0},
-    # cpu: two samples side by side (one per core), flips only so the teacher's logits are cached (2 views); three
-    # of the family and three of the hand-designed ResNet-8, so the summary can say whether searching paid
-    "cpu": {"samples": 3, "epochs": 7.0, "baselines": "resnet", "batch_size": 128, "lr": 0.1, "weight_decay": 5e-4,
-            "augment_pad": 0, "augment_flip": True, "cutout": 0, "grad_clip": None, "workers": 2, "threads_per_sample": 1},
-    "smoke": {"samples": 2, "epochs": 1.0, "subset": 2000, "cutout": 0, "augment_pad": 2},
-}
 
 
 def settings_for(gen: GeneratorFile | None, overrides: dict[str, Any], preset: str | None = None,
@@ -120,8 +53,7 @@ def settings_for(gen: GeneratorFile | None, overrides: dict[str, Any], preset: s
                               "teacher_weights": src.get("teacher_weights")}
     if gen is not None and src.get("seed") is not None:
         values["winner_seed"] = int(src["seed"])
-    if preset in RETRAIN_PRESETS:
-        values.update(RETRAIN_PRESETS[preset])
+    values.update(retrain_preset(preset))
     if experiment:
         values.update(experiment)
     values.update({k: v for k, v in overrides.items() if v is not None})
@@ -146,7 +78,7 @@ def settings_for(gen: GeneratorFile | None, overrides: dict[str, Any], preset: s
     from autokd.config import check_device
 
     check_device(checked.get("device"))
-    return replace(RetrainSettings(dataset, None, 1000), **checked)
+    return RetrainSettings(**checked)
 
 
 def baseline_names(value: str | None) -> list[str]:
@@ -157,8 +89,9 @@ def baseline_settings(s: RetrainSettings, name: str) -> RetrainSettings:
     """A hand-designed baseline under the family's limit, data, teacher, epochs and recipe, with the standard KD
     setting (τ = 4, α = 0.9; no KD when the family trains without it): a fair fight, never a weakened one."""
     kd_on = bool(s.teacher) and (s.alpha is None or s.alpha > 0)
-    return replace(s, student=name, baselines=None, winner_seed=None, temperature=4.0 if kd_on else None,
-                   alpha=0.9 if kd_on else 0.0, teacher=s.teacher if kd_on else None)
+    return replace(s, student=name, baselines=None, winner_seed=None,
+                   temperature=DEFAULT_KD.temperature if kd_on else None, alpha=DEFAULT_KD.alpha if kd_on else 0.0,
+                   teacher=s.teacher if kd_on else None)
 
 
 # ------------------------------------------------------------------------------------------------ one sample
@@ -238,7 +171,7 @@ def sample_seed(s: RetrainSettings, index: int) -> int:
 
 
 def _teacher_kd(s: RetrainSettings, gen_json: dict[str, Any] | None) -> dict[str, float] | None:
-    kd = dict(gen_json["kd"]) if gen_json else {"temperature": 4.0, "alpha": 0.9}
+    kd = dict(gen_json["kd"]) if gen_json else asdict(DEFAULT_KD)
     if s.temperature is not None:
         kd["temperature"] = s.temperature
     if s.alpha is not None:
@@ -251,9 +184,8 @@ def sample_identity(index: int, gen_json: dict[str, Any] | None, st: dict[str, A
     """What a sample's result must match to be reused: generator (or hand-made student), seed, recipe, data,
     teacher."""
     s = RetrainSettings(**st)
-    recipe = {k: v for k, v in st.items() if k not in ("samples", "workers", "threads_per_sample", "device",
-                                                       "logit_cache", "winner_seed", "seed", "teacher",
-                                                       "baselines")}
+    recipe = identity(s, exclude=("samples", "workers", "threads_per_sample", "device", "logit_cache", "winner_seed",
+                                  "seed", "teacher", "baselines", "eval_batch_size"))
     return {"generator": {k: gen_json.get(k) for k in ("space", "generator", "kd", "param_limit", "merge_width")}
             if gen_json
             else None, "seed": sample_seed(s, index), "recipe": recipe, "teacher": teacher_fp}
@@ -297,7 +229,7 @@ def retrain_sample(index: int, gen_json: dict[str, Any] | None, st: dict[str, An
     kd = _teacher_kd(s, gen_json)
     teacher = None
     teacher_fp = None
-    cfg = replace(s.recipe(), seed=seed)
+    cfg = replace(TrainConfig.of(s, s.epochs), seed=seed)
     if kd is not None:
         t = resolve_teacher(str(s.teacher), ds, smoke=s.smoke_teacher, device=s.device, quiet=True,
                             weights=s.teacher_weights)
@@ -613,7 +545,7 @@ def _prepare_cache(s: RetrainSettings, gen_json: dict[str, Any] | None, board: B
     from autokd.kd.teacher import resolve_teacher
     from autokd.train import pick_device
 
-    aug = s.recipe().augment
+    aug = TrainConfig.of(s, s.epochs).augment
     device = pick_device(s.device)
     if s.subset or not _teacher_kd(s, gen_json) or not use_cache(s, aug, device):
         return  # subsets differ per sample (seeded by it): each sample builds its own rows

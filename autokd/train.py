@@ -15,44 +15,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autokd.data.augment import Augment, cutout
+from autokd.data.augment import cutout
 from autokd.data.loader import Batch, DeviceLoader
 from autokd.data.readers import ImageSet
 from autokd.kd.loss import kd_loss
+from autokd.recipe import RECIPE_KEYS, SCHEDULES, KDConfig, Recipe
+
+__all__ = ["TrainConfig", "Trunk", "KDConfig", "EvalResult", "Checkpointing", "train_and_evaluate",
+           "evaluate_accuracy", "pick_device", "parameter_groups", "lr_factor", "trunk_steps", "count_macs_of"]
 
 TeacherFn = Callable[[Batch], torch.Tensor]  # a batch → teacher logits (B, K) for exactly the student's views
 Progress = Callable[[dict[str, Any]], None]
 
 
-SCHEDULES = ("cosine", "step", "wsd")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Search-time recipe by default (the NAGO reference's: batch 128, SGD 0.1, momentum 0.9, weight decay 1e-4 on
-    every parameter, crop+flip); the reference's StepLR(20 epochs, γ 0.5) is `lr_schedule="step"`."""
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(Recipe):
+    """One training run: a recipe (autokd.recipe, where every recipe setting is declared) at a budget."""
 
     epochs: float  # the budget; fractional budgets train that fraction of an epoch's steps
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    weight_decay_scope: str = "all"  # "all" parameters (the references) or "weights" (not BN, biases, gates)
-    lr_schedule: str = "cosine"  # "cosine": annealed to 0 over exactly this budget; "step": StepLR below
-    lr_step_epochs: float = 20.0  # step: multiply the lr by lr_step_gamma every this many epochs
-    lr_step_gamma: float = 0.5
-    lr_decay_fraction: float = 0.2  # wsd: the last this fraction of the budget decays linearly to 0
-    nesterov: bool = False
-    grad_clip: float | None = None  # max global grad norm
-    augment: Augment = Augment(pad=4, flip=True, cutout=0)
-    aux_weight: float = 0.0  # weight of an auxiliary head's CE (DARTS: 0.4)
-    drop_path: float = 0.0  # final drop-path probability, ramped linearly over the epochs (DARTS: 0.2)
-    eval_batch_size: int = 1000
     seed: int = 0
     progress_seconds: float = 10.0  # at most one progress report per this many seconds (and one per epoch)
     eval_at: tuple[float, ...] = ()  # also score on the validation set after these epochs (lower budgets of a run
     #                                   whose schedule makes them prefixes: lr_schedule="step")
     trunk: Trunk | None = None  # wsd: continue a lower budget's trunk, and/or keep this one's for a higher budget
+
+    @classmethod
+    def of(cls, recipe: Recipe, epochs: float, **run: Any) -> "TrainConfig":
+        """The recipe at a budget (`run`: seed, eval_at, trunk, progress_seconds)."""
+        return cls(**{k: getattr(recipe, k) for k in RECIPE_KEYS}, epochs=epochs, **run)
 
 
 @dataclass(frozen=True)
@@ -95,12 +85,6 @@ def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]
     for p in model.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)  # BN scales/shifts, biases and merge gates are 1-d
     return [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-@dataclass(frozen=True)
-class KDConfig:
-    temperature: float = 4.0
-    alpha: float = 0.9
 
 
 @dataclass
@@ -312,8 +296,8 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
             with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext():
                 out = model(x)
             logits = _logits(out)
-            loss = kd_loss(logits, batch.y, t_logits, kd.temperature, kd.alpha) if use_kd else \
-                F.cross_entropy(logits.float(), batch.y)
+            hard = F.cross_entropy(logits.float(), batch.y, label_smoothing=cfg.label_smoothing)
+            loss = kd_loss(logits, batch.y, t_logits, kd.temperature, kd.alpha, hard=hard) if use_kd else hard
             if isinstance(out, tuple) and cfg.aux_weight > 0 and out[1] is not None:
                 loss = loss + cfg.aux_weight * F.cross_entropy(out[1].float(), batch.y)
             opt.zero_grad(set_to_none=True)

@@ -3,10 +3,16 @@ JSON files autokd reads (generator, architecture, run, journal events, results, 
 
 A `Field` says what one key may hold; `check_object` validates a whole mapping against a table of fields, rejecting
 unknown keys, and raises `UserError` with one line naming the place (file, flag or key) and what is expected.
+
+A setting is declared once, as a dataclass field made by `setting(default, Field(...), help)`: its type and range,
+its help text, whether it is a command-line flag, and the value it had before it existed (`neutral`, so that results
+recorded by an earlier release still match). `settings_table(cls)` is the table every reader checks against; the
+CLI builds its flags from the same metadata (`autokd.cli.add_setting_flags`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -115,3 +121,36 @@ def check_depth(obj: Any, where: str, limit: int = 32) -> None:
             stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
+
+
+_UNSET: Any = object()
+
+
+def setting(default: Any, check: "Field", help: str, *, flag: bool = True, neutral: Any = _UNSET) -> Any:
+    """A dataclass field that declares a setting: default, what it may hold, help for its flag. `flag=False` keeps
+    it out of the command line (set by presets, experiment files and code only). `neutral`: a setting added after
+    results were first recorded, and the value that reproduces the behaviour from before; a record that lacks it
+    means that value (see `identity`)."""
+    meta = {"check": check, "help": help, "flag": flag}
+    if neutral is not _UNSET:
+        meta["neutral"] = neutral
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def settings_table(cls: type) -> dict[str, Field]:
+    """Name → Field of every setting a dataclass declares (its own and inherited ones), in declaration order."""
+    return {f.name: f.metadata["check"] for f in dataclasses.fields(cls) if "check" in f.metadata}
+
+
+def identity(obj: Any, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The settings of a dataclass instance as a plain dict for matching a stored result, without the settings left
+    at their `neutral` value: a result recorded before such a setting existed still matches."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        if f.name in exclude:
+            continue
+        value = getattr(obj, f.name)
+        if "neutral" in f.metadata and value == f.metadata["neutral"]:
+            continue
+        out[f.name] = value
+    return out

@@ -141,7 +141,7 @@ def autokd_rates(cfg: dict[str, Any], steps: int, threads: int) -> dict[str, flo
                               quiet=True)
     teacher = CachedTeacher(logits, train, train.image_ids(), cpu)
     model, macs = student(cfg, "fused")
-    opt = torch.optim.SGD(parameter_groups(model, TrainConfig(1, weight_decay=5e-4)), lr=0.1, momentum=0.9)
+    opt = torch.optim.SGD(parameter_groups(model, TrainConfig(epochs=1, weight_decay=5e-4)), lr=0.1, momentum=0.9)
     loader = DeviceLoader(train, 128, cpu, ds.info.mean, ds.info.std, aug, shuffle=True, seed=cfg["seed"],
                           drop_last=True)
     batches = loader.epoch(0)

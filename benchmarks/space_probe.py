@@ -80,8 +80,8 @@ def run_one(name: str, seed: int, epochs: float, subset: int, q: Any) -> None:
         spec = sample_architecture(what, seed, ds.input_shape, ds.num_classes, 100_000, head_channels=head)
         torch.manual_seed(seed)
         model, width, convs = build_student(spec), spec.width, spec.op_count()
-    cfg = TrainConfig(epochs=epochs, batch_size=128, lr=0.1, weight_decay=5e-4, augment=aug, eval_batch_size=256,
-                      seed=seed)
+    cfg = TrainConfig(epochs=epochs, batch_size=128, lr=0.1, weight_decay=5e-4, augment_pad=aug.pad,
+                      augment_flip=aug.flip, cutout=aug.cutout, eval_batch_size=256, seed=seed)
     t0 = time.time()
     r = train_and_evaluate(model, train, val, ds.info.mean, ds.info.std, cfg, device="cpu", teacher=teacher,
                            kd=KDConfig(4.0, 0.9))

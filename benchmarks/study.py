@@ -75,22 +75,22 @@ def _rank_job(job: dict[str, Any], states: Path) -> dict[str, Any]:
     continue arm once per budget from the lower budget's trunk (kept in `states` until the job ends)."""
     import shutil
 
+    from autokd.recipe import Recipe
     from autokd.search.trial import TrialContext, TrialSpec, run_trial
 
     st, cfg, arm = job["study"], job["config"], job["arm"]
     kd, schedule = ARMS[arm]
     budgets = [float(b) for b in st["rank"]["budgets"]]
+    recipe = Recipe(batch_size=st["recipe"]["batch_size"], lr=st["recipe"]["lr"],
+                    weight_decay=st["recipe"]["weight_decay"], lr_schedule=schedule,
+                    lr_step_epochs=st["rank"].get("step_epochs", 20.0),
+                    augment_pad=st["recipe"].get("augment_pad", 0), augment_flip=st["recipe"].get("augment_flip", True),
+                    eval_batch_size=st["recipe"].get("eval_batch_size", 256))
     ctx = TrialContext(dataset=st["dataset"], data_dir=st.get("data_dir"),
                        teacher_path=job["teacher_path"] if kd else None, param_limit=st["param_limit"],
                        subset=st.get("subset"), val_fraction=0.1, val_images=st.get("val_images"),
-                       batch_size=st["recipe"]["batch_size"], lr=st["recipe"]["lr"],
-                       weight_decay=st["recipe"]["weight_decay"], split_seed=st["seed"], device=st.get("device"),
-                       logit_cache=kd and st.get("logit_cache", True), lr_schedule=schedule,
-                       lr_step_epochs=st["rank"].get("step_epochs", 20.0),
-                       augment_pad=st["recipe"].get("augment_pad", 0),
-                       augment_flip=st["recipe"].get("augment_flip", True),
-                       eval_batch_size=st["recipe"].get("eval_batch_size", 256), threads=1,
-                       eval_at=tuple(budgets[:-1]) if schedule == "step" else (),
+                       split_seed=st["seed"], device=st.get("device"), logit_cache=kd and st.get("logit_cache", True),
+                       recipe=recipe, threads=1, eval_at=tuple(budgets[:-1]) if schedule == "step" else (),
                        state_dir=str(states) if schedule == "wsd" else None)
     alpha = cfg["alpha"] if kd else 0.0
     out = {"config": cfg["index"], "arm": arm, "results": {}}
@@ -221,9 +221,11 @@ def write_random_generator(st: dict[str, Any], path: Path) -> None:
     """A family from a random θ (and the searched family's τ/α is not used: this one draws its own)."""
     from autokd.space.configspace import OPTIONAL_THETA_KEYS, THETA_KEYS, config_to_plain, load_space
 
-    cs = load_space(st.get("space", "nago")).with_max_nodes(st.get("max_nodes")).to_configspace(seed=st["seed"] + 777)
+    space = st.get("space", "nago")
+    cs = load_space(space).with_max_nodes(st.get("max_nodes")).to_configspace(seed=st["seed"] + 777)
     c = config_to_plain(cs.sample_configuration())
-    write_json(path, {"format": "autokd.generator/1", "space": "nago", "generator": {k: c[k] for k in THETA_KEYS},
+    theta = {k: c[k] for k in THETA_KEYS + OPTIONAL_THETA_KEYS if k in c}
+    write_json(path, {"format": "autokd.generator/1", "space": space, "generator": theta,
                       "kd": {"temperature": c["temperature"], "alpha": c["alpha"]},
                       "param_limit": st["param_limit"],
                       "source": {"dataset": st["dataset"], "teacher": st["teacher"], "note": "random θ"}})

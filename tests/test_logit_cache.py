@@ -4,6 +4,7 @@ from autokd.data.augment import Augment
 from autokd.data.dataset import load_dataset, train_val_split
 from autokd.data.loader import DeviceLoader
 from autokd.kd.cache import CachedTeacher, load_or_build
+from autokd.recipe import Recipe
 from autokd.kd.teacher import OnTheFlyTeacher, resolve_teacher, save_checkpoint, train_teacher
 
 
@@ -56,7 +57,7 @@ def test_search_trial_trains_from_the_cache(tmp_path):
     save_checkpoint(tmp_path / "t.pt", ckpt)
     theta = {"G1_nodes": 3, "G1_K": 2, "G1_P": 0.5, "G2_nodes": 3, "G2_P": 0.8, "G3_nodes": 3, "G3_K": 2,
              "G3_P": 0.3}
-    ctx = TrialContext("synthetic:1x8x8:3:100", None, str(tmp_path / "t.pt"), 40_000, None, 0.2, 16, 0.05, 1e-4, 0,
-                       device="cpu", logit_cache=True)
+    ctx = TrialContext("synthetic:1x8x8:3:100", None, str(tmp_path / "t.pt"), 40_000, None, 0.2, 0,
+                       recipe=Recipe(batch_size=16, lr=0.05, weight_decay=1e-4), device="cpu", logit_cache=True)
     r = run_trial(TrialSpec(0, (0, 0, 0), theta, 4.0, 0.9, 0.5, 0), ctx)
     assert r.status == "ok", r.error

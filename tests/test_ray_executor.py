@@ -2,6 +2,8 @@
 
 import pytest
 
+from autokd.recipe import Recipe
+
 ray = pytest.importorskip("ray")
 
 from autokd.search.executors import RayExecutor  # noqa: E402
@@ -20,7 +22,8 @@ def ray_cluster():
 
 
 def test_four_trials_share_one_gpu(ray_cluster):
-    ctx = TrialContext("synthetic:1x16x16:3:1600", None, None, 60_000, None, 0.2, 32, 0.05, 1e-4, 0)
+    ctx = TrialContext("synthetic:1x16x16:3:1600", None, None, 60_000, None, 0.2, 0,
+                       recipe=Recipe(batch_size=32, lr=0.05, weight_decay=1e-4))
     ex = RayExecutor(ctx, gpus_per_trial=0.25)
     assert ex.capacity == 4 and ex.ctx["memory_fraction"] == 0.25
     for i in range(4):
@@ -38,7 +41,8 @@ def test_four_trials_share_one_gpu(ray_cluster):
 
 
 def test_a_missing_dataset_is_the_environments_failure_not_the_configurations(ray_cluster):
-    ctx = TrialContext("no-such-dataset", None, None, 60_000, None, 0.2, 32, 0.05, 1e-4, 0)
+    ctx = TrialContext("no-such-dataset", None, None, 60_000, None, 0.2, 0,
+                       recipe=Recipe(batch_size=32, lr=0.05, weight_decay=1e-4))
     ex = RayExecutor(ctx, gpus_per_trial=1.0)
     ex.submit(TrialSpec(0, (0, 0, 0), THETA, 4.0, 0.0, 1.0, 0))
     (r,) = ex.wait(timeout=120)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from autokd.recipe import Recipe
+
 from autokd.cli import main
 from autokd.config import apply_preset
 from autokd.search.journal import read_journal
@@ -154,7 +156,8 @@ def test_invalid_generator_is_a_failed_trial_not_a_crash():
     from autokd.search.trial import TrialContext, TrialSpec, run_trial
     theta = {"G1_nodes": 3, "G1_K": 2, "G1_P": 0.5, "G2_nodes": 3, "G2_P": 0.5, "G3_nodes": 3, "G3_K": 2,
              "G3_P": 0.5}
-    ctx = TrialContext("synthetic:1x8x8:3:100", None, None, 2_000, 50, 0.2, 16, 0.05, 1e-4, 0)
+    ctx = TrialContext("synthetic:1x8x8:3:100", None, None, 2_000, 50, 0.2, 0,
+                       recipe=Recipe(batch_size=16, lr=0.05, weight_decay=1e-4))
     r = run_trial(TrialSpec(0, (0, 0, 0), theta, 4.0, 0.0, 0.5, 0), ctx)
     assert r.status == "failed" and "InvalidGenerator" in r.error and "limit" in r.error
 

@@ -4,7 +4,6 @@ import pytest
 import torch
 from torch import nn
 
-from autokd.data.augment import Augment
 from autokd.data.dataset import load_dataset, train_val_split
 from autokd.nn.student import build_student
 from autokd.space.generator import sample_architecture
@@ -25,7 +24,7 @@ def test_training_on_real_fashion_mnist_lowers_the_loss_and_beats_chance():
     train, val = train_val_split(ds.train, seed=TEST_SEED, subset=3000)
     torch.manual_seed(TEST_SEED)
     model = build_student(sample_architecture(SMALL_THETA, 0, (1, 28, 28), 10, param_limit=100_000))
-    cfg = TrainConfig(epochs=3, batch_size=64, lr=0.05, augment=Augment(pad=0, flip=True), seed=TEST_SEED)
+    cfg = TrainConfig(epochs=3, batch_size=64, lr=0.05, augment_pad=0, augment_flip=True, seed=TEST_SEED)
     r = train_and_evaluate(model, train, val, ds.info.mean, ds.info.std, cfg, device="cpu")
     assert r.status == "ok", r.error
     assert r.history[-1]["train_loss"] < r.history[0]["train_loss"] < math.log(10) + 0.5

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from autokd.recipe import Recipe
 import torch
 
 from autokd.cli import main
@@ -133,7 +135,8 @@ def test_aggregate_report_of_repeated_runs_and_group_comparison(tmp_path):
 def test_process_executor_runs_trials_in_parallel_workers_and_survives_a_dead_worker(tmp_path):
     from autokd.search.executors import ProcessExecutor
 
-    ctx = TrialContext("synthetic:1x16x16:3:800", None, None, 60_000, None, 0.2, 32, 0.05, 1e-4, 0, threads=1)
+    ctx = TrialContext("synthetic:1x16x16:3:800", None, None, 60_000, None, 0.2, 0,
+                       recipe=Recipe(batch_size=32, lr=0.05, weight_decay=1e-4), threads=1)
     ex = ProcessExecutor(ctx, workers=2)
     try:
         for i in range(2):
@@ -167,7 +170,8 @@ def test_same_seed_same_result_in_this_process_and_in_a_worker(tmp_path):
     """The thread count is set per trial, so the local executor and a worker process compute the same thing."""
     from autokd.search.executors import LocalExecutor, ProcessExecutor
 
-    ctx = TrialContext("synthetic:1x16x16:3:400", None, None, 60_000, None, 0.2, 32, 0.05, 1e-4, 0, threads=1)
+    ctx = TrialContext("synthetic:1x16x16:3:400", None, None, 60_000, None, 0.2, 0,
+                       recipe=Recipe(batch_size=32, lr=0.05, weight_decay=1e-4), threads=1)
     spec = TrialSpec(0, (0, 0, 0), SMALL_THETA, 4.0, 0.0, 1.0, 7)
     local = LocalExecutor(ctx=ctx)
     local.submit(spec)

@@ -21,7 +21,7 @@ import io
 import re
 import sys
 import zipfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from autokd.data.registry import cache_root
 from autokd.errors import TeacherError, UserError
 from autokd.fsutil import read_json, write_atomic
 from autokd.nn.teachers import TEACHERS, build_teacher, teacher_arch
-from autokd.train import EvalResult, Progress, pick_device, train_and_evaluate
+from autokd.train import EvalResult, Progress, TrainConfig, pick_device, train_and_evaluate
 from autokd.validate import Field, check_object
 
 TEACHER_FORMAT = "autokd.teacher/1"
@@ -148,8 +148,8 @@ def train_teacher(arch: str, dataset: Dataset, epochs: float | None = None, smok
     """Train a teacher with its recipe on the training set; accuracy is measured on the test set."""
     spec = teacher_arch(arch)
     args = dict(spec.smoke_args if smoke else spec.args)
-    recipe = replace(spec.recipe, epochs=float(epochs if epochs is not None else
-                                               (spec.smoke_epochs if smoke else spec.recipe.epochs)), seed=seed)
+    recipe = TrainConfig.of(spec.recipe, float(epochs if epochs is not None else
+                                                (spec.smoke_epochs if smoke else spec.epochs)), seed=seed)
     train, test = dataset.train, dataset.test
     if smoke:
         g = torch.Generator().manual_seed(seed)

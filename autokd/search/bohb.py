@@ -22,6 +22,7 @@ from typing import Any
 import ConfigSpace as CS
 import numpy as np
 
+from autokd.recipe import DEFAULT_KD
 from autokd.search.hyperband import Bracket, ConfigId, plan_bracket, promote
 from autokd.search.trial import TrialResult, TrialSpec
 from autokd.space.configspace import SearchSpace, config_to_plain, theta_of
@@ -121,7 +122,8 @@ class BOHBDriver:
                 continue_from = b.budgets[r - 1]
             keep_trunk = r < len(b.budgets) - 1
         spec = TrialSpec(self.next_trial_id, config_id, theta_of(cfg),
-                         float(cfg.get("temperature", 4.0)), float(cfg.get("alpha", 0.0)), float(budget),
+                         float(cfg.get("temperature", DEFAULT_KD.temperature)), float(cfg.get("alpha", 0.0)),
+                         float(budget),
                          self.arch_seed(config_id), continue_from, keep_trunk)
         self.next_trial_id += 1
         self.in_flight[spec.trial_id] = spec

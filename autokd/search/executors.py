@@ -18,7 +18,7 @@ import os
 import queue
 import socket
 import time
-from dataclasses import asdict
+from dataclasses import replace
 from typing import Any, Callable, Protocol
 
 from autokd.progress import Board
@@ -110,7 +110,7 @@ def _worker_main(index: int, inbox: Any, outbox: Any, progress: Any, ctx: dict[s
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop (and terminates us)
     configure_process(threads)
-    context = TrialContext(**{**ctx, "threads": None})  # this worker sets the thread count (follow_share)
+    context = TrialContext.from_json({**ctx, "threads": None})  # this worker sets the thread count (follow_share)
 
     def follow_share() -> None:
         wanted = share.value if share is not None else 0
@@ -144,7 +144,7 @@ class ProcessExecutor:
     name = "local"
 
     def __init__(self, ctx: TrialContext, workers: int, board: Board | None = None) -> None:
-        self.ctx = asdict(ctx)
+        self.ctx = ctx.to_json()
         self.threads = ctx.threads
         self.board = board
         self.capacity = int(workers)
@@ -272,7 +272,7 @@ def ray_trial(spec: dict[str, Any], ctx: dict[str, Any], threads: int) -> dict[s
 
     configure_process(max(1, threads))
     started = time.time()
-    result = run_trial(_spec_from_json(spec), TrialContext(**ctx))
+    result = run_trial(_spec_from_json(spec), TrialContext.from_json(ctx))
     out = result.to_json()
     out["extra"] = {**out.get("extra", {}), **where_am_i(), "host": socket.gethostname(),
                     "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
@@ -305,13 +305,13 @@ class RayExecutor:
         if cluster.gpus > 0:
             self.cpus_per_trial = int(cpus_per_trial or ctx.threads or 1)
             self.gpus_per_trial = gpus_per_trial
-            ctx = TrialContext(**{**asdict(ctx), "memory_fraction": min(1.0, gpus_per_trial)})
+            ctx = replace(ctx, memory_fraction=min(1.0, gpus_per_trial))
         else:
             self.cpus_per_trial, _ = fit_trials(cluster, int(cpus_per_trial or ctx.threads or 1))
         self.capacity = self._capacity(cluster)
         self.nodes = len(cluster.node_cpus)
         self.dead: frozenset[str] = frozenset()  # node ids lost during this search
-        self.ctx = asdict(ctx)
+        self.ctx = ctx.to_json()
         self.threads = self.cpus_per_trial
         opts: dict[str, Any] = {"num_cpus": self.cpus_per_trial, "max_retries": 0}
         if self.gpus_per_trial:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from autokd.config import SearchSettings
+from autokd.errors import UserError
 from autokd.ray_cluster import ClusterShape
 from autokd.search.hyperband import schedule_summary
 
@@ -18,6 +19,15 @@ from autokd.search.hyperband import schedule_summary
 WORKER_EFFICIENCY = 0.85
 CPU_REFUSE_HOURS = 3.0  # without CUDA, a plan projected above this stops unless --yes
 PROBE_DECIDES = 10.0  # a probe's projection beyond this many times the refusal line is taken as it is
+MAX_EVALUATIONS = 100_000  # a plan beyond this is a typo (e.g. --min-budget 1e-9), not a search
+
+
+def check_size(settings: SearchSettings) -> None:
+    """Refuse a schedule of absurd size before anything is planned or written."""
+    plan = schedule_summary(settings.budgets(), settings.eta, settings.iterations, settings.bracket_rounding)
+    if plan["evaluations"] > MAX_EVALUATIONS:
+        raise UserError(f"this plan has {plan['evaluations']:,} evaluations (over {MAX_EVALUATIONS:,}); lower "
+                        f"--iterations or narrow the budgets")
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,14 @@ from autokd.config import SETTING_FIELDS, SearchSettings, settings_from_dict
 from autokd.errors import RunDirError, UserError
 from autokd.fsutil import read_json, write_atomic, write_json
 from autokd.progress import Board, fmt_seconds
+from autokd.recipe import DEFAULT_KD, RECIPE_KEYS
 from autokd.runlock import LOCK_NAME, RunLock
 from autokd.search.bohb import BOHBDriver
 from autokd.search.executors import Executor, LocalExecutor, ProcessExecutor, RayExecutor
 from autokd.search.hyperband import schedule_summary
 from autokd.search.journal import Journal
 from autokd.ray_cluster import MAX_LOST_RETRIES
-from autokd.search.plan import CPU_REFUSE_HOURS, Plan, make_plan, trunk_share
+from autokd.search.plan import CPU_REFUSE_HOURS, Plan, check_size, make_plan, trunk_share
 from autokd.search.trial import TrialContext, TrialResult
 from autokd.space.configspace import BUILTIN_SPACES, load_space, theta_of
 from autokd.space.genfile import GENERATOR_FORMAT, default_param_limit
@@ -174,13 +175,11 @@ def write_best(run_dir: Path, driver: BOHBDriver, best: TrialResult, run: dict[s
     cfg = driver.configs[tuple(best.config_id)]
     st = run["settings"]
     val_images = best.extra.get("val_images") or run.get("val_images")
-    recipe = {k: st.get(k) for k in ("batch_size", "lr", "momentum", "weight_decay", "weight_decay_scope",
-                                     "lr_schedule", "lr_step_epochs", "lr_step_gamma", "lr_decay_fraction",
-                                     "augment_pad",
-                                     "augment_flip", "subset", "val_images", "val_fraction")}
+    recipe = {k: st.get(k) for k in (*RECIPE_KEYS, "subset", "val_images", "val_fraction") if k in st}
     obj = {"format": GENERATOR_FORMAT, "space": run["space"], "merge_width": st.get("merge_width", "cell"),
            "generator": theta_of(cfg),
-           "kd": {"temperature": float(cfg.get("temperature", 4.0)), "alpha": float(cfg.get("alpha", 0.0))},
+           "kd": {"temperature": float(cfg.get("temperature", DEFAULT_KD.temperature)),
+                  "alpha": float(cfg.get("alpha", 0.0))},
            "param_limit": run["param_limit"],
            "source": {"run_dir": str(run_dir.resolve()), "dataset": st["dataset"],
                       "teacher": run.get("teacher_path"), "teacher_weights": st.get("teacher_weights"),
@@ -301,6 +300,7 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
     from autokd.train import pick_device
 
     settings = settings.check()
+    check_size(settings)
     if not settings.no_kd and settings.teacher is None:
         settings = replace(settings, teacher=default_teacher(settings.dataset))
     check_run_dir_path(run_dir)
@@ -414,6 +414,7 @@ def resume_search(run_dir: Path, overrides: dict[str, Any], board: Board, lock: 
             raise UserError(f"--iterations {changed['iterations']} is fewer than the run's {settings.iterations}; "
                             f"a resume can only add brackets")
         settings = replace(settings, iterations=changed["iterations"])
+        check_size(settings)
         run["settings"] = settings.to_json()
         run.setdefault("extended", []).append({"iterations": settings.iterations, "at": datetime.datetime.now(
             datetime.timezone.utc).isoformat(timespec="seconds")})

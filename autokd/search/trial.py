@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any, Callable
 import torch
 
 from autokd.errors import DatasetError, InvalidGenerator, TeacherError, UserError
+from autokd.recipe import Recipe, recipe_of
+from autokd.validate import identity
 
 # A trial's status: "ok"; "failed" (the configuration's own failure: invalid generator, NaN, out of memory, an
 # exception in its training — told to the model as infinite loss, never promoted); "environment" (the teacher file,
@@ -44,25 +47,14 @@ class TrialContext:
     param_limit: int
     subset: int | None
     val_fraction: float
-    batch_size: int
-    lr: float
-    weight_decay: float
     split_seed: int  # one train/validation split for the whole search
     device: str | None = None
     memory_fraction: float | None = None  # cap on this process's share of GPU memory (packed trials)
     logit_cache: bool = False  # gather teacher logits from the per-view cache instead of a forward per step
     teacher_weights: str | None = None
     val_images: int | None = None
-    momentum: float = 0.9
-    weight_decay_scope: str = "all"
-    lr_schedule: str = "cosine"
-    lr_step_epochs: float = 20.0
-    lr_step_gamma: float = 0.5
-    lr_decay_fraction: float = 0.2
+    recipe: Recipe = Recipe()  # how every trial trains (autokd.recipe: each setting declared there)
     state_dir: str | None = None  # rung_training continue: where trunk states live (RUN_DIR/states)
-    augment_pad: int = 4
-    augment_flip: bool = True
-    eval_batch_size: int = 1000
     threads: int | None = None  # torch threads for the trial; None leaves torch's choice
     merge_width: str = "cell"
     eval_at: tuple[float, ...] = ()  # also score at these lower epochs on the way (a step schedule's prefixes)
@@ -70,23 +62,26 @@ class TrialContext:
     @classmethod
     def from_settings(cls, settings: Any, teacher_path: str | None, param_limit: int, device: str | None,
                       logit_cache: bool, threads: int | None) -> "TrialContext":
-        names = {f.name for f in fields(cls)}
+        names = {f.name for f in fields(cls)} - {"recipe"}
         values = {k: v for k, v in asdict(settings).items() if k in names}
         values.update(teacher_path=teacher_path, param_limit=param_limit, split_seed=settings.seed, device=device,
-                      logit_cache=logit_cache, threads=threads)
+                      logit_cache=logit_cache, threads=threads, recipe=recipe_of(settings))
         return cls(**values)
 
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "TrialContext":
+        """From `to_json` (what crosses to a worker process or Ray task)."""
+        recipe = d.get("recipe")
+        return cls(**{**d, "recipe": Recipe(**recipe) if isinstance(recipe, dict) else (recipe or Recipe()),
+                      "eval_at": tuple(d.get("eval_at") or ())})
+
     def train_config(self, budget: float, seed: int) -> Any:
-        from autokd.data.augment import Augment
         from autokd.train import TrainConfig
 
-        return TrainConfig(epochs=budget, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
-                           weight_decay=self.weight_decay, weight_decay_scope=self.weight_decay_scope,
-                           lr_schedule=self.lr_schedule, lr_step_epochs=self.lr_step_epochs,
-                           lr_step_gamma=self.lr_step_gamma, lr_decay_fraction=self.lr_decay_fraction,
-                           augment=Augment(pad=self.augment_pad, flip=self.augment_flip, cutout=0),
-                           eval_batch_size=self.eval_batch_size, seed=seed,
-                           eval_at=tuple(e for e in self.eval_at if e < budget))
+        return TrainConfig.of(self.recipe, budget, seed=seed, eval_at=tuple(e for e in self.eval_at if e < budget))
 
 
 @dataclass
@@ -168,9 +163,8 @@ def _trunk(spec: TrialSpec, ctx: TrialContext, arch_id: str, n_train: int) -> An
     seed, recipe, KD, data size), so a state of anything else is never continued."""
     from autokd.train import Trunk
 
-    key = "|".join(map(str, (arch_id, spec.seed, spec.temperature, spec.alpha, ctx.batch_size, ctx.lr,
-                             ctx.momentum, ctx.weight_decay, ctx.weight_decay_scope, ctx.lr_decay_fraction,
-                             ctx.augment_pad, ctx.augment_flip, n_train, ctx.teacher_path)))
+    recipe = json.dumps(identity(ctx.recipe, exclude=("eval_batch_size",)), sort_keys=True)
+    key = "|".join(map(str, (arch_id, spec.seed, spec.temperature, spec.alpha, recipe, n_train, ctx.teacher_path)))
     load = trunk_path(ctx, spec.config_id, spec.continue_from) if spec.continue_from is not None else None
     return Trunk(load, trunk_path(ctx, spec.config_id, spec.budget) if spec.keep_trunk else None, key)
 

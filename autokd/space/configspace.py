@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -11,6 +11,7 @@ import ConfigSpace as CS
 import yaml
 
 from autokd.errors import UserError
+from autokd.recipe import DEFAULT_KD as KD_DEFAULTS
 from autokd.resources import resource_dir
 
 THETA_KEYS = ("G1_nodes", "G1_K", "G1_P", "G2_nodes", "G2_P", "G3_nodes", "G3_K", "G3_P")
@@ -20,7 +21,7 @@ OPTIONAL_THETA_KEYS = ("head_channels",)
 KD_KEYS = ("temperature", "alpha")
 # The built-in spaces (search_spaces/*.yaml): the paper's NAGO space, autokd's small-limit space, each without KD.
 BUILTIN_SPACES = ("nago", "nago-nokd", "nago-small", "nago-small-nokd")
-DEFAULT_KD = {"temperature": 4.0, "alpha": 0.9}  # RepDistiller/CRD recipe (REFERENCE §1)
+DEFAULT_KD = asdict(KD_DEFAULTS)  # τ = 4, α = 0.9: the RepDistiller/CRD recipe (REFERENCE §1)
 
 
 @dataclass(frozen=True)
