@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from autokd import __version__
+from autokd._version import __version__
 from autokd.errors import UserError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -232,7 +232,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     check_device(args.device)
     board = Board(quiet=args.json)
     try:
-        out = evaluate_one(args, board)
+        out = evaluate_one(args.dataset, board, **{k: getattr(args, k) for k in (
+            "generator", "arch", "teacher", "teacher_weights", "epochs", "subset", "seed", "param_limit", "temperature",
+            "alpha", "batch_size", "lr", "lr_schedule", "preset", "device", "data_dir")})
     finally:
         board.close()
     if args.json:
@@ -300,7 +302,7 @@ def cmd_teacher_list(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- search
 def cmd_search(args: argparse.Namespace) -> int:
     from autokd.config import search_settings
-    from autokd.search.run import run_search
+    from autokd.hpo.run import run_search
 
     given = given_settings(args, args.setting_names)
     if args.no_kd:
@@ -341,45 +343,20 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- retrain / report / trials / export
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from autokd.config import check_device, load_experiment
+    from autokd.api import retrain
     from autokd.progress import Board
-    from autokd.retrain import run_retrain, settings_for
-    from autokd.space.genfile import load_generator
 
-    check_device(args.device)
-    if not args.generator and not args.student:
-        raise UserError("give --generator RUN_DIR/best.json (a searched family) or --student NAME (a hand-designed "
-                        "one)")
-    gen = load_generator(args.generator) if args.generator else None
-    experiment = None
-    if args.experiment:
-        experiment = load_experiment(args.experiment).get("retrain") or {}
-    overrides = given_settings(args, args.setting_names)
-    if args.no_kd:
-        overrides["alpha"] = 0.0
-    if args.preset == "smoke":
-        overrides["smoke_teacher"] = True
-    preset = args.preset or _run_preset(gen)
-    st = settings_for(gen, overrides, preset, experiment)
-    out = Path(args.out) if args.out else (Path(args.generator).resolve().parent / "retrain" if args.generator
-                                           else Path("runs") / f"retrain-{args.student}")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder")
-    if args.ray_address and args.executor == "local":
-        raise UserError("--ray-address goes with --executor ray (or no --executor)")
-    executor = args.executor or ("ray" if args.ray_address else "local")
-    if executor == "ray":
-        from autokd.ray_cluster import join
-
-        join(args.ray_address)  # checked in seconds and joined before anything is written
     board = Board(quiet=args.json)
     try:
-        summary = run_retrain(gen, st, out, board, executor=executor, gpus_per_trial=args.gpus_per_trial,
-                              ray_address=args.ray_address)
+        summary = retrain(args.generator, out=args.out, preset=args.preset, experiment=args.experiment,
+                          no_kd=args.no_kd, executor=args.executor, ray_address=args.ray_address,
+                          gpus_per_trial=args.gpus_per_trial, board=board,
+                          **given_settings(args, args.setting_names))
     finally:
         board.close()
+    out = Path(summary["out"])
     if args.json:
-        emit_json({k: v for k, v in summary.items() if k != "per_sample"} | {"out": str(out)})
+        emit_json({k: v for k, v in summary.items() if k != "per_sample"})
     elif summary["test_acc_mean"] is not None:
         extra = []
         if summary.get("teacher") and summary["teacher"].get("test_acc") is not None:
@@ -396,18 +373,6 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         if verdict:
             print(f"retrain: {verdict}")
     return EXIT_OK if summary["ok"] == summary["samples"] else EXIT_FAILED
-
-
-def _run_preset(gen: Any) -> str | None:
-    """The preset of the search that wrote a best.json (its run.json says), so retrain follows it."""
-    run_dir = (gen.source or {}).get("run_dir") if gen else None
-    if not run_dir:
-        return None
-    try:
-        run = json.loads((Path(run_dir) / "run.json").read_text())
-        return run.get("settings", {}).get("preset")
-    except (OSError, ValueError):
-        return None
 
 
 def cmd_report(args: argparse.Namespace) -> int:

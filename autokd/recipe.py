@@ -28,7 +28,8 @@ class Recipe:
     lr: float = setting(0.1, Field("float", above=0, max=100), "SGD learning rate")
     momentum: float = setting(0.9, Field("float", min=0, max=0.999), "SGD momentum", flag=False)
     nesterov: bool = setting(False, Field("bool"), "Nesterov momentum", flag=False, neutral=False)
-    weight_decay: float = setting(1e-4, Field("float", min=0, max=1), "weight decay (L2 on the parameters of --weight-decay-scope)")
+    weight_decay: float = setting(1e-4, Field("float", min=0, max=1),
+                                  "weight decay (L2 on the parameters of --weight-decay-scope)")
     weight_decay_scope: str = setting("all", Field("str", choices=("all", "weights")),
                                       "decay every parameter (the reference) or weights only (not BatchNorm, biases, "
                                       "gates)")

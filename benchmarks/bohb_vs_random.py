@@ -4,7 +4,8 @@
 
 Each (optimizer, seed) is the real command `autokd search --dataset fashion-mnist --preset cpu --optimizer O
 --seed S` in runs/bohb-vs-random/O-seedS; a finished run is read back, not rerun, so the study resumes where it
-stopped (commit the JSON after each run). Per run: the best validation accuracy found at the top budget, its
+stopped (commit the JSON after each run); the --out file keeps the rows of earlier sessions (seeds whose run folders
+are gone), so the study grows across sessions. Per run: the best validation accuracy found at the top budget, its
 best-so-far curve against the search's elapsed seconds (from the journal), the whole command's seconds; then, over
 the seeds, both optimizers' mean best at the wall time both reached (the shorter of each pair's search phases).
 Run it on a quiet machine, nothing else on the CPU: the times are the comparison.
@@ -75,13 +76,19 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     root = ROOT / "runs" / "bohb-vs-random"
-    rows = []
+    out = Path(args.out) if args.out else None
+    # rows of earlier sessions (other seeds, committed) are kept: the study grows seed by seed across sessions
+    rows = json.loads(out.read_text()) if out is not None and out.is_file() else []
     for seed in (int(s) for s in args.seeds.split(",")):
         for opt in args.optimizers.split(","):
-            rows.append(one(opt, seed, root))
-            if args.out:  # after every run: a stop loses at most the run in progress
-                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
+            row = one(opt, seed, root) if (root / f"{opt}-seed{seed}").exists() or not any(
+                r["optimizer"] == opt and r["seed"] == seed for r in rows) else None
+            if row is None:
+                continue  # recorded by an earlier session and its run folder is not here: keep the record
+            rows = [r for r in rows if (r["optimizer"], r["seed"]) != (opt, seed)] + [row]
+            if out is not None:  # after every run: a stop loses at most the run in progress
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(sorted(rows, key=lambda r: (r["seed"], r["optimizer"])), indent=1) + "\n")
     by_seed: dict[int, dict[str, dict]] = {}
     for r in rows:
         by_seed.setdefault(r["seed"], {})[r["optimizer"]] = r

@@ -69,7 +69,7 @@ def main() -> None:
         print(f"| {bud:g} | {100 * x.mean():.2f}% | {100 * y.mean():.2f}% | {100 * d:+.2f} [{100 * lo:+.2f}, "
               f"{100 * hi:+.2f}] | {r:.2f} [{rlo:.2f}, {rhi:.2f}] |")
     top = budgets[-1]
-    print(f"\n| arm | " + " | ".join(f"ρ({bud:g} ep, {top:g} ep) [95% CI]" for bud in budgets[:-1])
+    print("\n| arm | " + " | ".join(f"ρ({bud:g} ep, {top:g} ep) [95% CI]" for bud in budgets[:-1])
           + f" | best at {top:g} ep |")
     print("|---|" + "---|" * len(budgets))
     for arm, scores in ((first, a), (second, b)):

@@ -162,7 +162,7 @@ def autokd_rates(cfg: dict[str, Any], steps: int, threads: int) -> dict[str, flo
 
 
 def _autokd_worker(indices: list[int], configs: list[dict], steps: int, threads: int, out: Any) -> None:
-    from autokd.search.executors import configure_process
+    from autokd.hpo.executors import configure_process
 
     configure_process(threads)
     for i in indices:
@@ -210,8 +210,8 @@ def plain_cnn_gflops(steps: int = 8) -> float:
 
 def preset_trial_images() -> float:
     from autokd.config import apply_preset
-    from autokd.search.hyperband import schedule_summary
-    from autokd.search.plan import split_sizes
+    from autokd.hpo.hyperband import schedule_summary
+    from autokd.hpo.plan import split_sizes
 
     st = apply_preset("cpu", {"dataset": "fashion-mnist"})
     sched = schedule_summary(st.budgets(), st.eta, st.iterations, st.bracket_rounding)

@@ -76,7 +76,7 @@ def _rank_job(job: dict[str, Any], states: Path) -> dict[str, Any]:
     import shutil
 
     from autokd.recipe import Recipe
-    from autokd.search.trial import TrialContext, TrialSpec, run_trial
+    from autokd.hpo.trial import TrialContext, TrialSpec, run_trial
 
     st, cfg, arm = job["study"], job["config"], job["arm"]
     kd, schedule = ARMS[arm]
@@ -114,7 +114,7 @@ def _rank_job(job: dict[str, Any], states: Path) -> dict[str, Any]:
 
 def _worker(jobs: Any, out_dir: str) -> None:
     """Takes (configuration, arm) jobs from the shared queue until it is empty: costs differ by configuration."""
-    from autokd.search.executors import configure_process
+    from autokd.hpo.executors import configure_process
 
     configure_process(1)
     while True:

@@ -32,7 +32,7 @@ from autokd.kd.loss import kd_loss
 from autokd.kd.teacher import resolve_teacher
 from autokd.nn.darts import DartsNetwork
 from autokd.nn.student import build_student
-from autokd.search.hyperband import schedule_summary
+from autokd.hpo.hyperband import schedule_summary
 from autokd.space.generator import sample_architecture
 
 HERE = Path(__file__).resolve().parent

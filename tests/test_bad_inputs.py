@@ -20,8 +20,8 @@ import torch
 
 from autokd.cli import main
 from autokd.config import apply_preset
-from autokd.search.run import run_search
-from autokd.search.trial import TrialResult
+from autokd.hpo.run import run_search
+from autokd.hpo.trial import TrialResult
 from tests.conftest import DEFAULT_THETA, SMALL_THETA
 
 SYN = "synthetic:1x8x8:3:200"
@@ -462,9 +462,9 @@ def _no_checksums_for_mnist(monkeypatch):
     monkeypatch.setitem(registry.DATASETS, "fashion-mnist",
                         replace(registry.DATASETS["fashion-mnist"], urls={}))
     monkeypatch.setitem(registry.DATASETS, "cifar10", replace(registry.DATASETS["cifar10"], urls={}))
-    from autokd.data import dataset
+    from autokd.memo import clear_all
 
-    dataset._CACHE.clear()
+    clear_all()
 
 
 def test_the_catalogue_is_large():

@@ -51,7 +51,7 @@ def test_cache_is_reused_and_invalidated_when_a_key_part_changes(tmp_path):
 
 
 def test_search_trial_trains_from_the_cache(tmp_path):
-    from autokd.search.trial import TrialContext, TrialSpec, run_trial
+    from autokd.hpo.trial import TrialContext, TrialSpec, run_trial
     ds = load_dataset("synthetic:1x8x8:3:100")
     ckpt, _ = train_teacher("wrn-40-2", ds, epochs=0.2, smoke=True)
     save_checkpoint(tmp_path / "t.pt", ckpt)

@@ -22,8 +22,8 @@ import pytest
 
 pytest.importorskip("ray")
 
-from autokd.search.hyperband import schedule_summary  # noqa: E402
-from autokd.search.journal import read_journal  # noqa: E402
+from autokd.hpo.hyperband import schedule_summary  # noqa: E402
+from autokd.hpo.journal import read_journal  # noqa: E402
 
 RAY = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
 # Token authentication (Ray's default for `ray start --head`) needs the token on every node and driver; a loopback

@@ -6,8 +6,8 @@ from autokd.recipe import Recipe
 
 ray = pytest.importorskip("ray")
 
-from autokd.search.executors import RayExecutor  # noqa: E402
-from autokd.search.trial import TrialContext, TrialSpec  # noqa: E402
+from autokd.hpo.executors import RayExecutor  # noqa: E402
+from autokd.hpo.trial import TrialContext, TrialSpec  # noqa: E402
 
 THETA = {"G1_nodes": 3, "G1_K": 2, "G1_P": 0.5, "G2_nodes": 3, "G2_P": 0.8, "G3_nodes": 3, "G3_K": 2, "G3_P": 0.3}
 

@@ -38,7 +38,7 @@ def test_correlations_match_scipy(tmp_path):
             accs[c][120.0] = clip(base + rng.gauss(0, 0.03))
     accs[12] = {30.0: None, 60.0: 0.5}  # failed at 30: not in the 30→60 pair
     crafted_journal(tmp_path / "journal.jsonl", accs)
-    from autokd.search.journal import read_journal
+    from autokd.hpo.journal import read_journal
     _, events, _ = read_journal(tmp_path / "journal.jsonl")
     pairs = {(p.low, p.high): p for p in budget_correlations(events)}
     a30 = [accs[c][30.0] for c in range(12)]

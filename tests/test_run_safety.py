@@ -14,9 +14,9 @@ from collections import Counter
 from pathlib import Path
 
 from autokd.config import apply_preset
-from autokd.search.journal import read_journal
-from autokd.search.run import run_search
-from autokd.search.trial import TrialResult
+from autokd.hpo.journal import read_journal
+from autokd.hpo.run import run_search
+from autokd.hpo.trial import TrialResult
 
 TINY = ["--dataset", "synthetic:1x8x8:3:400", "--no-kd", "--preset", "smoke", "--subset", "200",
         "--min-budget", "0.5", "--max-budget", "2", "--executor", "local"]

@@ -6,9 +6,9 @@ import pytest
 
 from autokd.config import SearchSettings
 from autokd.errors import UserError
-from autokd.search.bohb import BOHBDriver
-from autokd.search.hyperband import plan_bracket, promote, schedule_summary
-from autokd.search.trial import TrialResult
+from autokd.hpo.bohb import BOHBDriver
+from autokd.hpo.hyperband import plan_bracket, promote, schedule_summary
+from autokd.hpo.trial import TrialResult
 from autokd.space.configspace import load_space
 
 BUDGETS = [30.0, 60.0, 120.0]

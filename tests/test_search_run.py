@@ -14,8 +14,8 @@ from autokd.recipe import Recipe
 
 from autokd.cli import main
 from autokd.config import apply_preset
-from autokd.search.journal import read_journal
-from autokd.search.run import run_search
+from autokd.hpo.journal import read_journal
+from autokd.hpo.run import run_search
 from autokd.space.genfile import load_generator
 from tests.conftest import FASHION_DIR, TEST_SEED
 
@@ -135,7 +135,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_is_damaged(case, tmp_path):
 
 
 def test_failures_are_journaled_and_the_search_goes_on(tmp_path):
-    from autokd.search.trial import TrialResult
+    from autokd.hpo.trial import TrialResult
 
     def flaky(spec, ctx=None):
         if spec.config_id[2] == 1:
@@ -153,7 +153,7 @@ def test_failures_are_journaled_and_the_search_goes_on(tmp_path):
 
 
 def test_invalid_generator_is_a_failed_trial_not_a_crash():
-    from autokd.search.trial import TrialContext, TrialSpec, run_trial
+    from autokd.hpo.trial import TrialContext, TrialSpec, run_trial
     theta = {"G1_nodes": 3, "G1_K": 2, "G1_P": 0.5, "G2_nodes": 3, "G2_P": 0.5, "G3_nodes": 3, "G3_K": 2,
              "G3_P": 0.5}
     ctx = TrialContext("synthetic:1x8x8:3:100", None, None, 2_000, 50, 0.2, 0,

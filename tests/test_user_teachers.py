@@ -13,7 +13,7 @@ from autokd.data.augment import Augment
 from autokd.data.dataset import load_dataset
 from autokd.kd.cache import load_or_build
 from autokd.kd.teacher import OnTheFlyTeacher, resolve_teacher
-from autokd.search.journal import read_journal
+from autokd.hpo.journal import read_journal
 from tests.teacher_zoo import tiny
 
 SYN = "synthetic:1x8x8:3:200"

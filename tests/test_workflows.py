@@ -16,9 +16,9 @@ import torch
 
 from autokd.cli import main
 from autokd.config import apply_preset
-from autokd.search.journal import read_journal
-from autokd.search.run import run_search
-from autokd.search.trial import TrialContext, TrialResult, TrialSpec
+from autokd.hpo.journal import read_journal
+from autokd.hpo.run import run_search
+from autokd.hpo.trial import TrialContext, TrialResult, TrialSpec
 from tests.conftest import SMALL_THETA
 
 SYN = "synthetic:1x8x8:3:400"
@@ -133,7 +133,7 @@ def test_aggregate_report_of_repeated_runs_and_group_comparison(tmp_path):
 
 
 def test_process_executor_runs_trials_in_parallel_workers_and_survives_a_dead_worker(tmp_path):
-    from autokd.search.executors import ProcessExecutor
+    from autokd.hpo.executors import ProcessExecutor
 
     ctx = TrialContext("synthetic:1x16x16:3:800", None, None, 60_000, None, 0.2, 0,
                        recipe=Recipe(batch_size=32, lr=0.05, weight_decay=1e-4), threads=1)
@@ -168,7 +168,7 @@ def test_process_executor_runs_trials_in_parallel_workers_and_survives_a_dead_wo
 
 def test_same_seed_same_result_in_this_process_and_in_a_worker(tmp_path):
     """The thread count is set per trial, so the local executor and a worker process compute the same thing."""
-    from autokd.search.executors import LocalExecutor, ProcessExecutor
+    from autokd.hpo.executors import LocalExecutor, ProcessExecutor
 
     ctx = TrialContext("synthetic:1x16x16:3:400", None, None, 60_000, None, 0.2, 0,
                        recipe=Recipe(batch_size=32, lr=0.05, weight_decay=1e-4), threads=1)

@@ -11,6 +11,7 @@ import torch
 from autokd.data.readers import ImageSet, read_dataset
 from autokd.data.registry import DatasetInfo, dataset_info, resolve
 from autokd.errors import DatasetError
+from autokd.memo import Memo
 
 DEFAULT_VAL_FRACTION = 0.1
 
@@ -27,7 +28,7 @@ class Dataset:
         return self.info.input_shape
 
 
-_CACHE: dict[tuple, Dataset] = {}
+DATASETS = Memo("datasets", max_items=8)  # per process: a search's trials and a test module reread nothing
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, image_size: int | None = None) -> Dataset:
@@ -37,14 +38,12 @@ def load_dataset(name: str, data_dir: str | Path | None = None, image_size: int 
         if info.reader != "imagefolder":
             raise DatasetError(f"--image-size applies to image-folder datasets, not {name}")
         info = replace(info, input_shape=(3, int(image_size), int(image_size)))
-    key = (info.name, info.input_shape, str(data_dir))
-    if key not in _CACHE:
-        folder = resolve(name, data_dir)
-        train, test, classes = read_dataset(info, folder)
-        if info.num_classes == 0:
-            info = replace(info, num_classes=classes)
-        _CACHE[key] = Dataset(info, train, test, classes)
-    return _CACHE[key]
+
+    def read() -> Dataset:
+        train, test, classes = read_dataset(info, resolve(name, data_dir))
+        return Dataset(replace(info, num_classes=classes) if info.num_classes == 0 else info, train, test, classes)
+
+    return DATASETS.get((info.name, info.input_shape, str(data_dir)), read)
 
 
 def train_val_split(train: ImageSet, val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0,

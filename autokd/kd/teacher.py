@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from autokd import __version__
+from autokd._version import __version__
 from autokd.data.dataset import Dataset, test_subset
 from autokd.data.loader import Batch
 from autokd.data.registry import cache_root

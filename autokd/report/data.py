@@ -9,7 +9,7 @@ from typing import Any
 
 from autokd.errors import RunDirError, UserError
 from autokd.fsutil import read_json
-from autokd.search.journal import read_journal
+from autokd.hpo.journal import read_journal
 
 
 @dataclass

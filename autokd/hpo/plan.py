@@ -12,7 +12,7 @@ import torch
 from autokd.config import SearchSettings
 from autokd.errors import UserError
 from autokd.ray_cluster import ClusterShape
-from autokd.search.hyperband import schedule_summary
+from autokd.hpo.hyperband import schedule_summary
 
 # Aggregate speed of k single-thread worker processes relative to k × one worker alone (memory bandwidth is
 # shared). Measured on the 2-core machines (docs/benchmarks.md: 2 workers gave 1.7× one).

@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any, Callable, Protocol
 
 from autokd.progress import Board
-from autokd.search.trial import TrialContext, TrialResult, TrialSpec, run_trial
+from autokd.hpo.trial import TrialContext, TrialResult, TrialSpec, run_trial
 
 TrialFn = Callable[[TrialSpec], TrialResult]
 
@@ -79,8 +79,7 @@ class LocalExecutor:
         finally:
             if self.board:
                 self.board.done(task)
-        result.extra.update(pid=os.getpid(), worker=0, host=socket.gethostname())
-        return [result]
+        return [result.with_extra(pid=os.getpid(), worker=0, host=socket.gethostname())]
 
     def shutdown(self) -> None:
         self.pending.clear()
@@ -130,9 +129,9 @@ def _worker_main(index: int, inbox: Any, outbox: Any, progress: Any, ctx: dict[s
 
         follow_share()
         started = time.time()
-        result = run_trial(spec, context, progress=report)
-        result.extra.update(pid=os.getpid(), worker=index, host=socket.gethostname(), started=started,
-                            ended=time.time(), threads=torch.get_num_threads())  # the count it finished with
+        result = run_trial(spec, context, progress=report).with_extra(
+            pid=os.getpid(), worker=index, host=socket.gethostname(), started=started, ended=time.time(),
+            threads=torch.get_num_threads())  # the count it finished with
         outbox.put(result.to_json())
 
 

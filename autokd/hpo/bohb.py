@@ -23,8 +23,8 @@ import ConfigSpace as CS
 import numpy as np
 
 from autokd.recipe import DEFAULT_KD
-from autokd.search.hyperband import Bracket, ConfigId, plan_bracket, promote
-from autokd.search.trial import TrialResult, TrialSpec
+from autokd.hpo.hyperband import Bracket, ConfigId, plan_bracket, promote
+from autokd.hpo.trial import TrialResult, TrialSpec
 from autokd.space.configspace import SearchSpace, config_to_plain, theta_of
 
 Key = tuple[ConfigId, float]  # (configuration, budget): one evaluation

@@ -5,20 +5,29 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from autokd.errors import DatasetError, InvalidGenerator, TeacherError, UserError
+from autokd.errors import DatasetError, InvalidGenerator, TeacherError
+from autokd.memo import Memo
 from autokd.recipe import Recipe, recipe_of
 from autokd.validate import identity
 
-# A trial's status: "ok"; "failed" (the configuration's own failure: invalid generator, NaN, out of memory, an
-# exception in its training — told to the model as infinite loss, never promoted); "environment" (the teacher file,
-# dataset or device went away — not the configuration's verdict: not told to the model, rerun on resume); "lost"
-# (the Ray node running it died — the environment's failure too, but one a cluster survives: rerun at once).
-STATUSES = ("ok", "failed", "environment", "lost")
+class Status(StrEnum):
+    """A trial's status (a str: it compares equal to, and is written as, its value)."""
+
+    OK = "ok"
+    FAILED = "failed"  # the configuration's own failure: invalid generator, NaN, out of memory, an exception in its
+    #                    training — told to the model as infinite loss, never promoted
+    ENVIRONMENT = "environment"  # the teacher file, dataset or device went away — not the configuration's verdict:
+    #                              not told to the model, rerun on resume
+    LOST = "lost"  # the Ray node running it died — the environment's failure too, but one a cluster survives: rerun
+
+
+STATUSES = tuple(s.value for s in Status)
 
 
 @dataclass(frozen=True)
@@ -84,12 +93,14 @@ class TrialContext:
         return TrainConfig.of(self.recipe, budget, seed=seed, eval_at=tuple(e for e in self.eval_at if e < budget))
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrialResult:
+    """What one evaluation gave: frozen once made (an executor adds where it ran with `with_extra`)."""
+
     trial_id: int
     config_id: tuple[int, int, int]
     budget: float
-    status: str  # one of STATUSES
+    status: Status
     val_acc: float | None = None
     loss: float | None = None  # 1 - val_acc, what BOHB minimises; None (∞ to the model) for a failure
     params: int | None = None
@@ -105,8 +116,14 @@ class TrialResult:
     checkpoints: list[dict[str, float]] = field(default_factory=list)  # validation scores at ctx.eval_at
     extra: dict[str, Any] = field(default_factory=dict)  # where it ran: device, pid, threads, times
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", Status(self.status))  # a plain string (journal, tests) becomes a Status
+
+    def with_extra(self, **extra: Any) -> "TrialResult":
+        return replace(self, extra={**self.extra, **extra})
+
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "config_id": list(self.config_id)}
+        return {**asdict(self), "config_id": list(self.config_id), "status": self.status.value}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "TrialResult":
@@ -115,7 +132,7 @@ class TrialResult:
 
 
 Progress = Callable[[dict[str, Any]], None]
-_TEACHERS: dict[tuple[Any, ...], Any] = {}  # per process: teacher functions, built once per search
+TEACHERS = Memo("teacher functions", max_items=1)  # per process: built once per search; one logit cache at a time
 
 
 def _teacher_fn(ctx: TrialContext, ds: Any, train: Any, augment: Any) -> Any:
@@ -126,17 +143,17 @@ def _teacher_fn(ctx: TrialContext, ds: Any, train: Any, augment: Any) -> Any:
     # The split (seed, fraction, sizes) decides which images the cache rows map to.
     key = (str(ctx.teacher_path), ctx.teacher_weights, ds.info.name, str(ctx.device), ctx.logit_cache,
            ctx.split_seed, ctx.val_fraction, ctx.val_images, ctx.subset, augment)
-    if key not in _TEACHERS:
+
+    def make() -> Any:
         teacher = resolve_teacher(str(ctx.teacher_path), ds, device=ctx.device, quiet=True,
                                   weights=ctx.teacher_weights)
-        if ctx.logit_cache:
-            device = pick_device(ctx.device)
-            logits, _ = load_or_build(teacher, train, augment, ds.info.mean, ds.info.std, device, quiet=True)
-            _TEACHERS.clear()  # one cache on the device at a time
-            _TEACHERS[key] = CachedTeacher(logits, train, train.image_ids(), device)
-        else:
-            _TEACHERS[key] = OnTheFlyTeacher(teacher, ds.info.mean, ds.info.std)
-    return _TEACHERS[key]
+        if not ctx.logit_cache:
+            return OnTheFlyTeacher(teacher, ds.info.mean, ds.info.std)
+        device = pick_device(ctx.device)
+        logits, _ = load_or_build(teacher, train, augment, ds.info.mean, ds.info.std, device, quiet=True)
+        return CachedTeacher(logits, train, train.image_ids(), device)
+
+    return TEACHERS.get(key, make)
 
 
 def _is_environment_error(exc: BaseException) -> bool:
@@ -180,17 +197,17 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = No
     from autokd.train import KDConfig, train_and_evaluate
 
     t0 = time.perf_counter()
-    result = TrialResult(spec.trial_id, tuple(spec.config_id), spec.budget, "failed")
+    result: dict[str, Any] = {"status": Status.FAILED, "extra": {}}  # the TrialResult's fields, made at the end
     if ctx.threads:
         torch.set_num_threads(ctx.threads)
-    result.extra["threads"] = torch.get_num_threads()
+    result["extra"]["threads"] = torch.get_num_threads()
     try:
         if ctx.memory_fraction and torch.cuda.is_available():
             torch.cuda.set_per_process_memory_fraction(min(1.0, ctx.memory_fraction))
         ds = load_dataset(ctx.dataset, ctx.data_dir)
         arch = sample_architecture(spec.theta, spec.seed, ds.input_shape, ds.num_classes, ctx.param_limit,
                                    merge=ctx.merge_width)
-        result.arch_id = arch.arch_id
+        result["arch_id"] = arch.arch_id
         train, val = train_val_split(ds.train, ctx.val_fraction, ctx.split_seed, ctx.subset, ctx.val_images)
         use_kd = ctx.teacher_path is not None and spec.alpha > 0
         cfg = ctx.train_config(spec.budget, spec.seed)
@@ -202,25 +219,20 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = No
         r = train_and_evaluate(model, train, val, ds.info.mean, ds.info.std, cfg, device=ctx.device,
                                teacher=teacher, kd=KDConfig(spec.temperature, spec.alpha) if use_kd else None,
                                macs=count_macs(arch), progress=progress)
-        result.status, result.val_acc, result.params, result.macs = r.status, r.val_acc, r.params, r.macs
-        result.peak_memory_mb, result.error = r.peak_memory_mb, r.error
-        result.train_loss, result.val_loss, result.steps, result.history = r.train_loss, r.val_loss, r.steps, \
-            r.history
-        result.checkpoints = r.checkpoints
+        result.update(status=r.status, val_acc=r.val_acc, params=r.params, macs=r.macs,
+                      peak_memory_mb=r.peak_memory_mb, error=r.error, train_loss=r.train_loss, val_loss=r.val_loss,
+                      steps=r.steps, history=r.history, checkpoints=r.checkpoints)
         if r.continued_from_step is not None:
-            result.extra["continued_from_step"] = r.continued_from_step
-        result.extra.update(device=r.device, train_images=len(train), val_images=len(val))
+            result["extra"]["continued_from_step"] = r.continued_from_step
+        result["extra"].update(device=r.device, train_images=len(train), val_images=len(val))
         if r.status == "ok" and r.val_acc is not None:
-            result.loss = 1.0 - r.val_acc
+            result["loss"] = 1.0 - r.val_acc
         elif r.error and _device_lost(r.error):
-            result.status = "environment"
-    except UserError as exc:  # invalid generator (the configuration's), or a teacher/dataset problem (not)
-        result.error = f"{type(exc).__name__}: {exc}"
+            result["status"] = Status.ENVIRONMENT
+    except Exception as exc:  # an invalid generator (the configuration's), a teacher/dataset problem (not), or
+        #                       anything else: a trial's failure must not stop the search
+        result["error"] = f"{type(exc).__name__}: {exc}"
         if _is_environment_error(exc):
-            result.status = "environment"
-    except Exception as exc:  # anything else still must not stop the search
-        result.error = f"{type(exc).__name__}: {exc}"
-        if _is_environment_error(exc):
-            result.status = "environment"
-    result.seconds = time.perf_counter() - t0
-    return result
+            result["status"] = Status.ENVIRONMENT
+    return TrialResult(spec.trial_id, tuple(spec.config_id), spec.budget, seconds=time.perf_counter() - t0,
+                       **result)

@@ -9,6 +9,7 @@ same generator, seed and recipe is not trained again; a long sample saves its tr
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -47,8 +48,8 @@ def settings_for(gen: GeneratorFile | None, overrides: dict[str, Any], preset: s
     if not dataset:
         raise UserError("the generator file names no dataset (source.dataset); pass --dataset")
     info = dataset_info(dataset)
-    values: dict[str, Any] = {"dataset": dataset,
-                              "param_limit": (gen.param_limit if gen else None) or default_param_limit(info.input_shape),
+    limit = (gen.param_limit if gen else None) or default_param_limit(info.input_shape)
+    values: dict[str, Any] = {"dataset": dataset, "param_limit": limit,
                               "data_dir": src.get("data_dir"), "teacher": src.get("teacher"),
                               "teacher_weights": src.get("teacher_weights")}
     if gen is not None and src.get("seed") is not None:
@@ -137,10 +138,12 @@ class Normalized(nn.Module):
 def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path, mean: tuple[float, ...],
                 std: tuple[float, ...]) -> str | None:
     """ONNX with a dynamic batch and the normalisation in the graph: input `images` is float NCHW in [0, 1].
-    The constants are also in the model's metadata. Returns None, or the reason it failed."""
+    The constants are also in the model's metadata. Returns None, or the reason it failed. The caller's model is
+    left as it was (a copy is exported)."""
+    model = copy.deepcopy(model).cpu().eval()
     if hasattr(model, "arithmetic"):
         model.arithmetic = "reference"  # plain ops: the graph any runtime knows
-    wrapped = Normalized(model.cpu().eval(), mean, std).eval()
+    wrapped = Normalized(model, mean, std).eval()
     try:
         buf = io.BytesIO()
         with warnings.catch_warnings():
@@ -421,7 +424,7 @@ def _run_task(task: SampleTask, progress: Any = None) -> dict[str, Any]:
 def _worker(task: SampleTask, threads: int | None, queue: Any) -> None:
     import signal
 
-    from autokd.search.executors import configure_process
+    from autokd.hpo.executors import configure_process
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_process(threads)
