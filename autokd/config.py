@@ -19,8 +19,6 @@ from autokd.recipe import Recipe
 from autokd.resources import resource_dir
 from autokd.validate import Field, check_depth, check_object, check_value, setting, settings_table
 
-
-
 _DEVICE_HELP = "use cpu, cuda, cuda:N or auto"
 _COUNT = Field("int", min=1, max=1024, nullable=True)
 
@@ -166,7 +164,7 @@ PRESETS: dict[str, dict[str, Any]] = {
               "param_limit": None, "smoke_teacher": False},
     # two brackets of 0.2/0.6/1.8/5.4 epochs of 10,000 images (η = 3): the 27 configurations of the first rung give
     # BOHB's model its 20 results at one budget, the second bracket fills the worker the top rung leaves idle, and
-    # continued wsd rungs pay for it (docs/benchmarks.md, "Scheduling": 9.6–11.6 min, 13–16 of 39 model-based;
+    # continued wsd rungs pay for it (docs/benchmarks.md, "Scheduling": 9.0–11.7 min, 12–16 of 39 model-based;
     # 8,000 images measured 8.6 min but 87.2% on seed 0, under the 88% the preset promises)
     "cpu": {"min_budget": 0.2, "max_budget": 5.4, "eta": 3, "iterations": 2, "subset": 10_000,
             "promotion": "async", "lr_schedule": "wsd", "rung_training": "continue",
