@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
+from scipy.stats import ConstantInputWarning, spearmanr
 
 RESAMPLES = 10_000
 
@@ -34,7 +35,10 @@ def load_arm(folder: Path) -> dict[int, dict[float, float]]:
 
 
 def _rho(a: np.ndarray, b: np.ndarray) -> float:
-    r = spearmanr(a, b).statistic
+    """Spearman's ρ; 0 for a resample whose rows are all one configuration (ρ undefined)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantInputWarning)
+        r = spearmanr(a, b).statistic
     return float(r) if np.isfinite(r) else 0.0
 
 
