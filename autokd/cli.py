@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import os
 import sys
 import traceback
@@ -270,7 +271,7 @@ def cmd_teacher_train(args: argparse.Namespace) -> int:
     finally:
         board.close()
     save_checkpoint(out, ckpt)
-    print(f"teacher {args.arch} on {ds.info.name}: test accuracy {result.val_acc:.4f} on {ckpt['test_images']} "
+    print(f"teacher {args.arch} on {ds.info.name}: test accuracy {result.eval_acc:.4f} on {ckpt['test_images']} "
           f"images, {result.params:,} params, {result.seconds:.0f}s → {out}")
     return EXIT_OK
 
@@ -453,10 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_sample)
 
     r = sub.add_parser("search", help="BOHB over NAGO generators with KD (the main job)", epilog=EXAMPLES["search"])
-    from autokd.config import RetrainSettings, SearchSettings
+    from autokd.config import PRESETS, RetrainSettings, SearchSettings
 
     r.add_argument("--run-dir", default="runs/search", help="run directory")
-    r.add_argument("--preset", choices=("cpu", "smoke", "paper"), help="cpu: about 10 minutes on 2 CPU cores; "
+    r.add_argument("--preset", choices=tuple(PRESETS), help="cpu: about 10 minutes on 2 CPU cores; "
                    "smoke: a minute (tests); paper: the paper's protocol, a GPU job (default without --experiment)")
     r.add_argument("--experiment", help="settings from experiments/NAME.yaml (or a path); flags override")
     r.add_argument("--no-kd", action="store_true", help="the NAGO baseline: no teacher, α fixed at 0")
@@ -474,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--experiment", help="retrain settings from an experiment file's retrain: section")
     rt.add_argument("--out", help="output folder (default: retrain/ next to the generator file)")
     rt.add_argument("--no-kd", action="store_true", help="train without the teacher (α = 0)")
-    rt.add_argument("--preset", choices=("cpu", "smoke", "paper"), help="retrain recipe (default: the search's "
+    rt.add_argument("--preset", choices=tuple(PRESETS), help="retrain recipe (default: the search's "
                     "preset from its run.json, else paper)")
     rt.add_argument("--executor", choices=("local", "ray"), help="ray trains samples in parallel on GPUs")
     rt.add_argument("--ray-address", help="join this Ray cluster (HOST:PORT or auto) and train the samples there")
@@ -574,7 +575,24 @@ def _log_internal_error(command: str) -> Path:
     return Path("/dev/null")
 
 
+class _StderrLines(logging.Handler):
+    """autokd's INFO messages (a teacher being trained, teacher logits being computed) as lines on the current
+    sys.stderr: the library logs, the command line shows."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr, flush=True)
+
+
+def _show_library_messages() -> None:
+    log = logging.getLogger("autokd")
+    if not any(isinstance(h, _StderrLines) for h in log.handlers):
+        log.addHandler(_StderrLines())
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _show_library_messages()
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func

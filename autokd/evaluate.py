@@ -70,8 +70,11 @@ def evaluate_one(dataset: str, board: Board, *, generator: str | None = None, ar
                                     teacher=teacher_fn, kd=kd, macs=count_macs(spec), progress=report)
     finally:
         board.done("student")
-    se = math.sqrt(result.val_acc * (1 - result.val_acc) / len(val)) if result.val_acc is not None else None
-    return {**result.to_json(), "arch_id": spec.arch_id, "seed": seed, "seed_from": seed_from,
+    acc = result.eval_acc
+    se = math.sqrt(acc * (1 - acc) / len(val)) if acc is not None else None
+    measured = {k: v for k, v in result.to_json().items() if k not in ("eval_acc", "eval_loss")}
+    return {**measured, "val_acc": acc, "val_loss": result.eval_loss, "arch_id": spec.arch_id, "seed": seed,
+            "seed_from": seed_from,
             "dataset": dataset, "train_images": len(train), "val_images": len(val), "val_acc_se": se,
             "teacher": teacher if teacher_fn is not None else None,
             "kd": kd_settings if teacher_fn is not None else None}

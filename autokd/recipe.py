@@ -47,6 +47,18 @@ class Recipe:
     label_smoothing: float = setting(0.0, Field("float", min=0, max=0.5),
                                      "smoothing of the hard-label cross entropy (0: none; with KD it smooths the "
                                      "(1 - alpha) term only)", neutral=0.0)
+    kd_loss: str = setting("hinton", Field("str", choices=("hinton", "dkd", "dist")),
+                           "the distillation term (autokd/kd/loss.py): hinton (KL of softened outputs, the "
+                           "paper's), dkd (decoupled KD) or dist (DIST: correlation of outputs); a step's loss is "
+                           "(1 - alpha)·CE + alpha·that", neutral="hinton")
+    dkd_alpha: float = setting(1.0, Field("float", min=0, max=100), "dkd: weight of the target-class part (TCKD)",
+                               neutral=1.0)
+    dkd_beta: float = setting(8.0, Field("float", min=0, max=100), "dkd: weight of the non-target part (NCKD)",
+                              neutral=8.0)
+    dist_beta: float = setting(1.0, Field("float", min=0, max=100), "dist: weight of the inter-class relation",
+                               neutral=1.0)
+    dist_gamma: float = setting(1.0, Field("float", min=0, max=100), "dist: weight of the intra-class relation",
+                                neutral=1.0)
     grad_clip: float | None = setting(None, Field("float", above=0, nullable=True),
                                       "max global gradient norm (None: no clipping)", flag=False)
     augment_pad: int = setting(4, Field("int", min=0, max=64), "random-crop padding in pixels (0: no crop)")

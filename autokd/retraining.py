@@ -251,7 +251,7 @@ def retrain_sample(index: int, gen_json: dict[str, Any] | None, st: dict[str, An
                            teacher=teacher, kd=KDConfig(**kd) if kd else None, macs=macs, progress=progress,
                            checkpointing=Checkpointing(folder / "train-state.pt", key))
     result = {"sample": index, "seed": seed, "winner": index == 0 and s.winner_seed is not None,
-              "arch_id": arch_id, "status": r.status, "test_acc": r.val_acc, "test_loss": r.val_loss,
+              "arch_id": arch_id, "status": r.status, "test_acc": r.eval_acc, "test_loss": r.eval_loss,
               "params": r.params, "macs": r.macs, "seconds": r.seconds + r.prior_seconds, "epochs": s.epochs,
               "train_images": len(train), "test_images": len(ds.test), "peak_memory_mb": r.peak_memory_mb,
               "device": r.device, "error": r.error, "kd": kd, "history": r.history,
@@ -260,7 +260,7 @@ def retrain_sample(index: int, gen_json: dict[str, Any] | None, st: dict[str, An
         result["activation_mb_per_image"] = round(activation_mb(model, ds.input_shape), 3)
         ckpt = {"format": STUDENT_FORMAT, "arch": arch_json,
                 "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "test_acc": r.val_acc, "kd": kd, "dataset": s.dataset, "input_shape": list(ds.input_shape),
+                "test_acc": r.eval_acc, "kd": kd, "dataset": s.dataset, "input_shape": list(ds.input_shape),
                 "num_classes": ds.num_classes, "mean": list(ds.info.mean), "std": list(ds.info.std)}
         buf = io.BytesIO()
         torch.save(ckpt, buf)

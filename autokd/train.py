@@ -18,7 +18,7 @@ from torch import nn
 from autokd.data.augment import cutout
 from autokd.data.loader import Batch, DeviceLoader
 from autokd.data.readers import ImageSet
-from autokd.kd.loss import kd_loss
+from autokd.kd.loss import kd_loss, loss_params
 from autokd.recipe import RECIPE_KEYS, SCHEDULES, KDConfig, Recipe
 
 __all__ = ["TrainConfig", "Trunk", "KDConfig", "EvalResult", "Checkpointing", "train_and_evaluate",
@@ -90,8 +90,9 @@ def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]
 @dataclass
 class EvalResult:
     status: str  # "ok" or "failed"
-    val_acc: float | None = None  # top-1 on the evaluation set, in [0, 1]
-    val_loss: float | None = None  # cross entropy on the evaluation set
+    eval_acc: float | None = None  # top-1 on the evaluation set given (validation in a search; test in retrain and
+    #                                teacher training), in [0, 1]
+    eval_loss: float | None = None  # cross entropy on that set
     train_loss: float | None = None  # mean training loss of the last epoch
     params: int = 0
     macs: int | None = None  # per image
@@ -234,6 +235,7 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
     opt = torch.optim.SGD(parameter_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s, total_steps, steps_per_epoch))
     use_kd = teacher is not None and kd is not None and kd.alpha > 0
+    loss_args = {k: getattr(cfg, k) for k in loss_params(cfg.kd_loss)}  # the named KD loss's own parameters
     gen = torch.Generator().manual_seed(cfg.seed + 7919)  # cutout positions
     step, n_epochs, first_epoch = 0, math.ceil(total_steps / steps_per_epoch), 0
     saved = _load_state(checkpointing.path, checkpointing.key) if checkpointing is not None else None
@@ -297,7 +299,8 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
                 out = model(x)
             logits = _logits(out)
             hard = F.cross_entropy(logits.float(), batch.y, label_smoothing=cfg.label_smoothing)
-            loss = kd_loss(logits, batch.y, t_logits, kd.temperature, kd.alpha, hard=hard) if use_kd else hard
+            loss = kd_loss(logits, batch.y, t_logits, kd.temperature, kd.alpha, hard=hard, name=cfg.kd_loss,
+                           **loss_args) if use_kd else hard
             if isinstance(out, tuple) and cfg.aux_weight > 0 and out[1] is not None:
                 loss = loss + cfg.aux_weight * F.cross_entropy(out[1].float(), batch.y)
             opt.zero_grad(set_to_none=True)
@@ -337,6 +340,6 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
         progress({"phase": "eval", "step": step, "steps": total_steps, "epoch": shown_epoch(),
                   "epochs": float(cfg.epochs), "train_loss": result.train_loss,
                   "seconds": time.perf_counter() - t_start, "eta_seconds": None})
-    result.val_acc, result.val_loss = evaluate_accuracy(model, val_loader)
-    if not math.isfinite(result.val_loss):
-        raise FloatingPointError(f"validation loss is {result.val_loss}")
+    result.eval_acc, result.eval_loss = evaluate_accuracy(model, val_loader)
+    if not math.isfinite(result.eval_loss):
+        raise FloatingPointError(f"validation loss is {result.eval_loss}")

@@ -46,7 +46,7 @@ def main() -> None:
                                                     f"{p['seconds']:.0f}s", flush=True))
     print(json.dumps({"arch_id": spec.arch_id, "params": r.params, "macs": r.macs, "width": spec.width,
                       "ops": spec.op_count(), "train_images": len(train), "val_images": len(val),
-                      "epochs": args.epochs, "status": r.status, "val_acc": r.val_acc, "train_seconds": r.seconds,
+                      "epochs": args.epochs, "status": r.status, "val_acc": r.eval_acc, "train_seconds": r.seconds,
                       "seconds_per_epoch": r.seconds / args.epochs, "total_seconds": time.perf_counter() - t_start,
                       "threads": torch.get_num_threads(), "teacher": args.teacher}, indent=1))
 

@@ -85,7 +85,7 @@ def run_one(name: str, seed: int, epochs: float, subset: int, q: Any) -> None:
     t0 = time.time()
     r = train_and_evaluate(model, train, val, ds.info.mean, ds.info.std, cfg, device="cpu", teacher=teacher,
                            kd=KDConfig(4.0, 0.9))
-    q.put({"candidate": name, "seed": seed, "val_acc": r.val_acc, "params": r.params, "width": width,
+    q.put({"candidate": name, "seed": seed, "val_acc": r.eval_acc, "params": r.params, "width": width,
            "convs": convs, "head": head or None, "seconds": round(time.time() - t0, 1),
            "img_per_s": round(epochs * len(train) / max(1e-9, time.time() - t0), 1), "status": r.status,
            "epochs": epochs, "subset": subset})

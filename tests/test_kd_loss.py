@@ -38,3 +38,69 @@ def test_identical_logits_leave_only_the_ce_term():
 def test_bf16_logits_are_computed_in_float32():
     s, t, y = torch.randn(8, 5), torch.randn(8, 5), torch.randint(0, 5, (8,))
     assert kd_loss(s.bfloat16(), y, t.bfloat16(), 4.0, 0.9).dtype == torch.float32
+
+
+# ---------------------------------------------------------------- named losses: DKD and DIST against their formulas
+from autokd.kd.loss import KD_LOSSES, dist, dkd, hinton, loss_params  # noqa: E402
+
+
+def _logits(b: int = 6, k: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, k, generator=g) * 2, torch.randn(b, k, generator=g) * 2, torch.randint(0, k, (b,), generator=g)
+
+
+@pytest.mark.parametrize("tau", [1.0, 4.0])
+def test_dkd_is_hintons_kl_decoupled_image_by_image(tau):
+    """DKD's Eq. (1): KL(p_t ‖ p_s) = TCKD + (1 − p_t[target])·NCKD for each image."""
+    s, t, y = _logits()
+    for i in range(len(y)):
+        si, ti, yi = s[i:i + 1], t[i:i + 1], y[i:i + 1]
+        weight = 1.0 - torch.softmax(ti / tau, 1)[0, yi].item()
+        assert dkd(si, ti, yi, tau, dkd_alpha=1.0, dkd_beta=weight).item() == pytest.approx(
+            hinton(si, ti, yi, tau).item(), rel=1e-4, abs=1e-6)
+
+
+def test_dkd_matches_its_parts_computed_in_float64():
+    s, t, y = _logits(seed=1)
+    tau, a, b = 4.0, 1.0, 8.0
+    ps, pt = torch.softmax(s.double() / tau, 1), torch.softmax(t.double() / tau, 1)
+    tckd = nckd = 0.0
+    for i, c in enumerate(y.tolist()):
+        bs, bt = torch.tensor([ps[i, c], 1 - ps[i, c]]), torch.tensor([pt[i, c], 1 - pt[i, c]])
+        tckd += float((bt * (bt / bs).log()).sum())
+        keep = [j for j in range(s.shape[1]) if j != c]
+        qs, qt = ps[i, keep] / ps[i, keep].sum(), pt[i, keep] / pt[i, keep].sum()
+        nckd += float((qt * (qt / qs).log()).sum())
+    want = tau * tau * (a * tckd + b * nckd) / len(y)
+    assert dkd(s, t, y, tau, dkd_alpha=a, dkd_beta=b).item() == pytest.approx(want, rel=1e-4)
+
+
+def test_dist_matches_pearson_correlations_in_float64():
+    s, t, y = _logits(b=8, k=6, seed=2)
+    tau, beta, gamma = 2.0, 1.0, 2.0
+    ps, pt = torch.softmax(s.double() / tau, 1), torch.softmax(t.double() / tau, 1)
+    inter = 1 - sum(float(torch.corrcoef(torch.stack([ps[i], pt[i]]))[0, 1]) for i in range(len(y))) / len(y)
+    intra = 1 - sum(float(torch.corrcoef(torch.stack([ps[:, j], pt[:, j]]))[0, 1]) for j in range(6)) / 6
+    want = tau * tau * (beta * inter + gamma * intra)
+    assert dist(s, t, y, tau, dist_beta=beta, dist_gamma=gamma).item() == pytest.approx(want, rel=1e-4)
+    assert dist(t, t, y, tau).item() == pytest.approx(0.0, abs=1e-5)  # identical outputs: no relation to learn
+
+
+@pytest.mark.parametrize("name", ["dkd", "dist"])
+def test_named_losses_mix_with_the_hard_term_by_alpha_and_have_gradients(name):
+    s, t, y = _logits(seed=3)
+    s.requires_grad_(True)
+    params = {k: 1.5 for k in loss_params(name)}
+    got = kd_loss(s, y, t, 4.0, 0.7, name=name, **params)
+    want = 0.3 * F.cross_entropy(s, y) + 0.7 * KD_LOSSES[name](s, t, y, 4.0, **params)
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    got.backward()
+    assert s.grad is not None and torch.isfinite(s.grad).all() and s.grad.abs().sum() > 0
+
+
+def test_every_named_loss_has_its_parameters_declared_as_recipe_settings():
+    from autokd.recipe import RECIPE_KEYS, Recipe
+
+    assert set(KD_LOSSES) == set(Recipe.__dataclass_fields__["kd_loss"].metadata["check"].choices)
+    for name in KD_LOSSES:
+        assert set(loss_params(name)) <= set(RECIPE_KEYS)

@@ -28,7 +28,7 @@ def test_training_on_real_fashion_mnist_lowers_the_loss_and_beats_chance():
     r = train_and_evaluate(model, train, val, ds.info.mean, ds.info.std, cfg, device="cpu")
     assert r.status == "ok", r.error
     assert r.history[-1]["train_loss"] < r.history[0]["train_loss"] < math.log(10) + 0.5
-    assert r.val_acc > 0.45  # chance is 0.1
+    assert r.eval_acc > 0.45  # chance is 0.1
     assert r.params == sum(p.numel() for p in model.parameters()) and r.macs > 0 and r.seconds > 0
 
 
@@ -88,7 +88,7 @@ def test_same_seed_same_result():
     cfg = TrainConfig(epochs=1, batch_size=32, seed=5)
     a = train_and_evaluate(small_student((1, 8, 8), 3), train, val, ds.info.mean, ds.info.std, cfg)
     b = train_and_evaluate(small_student((1, 8, 8), 3), train, val, ds.info.mean, ds.info.std, cfg)
-    assert a.train_loss == b.train_loss and a.val_acc == b.val_acc
+    assert a.train_loss == b.train_loss and a.eval_acc == b.eval_acc
 
 
 @pytest.mark.gpu
@@ -113,7 +113,7 @@ def test_step_schedule_makes_a_low_budget_a_prefix_of_a_high_one_and_cosine_does
                                   TrainConfig(epochs=2, eval_at=(1.0,), **cfg))
         (mid,) = long.checkpoints
         assert mid["steps"] == short.steps
-        assert (mid["val_loss"] == short.val_loss) is prefix, schedule
+        assert (mid["val_loss"] == short.eval_loss) is prefix, schedule
     step = TrainConfig(epochs=120, lr_schedule="step")
     assert [lr_factor(step, s, 1200, 10) for s in (0, 199, 200, 400, 1199)] == [1, 1, 0.5, 0.25, 0.5 ** 5]
 
@@ -155,8 +155,8 @@ def test_wsd_a_rung_continued_from_the_lower_trunk_is_the_from_scratch_run_of_it
                                    cfg(high, Trunk(state, None, "k")))
     steps_per_epoch = len(train) // 32
     assert continued.continued_from_step == trunk_steps(cfg(low), round(low * steps_per_epoch))
-    assert continued.steps == scratch.steps and continued.val_acc == scratch.val_acc
-    assert continued.val_loss == pytest.approx(scratch.val_loss, rel=1e-5)
+    assert continued.steps == scratch.steps and continued.eval_acc == scratch.eval_acc
+    assert continued.eval_loss == pytest.approx(scratch.eval_loss, rel=1e-5)
     other = train_and_evaluate(model(), train, val, ds.info.mean, ds.info.std, cfg(high, Trunk(state, None, "x")))
     assert other.continued_from_step is None  # a state saved under another key is not used
     # the schedule: constant for the trunk, then linear to 0 over the last quarter

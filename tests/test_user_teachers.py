@@ -92,6 +92,29 @@ def test_a_search_with_a_torchscript_teacher(scripted, tmp_path):
     assert all(e["event"] == "finished" for e in events if e["event"] in ("finished", "failed"))
 
 
+def test_a_search_distils_with_the_kd_loss_named_on_the_command_line(scripted, tmp_path, monkeypatch):
+    import functools
+
+    from autokd.kd import loss
+
+    calls = []
+    real = loss.KD_LOSSES["dkd"]
+
+    @functools.wraps(real)  # the same signature: its keyword parameters are what the trainer passes
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setitem(loss.KD_LOSSES, "dkd", spy)
+    path, _ = scripted
+    run = tmp_path / "run"
+    assert main(["search", "--dataset", SYN, "--teacher", str(path), "--preset", "smoke", "--subset", "100",
+                 "--min-budget", "1", "--max-budget", "1", "--iterations", "1", "--kd-loss", "dkd", "--dkd-beta",
+                 "2", "--run-dir", str(run), "--quiet"]) == 0
+    assert calls and all(k == {"dkd_alpha": 1.0, "dkd_beta": 2.0} for k in calls)
+    assert json.loads((run / "best.json").read_text())["source"]["recipe"]["kd_loss"] == "dkd"
+
+
 def test_export_optuna_copies_the_run(tmp_path):
     optuna = pytest.importorskip("optuna")
     from tests.test_workflows import fake_run

@@ -249,7 +249,7 @@ def test_interrupted_training_continues_from_its_saved_state(tmp_path):
     remaining = first["steps"] - first["step"]
     done_here = first["step"] - 2 * first["steps"] // cfg.epochs  # steps since the epoch-2 state
     assert first["eta_seconds"] == pytest.approx(first["seconds"] / done_here * remaining, rel=1e-6)
-    assert resumed.val_acc == full.val_acc and resumed.train_loss == pytest.approx(full.train_loss, rel=1e-5)
+    assert resumed.eval_acc == full.eval_acc and resumed.train_loss == pytest.approx(full.train_loss, rel=1e-5)
     other = Checkpointing(tmp_path / "state.pt", "another recipe", every_seconds=0.0)
     assert train_and_evaluate(model(), train, val, ds.info.mean, ds.info.std, cfg,
                               checkpointing=other).resumed_from_epoch is None

@@ -219,14 +219,14 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = No
         r = train_and_evaluate(model, train, val, ds.info.mean, ds.info.std, cfg, device=ctx.device,
                                teacher=teacher, kd=KDConfig(spec.temperature, spec.alpha) if use_kd else None,
                                macs=count_macs(arch), progress=progress)
-        result.update(status=r.status, val_acc=r.val_acc, params=r.params, macs=r.macs,
-                      peak_memory_mb=r.peak_memory_mb, error=r.error, train_loss=r.train_loss, val_loss=r.val_loss,
+        result.update(status=r.status, val_acc=r.eval_acc, params=r.params, macs=r.macs,
+                      peak_memory_mb=r.peak_memory_mb, error=r.error, train_loss=r.train_loss, val_loss=r.eval_loss,
                       steps=r.steps, history=r.history, checkpoints=r.checkpoints)
         if r.continued_from_step is not None:
             result["extra"]["continued_from_step"] = r.continued_from_step
         result["extra"].update(device=r.device, train_images=len(train), val_images=len(val))
-        if r.status == "ok" and r.val_acc is not None:
-            result["loss"] = 1.0 - r.val_acc
+        if r.status == "ok" and r.eval_acc is not None:
+            result["loss"] = 1.0 - r.eval_acc
         elif r.error and _device_lost(r.error):
             result["status"] = Status.ENVIRONMENT
     except Exception as exc:  # an invalid generator (the configuration's), a teacher/dataset problem (not), or

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,8 @@ from autokd.data.readers import ImageSet
 from autokd.data.registry import cache_root
 from autokd.fsutil import write_atomic
 from autokd.kd.teacher import OnTheFlyTeacher, Teacher
+
+log = logging.getLogger(__name__)  # the CLI shows INFO on stderr; a library user's logging config decides
 
 CACHE_FORMAT = "autokd.logits/1"
 
@@ -109,8 +111,7 @@ def load_or_build(teacher: Teacher, images: ImageSet, aug: Augment, mean: tuple[
         except Exception:  # a corrupt cache file is rebuilt, never trusted
             pass
     if not quiet:
-        print(f"autokd: computing teacher logits for {len(images)} images × {aug.views} views → {path}",
-              file=sys.stderr, flush=True)
+        log.info(f"autokd: computing teacher logits for {len(images)} images × {aug.views} views → {path}")
     logits = compute_logits(teacher, images, aug, mean, std, device)
     buf = io.BytesIO()
     torch.save({"format": CACHE_FORMAT, "key": key.digest(), "key_parts": key.__dict__, "logits": logits}, buf)

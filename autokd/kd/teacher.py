@@ -18,8 +18,8 @@ import datetime
 import hashlib
 import importlib
 import io
+import logging
 import re
-import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +37,8 @@ from autokd.fsutil import read_json, write_atomic
 from autokd.nn.teachers import TEACHERS, build_teacher, teacher_arch
 from autokd.train import EvalResult, Progress, TrainConfig, pick_device, train_and_evaluate
 from autokd.validate import Field, check_object
+
+log = logging.getLogger(__name__)  # the CLI shows INFO on stderr; a library user's logging config decides
 
 TEACHER_FORMAT = "autokd.teacher/1"
 SMOKE_TRAIN_IMAGES = 5000  # smoke teachers train on a subset ...
@@ -167,7 +169,7 @@ def train_teacher(arch: str, dataset: Dataset, epochs: float | None = None, smok
             "num_classes": dataset.num_classes, "input_shape": list(dataset.input_shape),
             "mean": list(dataset.info.mean), "std": list(dataset.info.std),
             "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
-            "test_acc": result.val_acc, "test_images": len(test), "train_images": len(train),
+            "test_acc": result.eval_acc, "test_images": len(test), "train_images": len(train),
             "epochs": recipe.epochs, "smoke": smoke, "params": result.params, "macs": result.macs,
             "seconds": result.seconds, "device": result.device, "seed": seed, "autokd_version": __version__,
             "linear_baseline": linear_baseline(train, test, dataset.info.mean, dataset.info.std),
@@ -290,14 +292,13 @@ def _built_in(name: str, dataset: Dataset, smoke: bool, device: str | None, quie
     path = teacher_cache_path(dataset.info.name, name, smoke)
     if not path.is_file():
         if not quiet:
-            print(f"autokd: no {name} teacher for {dataset.info.name} yet; training one "
-                  f"({'smoke size' if smoke else 'full recipe'}) → {path}", file=sys.stderr, flush=True)
+            log.info(f"autokd: no {name} teacher for {dataset.info.name} yet; training one "
+                     f"({'smoke size' if smoke else 'full recipe'}) → {path}")
         ckpt, result = train_teacher(name, dataset, smoke=smoke, device=device,
                                      progress=progress if not quiet else None)
         save_checkpoint(path, ckpt)
         if not quiet:
-            print(f"autokd: teacher {name} test accuracy {result.val_acc:.4f} ({result.seconds:.0f}s)",
-                  file=sys.stderr, flush=True)
+            log.info(f"autokd: teacher {name} test accuracy {result.eval_acc:.4f} ({result.seconds:.0f}s)")
     return path
 
 
