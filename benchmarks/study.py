@@ -37,7 +37,12 @@ ARMS = {  # name → (KD on, lr schedule)
     "nokd-step": (False, "step"),
     # the cpu preset's rungs: wsd, each budget continuing the lower budget's undecayed trunk (rung_training continue)
     "kd-continue": (True, "wsd"),
+    # issue 25: the paper's protocol: every budget trained from scratch (cosine annealed to it) with its own training
+    # seed, the architecture the configuration's; the top budget's run is also scored at the lower budgets on the way
+    # (recorded apart, as "prefix", for the secondary analysis)
+    "kd-scratch": (True, "cosine"), "nokd-scratch": (False, "cosine"),
 }
+OWN_SEED_ARMS = ("kd-scratch", "nokd-scratch")
 
 
 def load_study(path: str) -> dict[str, Any]:
@@ -86,28 +91,33 @@ def _rank_job(job: dict[str, Any], states: Path) -> dict[str, Any]:
                     lr_step_epochs=st["rank"].get("step_epochs", 20.0),
                     augment_pad=st["recipe"].get("augment_pad", 0), augment_flip=st["recipe"].get("augment_flip", True),
                     eval_batch_size=st["recipe"].get("eval_batch_size", 256))
+    own_seed = arm in OWN_SEED_ARMS
     ctx = TrialContext(dataset=st["dataset"], data_dir=st.get("data_dir"),
                        teacher_path=job["teacher_path"] if kd else None, param_limit=st["param_limit"],
                        subset=st.get("subset"), val_fraction=0.1, val_images=st.get("val_images"),
                        split_seed=st["seed"], device=st.get("device"), logit_cache=kd and st.get("logit_cache", True),
-                       recipe=recipe, threads=1, eval_at=tuple(budgets[:-1]) if schedule == "step" else (),
+                       recipe=recipe, threads=1,
+                       eval_at=tuple(budgets[:-1]) if schedule == "step" or own_seed else (),
                        state_dir=str(states) if schedule == "wsd" else None)
     alpha = cfg["alpha"] if kd else 0.0
-    out = {"config": cfg["index"], "arm": arm, "results": {}}
+    out = {"config": cfg["index"], "arm": arm, "results": {}, **({"prefix": {}} if own_seed else {})}
     runs = [budgets[-1]] if schedule == "step" else budgets
     for i, budget in enumerate(runs):
         continued = {"continue_from": runs[i - 1] if i else None, "keep_trunk": i < len(runs) - 1} \
             if schedule == "wsd" else {}
+        if own_seed:  # one seed per (configuration, budget), shared by the KD and no-KD arms (common random numbers)
+            continued = {"train_seed": 10 * cfg["seed"] + i + 1}
         spec = TrialSpec(0, (0, 0, cfg["index"]), cfg["theta"], cfg["temperature"], alpha, budget, cfg["seed"],
                          **continued)
-        r = run_trial(spec, ctx)
+        r = run_trial(spec, ctx)  # (a budget is scored on the way only at the lower budgets: train_config)
         out["results"][str(budget)] = {"val_acc": r.val_acc, "status": r.status, "error": r.error,
                                        "seconds": r.seconds, "params": r.params, "steps": r.steps,
                                        "continued_from_step": r.extra.get("continued_from_step")}
         for cp in r.checkpoints:
             nearest = min(budgets[:-1], key=lambda b: abs(b - cp["epoch"]))
-            out["results"][str(nearest)] = {"val_acc": cp["val_acc"], "status": "ok", "seconds": cp["seconds"],
-                                            "params": r.params, "steps": cp["steps"]}
+            out["prefix" if own_seed else "results"][str(nearest)] = {
+                "val_acc": cp["val_acc"], "status": "ok", "seconds": cp["seconds"], "params": r.params,
+                "steps": cp["steps"]}
     shutil.rmtree(states, ignore_errors=True)
     return out
 
@@ -238,8 +248,11 @@ def main() -> None:
     ap.add_argument("--part", choices=("rank", "search", "families"), action="append")
     ap.add_argument("--searched-generator", help="families part: the searched family's best.json (default: the best "
                     "BOHB run of the search part)")
+    ap.add_argument("--workers", type=int, help="processes of the rank part (default: the experiment file's)")
     args = ap.parse_args()
     st = load_study(args.experiment)
+    if args.workers:
+        st["workers"] = args.workers
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "study.yaml", yaml.safe_dump(st))

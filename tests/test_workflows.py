@@ -185,6 +185,25 @@ def test_same_seed_same_result_in_this_process_and_in_a_worker(tmp_path):
     assert a.status == b.status == "ok" and a.val_acc == b.val_acc and a.train_loss == b.train_loss
 
 
+def test_a_training_seed_changes_the_training_and_not_the_architecture():
+    """The paper's protocol trains every budget from scratch with its own seed: same student, other initialisation
+    and data order; without `train_seed` the journal's started record is what earlier releases wrote."""
+    from autokd.hpo.executors import LocalExecutor
+
+    ctx = TrialContext("synthetic:1x16x16:3:400", None, None, 60_000, None, 0.2, 0,
+                       recipe=Recipe(batch_size=32, lr=0.05, weight_decay=1e-4), threads=1)
+    runs = {}
+    for train_seed in (None, 7, 8):
+        ex = LocalExecutor(ctx=ctx)
+        ex.submit(TrialSpec(0, (0, 0, 0), SMALL_THETA, 4.0, 0.0, 1.0, 7, train_seed=train_seed))
+        (runs[train_seed],) = ex.wait()
+    assert len({r.arch_id for r in runs.values()}) == 1
+    assert runs[None].train_loss == runs[7].train_loss, "train_seed = seed is the default"
+    assert runs[8].train_loss != runs[7].train_loss
+    assert "train_seed" not in TrialSpec(0, (0, 0, 0), SMALL_THETA, 4.0, 0.0, 1.0, 7).to_json()
+    assert TrialSpec(0, (0, 0, 0), SMALL_THETA, 4.0, 0.0, 1.0, 7, train_seed=3).to_json()["train_seed"] == 3
+
+
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert main(["search", *TINY, "--run-dir", str(tmp_path / "r"), "--dry-run"]) == 0
     err = capsys.readouterr().err

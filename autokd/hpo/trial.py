@@ -41,9 +41,19 @@ class TrialSpec:
     seed: int  # architecture and training seed (the same for every budget of a configuration)
     continue_from: float | None = None  # rung_training continue: the lower budget whose trunk this one continues
     keep_trunk: bool = False  # rung_training continue: save this budget's trunk for the next rung
+    # The seed of the weights' initialisation and the data order; None: `seed`. A study that trains every budget
+    # from scratch with its own seed (the paper's protocol) sets it; the architecture always comes from `seed`.
+    train_seed: int | None = None
+
+    @property
+    def training_seed(self) -> int:
+        return self.seed if self.train_seed is None else self.train_seed
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "config_id": list(self.config_id)}
+        out = {**asdict(self), "config_id": list(self.config_id)}
+        if self.train_seed is None:
+            del out["train_seed"]  # the journal's records stay as earlier releases wrote them
+        return out
 
 
 @dataclass(frozen=True)
@@ -181,7 +191,7 @@ def _trunk(spec: TrialSpec, ctx: TrialContext, arch_id: str, n_train: int) -> An
     from autokd.train import Trunk
 
     recipe = json.dumps(identity(ctx.recipe, exclude=("eval_batch_size",)), sort_keys=True)
-    key = "|".join(map(str, (arch_id, spec.seed, spec.temperature, spec.alpha, recipe, n_train, ctx.teacher_path)))
+    key = "|".join(map(str, (arch_id, spec.training_seed, spec.temperature, spec.alpha, recipe, n_train, ctx.teacher_path)))
     load = trunk_path(ctx, spec.config_id, spec.continue_from) if spec.continue_from is not None else None
     return Trunk(load, trunk_path(ctx, spec.config_id, spec.budget) if spec.keep_trunk else None, key)
 
@@ -210,11 +220,11 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = No
         result["arch_id"] = arch.arch_id
         train, val = train_val_split(ds.train, ctx.val_fraction, ctx.split_seed, ctx.subset, ctx.val_images)
         use_kd = ctx.teacher_path is not None and spec.alpha > 0
-        cfg = ctx.train_config(spec.budget, spec.seed)
+        cfg = ctx.train_config(spec.budget, spec.training_seed)
         if ctx.state_dir and cfg.lr_schedule == "wsd" and (spec.continue_from is not None or spec.keep_trunk):
             cfg = replace(cfg, trunk=_trunk(spec, ctx, arch.arch_id, len(train)))
         teacher = _teacher_fn(ctx, ds, train, cfg.augment) if use_kd else None
-        torch.manual_seed(spec.seed)
+        torch.manual_seed(spec.training_seed)
         model = build_student(arch)
         r = train_and_evaluate(model, train, val, ds.info.mean, ds.info.std, cfg, device=ctx.device,
                                teacher=teacher, kd=KDConfig(spec.temperature, spec.alpha) if use_kd else None,
