@@ -75,6 +75,13 @@ class SearchSettings(Recipe):
     param_limit: int | None = setting(None, Field("int", min=1000, max=10**9, nullable=True),
                                       "hard limit on student parameters (default 4M small images, 6M large; cpu "
                                       "100k)")
+    macs_limit: int | None = setting(None, Field("int", min=1, max=10**13, nullable=True),
+                                     "hard limit on a student's multiply-accumulates per image: a larger one is "
+                                     "rejected before training", neutral=None)
+    memory_limit: float | None = setting(None, Field("float", above=0, max=10**6, nullable=True),
+                                         "hard limit on a student's activation memory per image, MB (fp32: what a "
+                                         "training step keeps): a larger one is rejected before training",
+                                         neutral=None)
     data_dir: str | None = setting(None, Field("str", nullable=True), "look for the dataset's files here first")
     seed: int = setting(0, Field("int", min=0, max=2**31 - 1), "seed of the proposals, architectures and split")
     subset: int | None = setting(None, Field("int", min=2, max=10**9, nullable=True),
@@ -219,6 +226,9 @@ class RetrainSettings(Recipe):
                                     "hand-designed students trained next to the family under the same limit, teacher "
                                     "and recipe, comma-separated (resnet, cnn), or none; the summary says whether the "
                                     "family beats the best of them (default: the preset's: cpu resnet, paper none)")
+    int8: bool = setting(True, Field("bool"), "also write student.int8.onnx (post-training static quantisation, "
+                         "calibrated on 512 training images) with its test accuracy and latency against the fp32 file "
+                         "(needs onnxruntime)")
 
 
 RETRAIN_FIELDS: dict[str, Field] = settings_table(RetrainSettings)

@@ -9,20 +9,18 @@ same generator, seed and recipe is not trained again; a long sample saves its tr
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import json
 import statistics
-import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from autokd.data.augment import Augment
+from autokd.deploy import activation_mb, export_onnx, int8_variant
 from autokd.errors import UserError
 from autokd.fsutil import read_json, write_atomic, write_json
 from autokd.progress import Board, fmt_seconds
@@ -96,75 +94,6 @@ def baseline_settings(s: RetrainSettings, name: str) -> RetrainSettings:
 
 
 # ------------------------------------------------------------------------------------------------ one sample
-def activation_mb(model: nn.Module, input_shape: tuple[int, ...]) -> float:
-    """Activation memory of one image's training forward pass: the bytes of every leaf module's output in fp32,
-    all of which autograd keeps for the backward pass (MB)."""
-    total = 0
-    hooks = []
-
-    def hook(_m: nn.Module, _i: Any, out: Any) -> None:
-        nonlocal total
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor):
-                total += t.numel() * 4
-
-    for m in model.modules():
-        if not list(m.children()):
-            hooks.append(m.register_forward_hook(hook))
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        model(torch.zeros(1, *input_shape, device=device))
-    model.train(was)
-    for h in hooks:
-        h.remove()
-    return total / 2**20
-
-
-class Normalized(nn.Module):
-    """The student with its input normalisation inside: takes images scaled to [0, 1] (pixel / 255), NCHW."""
-
-    def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
-        super().__init__()
-        self.model = model
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model((x - self.mean) / self.std)
-
-
-def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path, mean: tuple[float, ...],
-                std: tuple[float, ...]) -> str | None:
-    """ONNX with a dynamic batch and the normalisation in the graph: input `images` is float NCHW in [0, 1].
-    The constants are also in the model's metadata. Returns None, or the reason it failed. The caller's model is
-    left as it was (a copy is exported)."""
-    model = copy.deepcopy(model).cpu().eval()
-    if hasattr(model, "arithmetic"):
-        model.arithmetic = "reference"  # plain ops: the graph any runtime knows
-    wrapped = Normalized(model, mean, std).eval()
-    try:
-        buf = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer warnings: pooling sizes are fixed per architecture
-            torch.onnx.export(wrapped, (torch.zeros(2, *input_shape),), buf, input_names=["images"],
-                              output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-                              dynamo=False)
-        import onnx
-
-        proto = onnx.load_from_string(buf.getvalue())
-        for key, value in {"autokd.input": "float32 NCHW images scaled to [0, 1] (pixel / 255)",
-                           "autokd.mean": json.dumps(list(mean)), "autokd.std": json.dumps(list(std)),
-                           "autokd.normalisation": "inside the graph: (images - mean) / std"}.items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
-        write_atomic(path, proto.SerializeToString())
-        return None
-    except Exception as exc:
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-
-
 def sample_seed(s: RetrainSettings, index: int) -> int:
     """Sample 0 is the search's winner (its architecture seed); the others are fresh seeds of the family."""
     if index == 0 and s.winner_seed is not None:
@@ -188,7 +117,7 @@ def sample_identity(index: int, gen_json: dict[str, Any] | None, st: dict[str, A
     teacher."""
     s = RetrainSettings(**st)
     recipe = identity(s, exclude=("samples", "workers", "threads_per_sample", "device", "logit_cache", "winner_seed",
-                                  "seed", "teacher", "baselines", "eval_batch_size"))
+                                  "seed", "teacher", "baselines", "eval_batch_size", "int8"))
     return {"generator": {k: gen_json.get(k) for k in ("space", "generator", "kd", "param_limit", "merge_width")}
             if gen_json
             else None, "seed": sample_seed(s, index), "recipe": recipe, "teacher": teacher_fp}
@@ -267,6 +196,10 @@ def retrain_sample(index: int, gen_json: dict[str, Any] | None, st: dict[str, An
         write_atomic(folder / "student.pt", buf.getvalue())
         result["onnx_error"] = export_onnx(model, ds.input_shape, folder / "student.onnx", ds.info.mean,
                                            ds.info.std)
+        if s.int8 and result["onnx_error"] is None:
+            calibration = train.images[torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:512]]
+            result["deploy"] = int8_variant(folder / "student.onnx", calibration, ds.test.images, ds.test.labels,
+                                            ds.input_shape, threads=torch.get_num_threads())
     write_json(folder / "result.json", result)
     (folder / "train-state.pt").unlink(missing_ok=True)
     return result
@@ -374,10 +307,37 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         lines += ["", "| teacher | test top-1 | params | MACs | activations / image |", "|---|---|---|---|---|",
                   f"| {t['arch']}{' (smoke)' if t.get('smoke') else ''} | {acc} | {t.get('params') or 0:,} | {macs} "
                   f"| {t['activation_mb_per_image']:.2f} MB |"]
+    lines += deploy_table(summary["per_sample"])
     lines += ["", "Activations: bytes of every layer output for one image in fp32 (what a training step keeps for "
               "the backward pass). Students are scored on the whole test set. `student.onnx` takes float images in "
               "[0, 1] (pixel / 255) and normalises inside the graph; see docs/usage.md to load `student.pt`."]
     return "\n".join(lines) + "\n"
+
+
+def deploy_table(samples: list[dict[str, Any]]) -> list[str]:
+    """What int8 cost each sample: test accuracy and ONNX Runtime latency of student.onnx against
+    student.int8.onnx (both measured in ONNX Runtime on this machine)."""
+    rows = [r for r in samples if r.get("deploy")]
+    if not rows:
+        return []
+    lines = ["", "| sample | fp32 test top-1 | int8 test top-1 | int8 − fp32 | batch 1: fp32 → int8 (speedup) "
+             "| batch 64: fp32 → int8 (speedup) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        d = r["deploy"]
+        if d.get("int8_error"):
+            lines.append(f"| {r['sample']} | – | no int8 file: {d['int8_error']} | | | |")
+            continue
+        lat = d["latency"]
+        lines.append(f"| {r['sample']} | {100 * d['fp32_onnx_test_acc']:.2f}% | {100 * d['int8_test_acc']:.2f}% | "
+                     f"{100 * (d['int8_test_acc'] - d['fp32_onnx_test_acc']):+.2f} | "
+                     f"{lat['fp32']['batch1_ms']:.3f} → {lat['int8']['batch1_ms']:.3f} ms "
+                     f"({lat['int8_speedup_batch1']:.2f}×) | {lat['fp32']['batch64_ms']:.2f} → "
+                     f"{lat['int8']['batch64_ms']:.2f} ms ({lat['int8_speedup_batch64']:.2f}×) |")
+    lat = rows[0]["deploy"].get("latency") or {}
+    if lat:
+        lines += ["", f"Latency: median of 3 × repeated runs, {lat['threads']} thread(s), {lat['runtime']}, "
+                  f"{lat['cpu']} (a sample trained beside it may share the machine)."]
+    return lines
 
 
 def _mean_seconds(summary: dict[str, Any]) -> float:

@@ -74,6 +74,21 @@ def test_onnx_export_matches_torch(generator_with_source, tmp_path):
     meta = sess.get_modelmeta().custom_metadata_map
     assert json.loads(meta["autokd.mean"]) == ckpt["mean"] and json.loads(meta["autokd.std"]) == ckpt["std"]
 
+    # the int8 file beside it: the same network in 8 bits, so its outputs track the fp32 ones and mostly agree on
+    # the class, and the record says what it cost (accuracy and latency of both, measured in ONNX Runtime)
+    deploy = json.loads((out / "sample-00" / "result.json").read_text())["deploy"]
+    assert deploy["int8_file"] == "student.int8.onnx" and deploy["calibration_images"] == 300  # every training image (< 512)
+    q = ort.InferenceSession(str(out / "sample-00" / deploy["int8_file"]))
+    assert any(n.op_type == "QuantizeLinear" for n in __import__("onnx").load(
+        str(out / "sample-00" / deploy["int8_file"])).graph.node)
+    x = torch.rand(64, 1, 8, 8).numpy()
+    (fp,), (i8,) = sess.run(None, {"images": x}), q.run(None, {"images": x})
+    assert np.corrcoef(fp.ravel(), i8.ravel())[0, 1] > 0.9
+    assert 0 <= deploy["int8_test_acc"] <= 1 and abs(deploy["fp32_onnx_test_acc"] - ckpt["test_acc"]) < 0.02
+    for name in ("fp32", "int8"):
+        assert deploy["latency"][name]["batch1_ms"] > 0 and deploy["latency"][name]["batch64_ms"] > 0
+    assert deploy["latency"]["runtime"].startswith("onnxruntime")
+
 
 @pytest.mark.parametrize("case", ["unknown_key", "out_of_range", "missing_dataset"])
 def test_bad_generator_or_dataset_is_exit_2(case, generator_with_source, tmp_path):

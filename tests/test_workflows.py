@@ -204,6 +204,35 @@ def test_a_training_seed_changes_the_training_and_not_the_architecture():
     assert TrialSpec(0, (0, 0, 0), SMALL_THETA, 4.0, 0.0, 1.0, 7, train_seed=3).to_json()["train_seed"] == 3
 
 
+def test_a_student_over_a_cost_limit_is_rejected_before_training_and_its_costs_are_journaled(tmp_path):
+    from autokd.deploy import activation_mb
+    from autokd.hpo.executors import LocalExecutor
+    from autokd.nn.student import build_student
+    from autokd.space.generator import sample_architecture
+    from autokd.space.plan import count_macs
+
+    arch = sample_architecture(SMALL_THETA, 7, (1, 16, 16), 3, 60_000)
+    macs = count_macs(arch)
+    base = dict(recipe=Recipe(batch_size=32, lr=0.05, weight_decay=1e-4), threads=1)
+    runs = {}
+    for name, limits in {"free": {}, "macs": {"macs_limit": macs - 1}, "memory": {"memory_limit": 1e-4},
+                         "both-met": {"macs_limit": macs, "memory_limit": 100.0}}.items():
+        ctx = TrialContext("synthetic:1x16x16:3:400", None, None, 60_000, None, 0.2, 0, **base, **limits)
+        ex = LocalExecutor(ctx=ctx)
+        ex.submit(TrialSpec(0, (0, 0, 0), SMALL_THETA, 4.0, 0.0, 1.0, 7))
+        (runs[name],) = ex.wait()
+    assert runs["free"].status == runs["both-met"].status == "ok"
+    assert runs["free"].activation_mb == pytest.approx(
+        activation_mb(build_student(arch), (1, 16, 16)), rel=1e-3)
+    for name in ("macs", "memory"):
+        r = runs[name]
+        assert r.status == "failed" and r.error.startswith("rejected before training") and r.steps is None
+        assert r.macs == macs and r.params == runs["free"].params and r.activation_mb > 0
+    assert "--macs-limit" in runs["macs"].error and "--memory-limit" in runs["memory"].error
+    settings = apply_preset("smoke", {"dataset": SYN, "no_kd": True, "teacher": None, "macs_limit": 123})
+    assert TrialContext.from_settings(settings, None, 60_000, None, False, 1).macs_limit == 123
+
+
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert main(["search", *TINY, "--run-dir", str(tmp_path / "r"), "--dry-run"]) == 0
     err = capsys.readouterr().err

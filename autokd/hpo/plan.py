@@ -30,6 +30,45 @@ def check_size(settings: SearchSettings) -> None:
                         f"--iterations or narrow the budgets")
 
 
+LIMIT_PROBES = 200  # configurations drawn to tell whether a cost limit can be met at all
+
+
+def check_cost_limits(settings: SearchSettings, input_shape: tuple[int, ...], num_classes: int,
+                      param_limit: int) -> None:
+    """Refuse --macs-limit/--memory-limit that no architecture of the space meets (of LIMIT_PROBES drawn with the
+    search's seed), before anything is written; the line says the smallest values seen."""
+    if settings.macs_limit is None and settings.memory_limit is None:
+        return
+    from autokd.deploy import activation_mb
+    from autokd.nn.student import build_student
+    from autokd.space.configspace import config_to_plain, load_space, theta_of
+    from autokd.space.generator import sample_architecture
+    from autokd.space.plan import count_macs
+
+    cs = load_space(settings.space).with_max_nodes(settings.max_nodes).to_configspace(seed=settings.seed)
+    least_macs, least_mb = float("inf"), float("inf")
+    for i in range(LIMIT_PROBES):
+        try:
+            arch = sample_architecture(theta_of(config_to_plain(cs.sample_configuration())), settings.seed + i,
+                                       input_shape, num_classes, param_limit, merge=settings.merge_width)
+        except Exception:  # an invalid generator is the search's business (a failed trial), not this check's
+            continue
+        macs = count_macs(arch)
+        mb = activation_mb(build_student(arch), input_shape) if settings.memory_limit is not None else 0.0
+        least_macs, least_mb = min(least_macs, macs), min(least_mb, mb)
+        if (settings.macs_limit is None or macs <= settings.macs_limit) and \
+                (settings.memory_limit is None or mb <= settings.memory_limit):
+            return
+    said = []
+    if settings.macs_limit is not None:
+        said.append(f"--macs-limit {settings.macs_limit:,} (the fewest MACs per image seen: {least_macs:,.0f})")
+    if settings.memory_limit is not None:
+        said.append(f"--memory-limit {settings.memory_limit:g} MB (the least activation memory seen: "
+                    f"{least_mb:.3f} MB)")
+    raise UserError(f"no architecture of the {settings.space} space at this parameter limit meets "
+                    f"{' and '.join(said)} in {LIMIT_PROBES} drawn; raise the limit or lower --param-limit")
+
+
 @dataclass(frozen=True)
 class Plan:
     brackets: int

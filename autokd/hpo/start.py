@@ -21,8 +21,9 @@ from autokd.progress import Board, fmt_seconds
 from autokd.runlock import RunLock
 from autokd.hpo.executors import Executor, LocalExecutor, ProcessExecutor, RayExecutor
 from autokd.hpo.journal import Journal
-from autokd.hpo.plan import CPU_REFUSE_HOURS, Plan, check_size, make_plan
-from autokd.hpo.rundir import (RUN_FORMAT, check_empty, check_run_dir_path, cpu_model, gpu_name, load_run,
+from autokd.hpo.plan import CPU_REFUSE_HOURS, Plan, check_cost_limits, check_size, make_plan
+from autokd.deploy import cpu_model
+from autokd.hpo.rundir import (RUN_FORMAT, check_empty, check_run_dir_path, gpu_name, load_run,
                                   searched_space, versions)
 from autokd.hpo.trial import TrialContext
 from autokd.space.configspace import load_space
@@ -117,6 +118,7 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
     check_run_dir_path(run_dir)
     ds = load_dataset(settings.dataset, settings.data_dir)
     limit = settings.param_limit or default_param_limit(ds.input_shape)
+    check_cost_limits(settings, ds.input_shape, ds.num_classes, limit)
     device = pick_device(settings.device)
     cluster = None
     if join_cluster and executor_kind(settings) == "ray":  # joined (and checked) before anything is written

@@ -77,6 +77,8 @@ class TrialContext:
     threads: int | None = None  # torch threads for the trial; None leaves torch's choice
     merge_width: str = "cell"
     eval_at: tuple[float, ...] = ()  # also score at these lower epochs on the way (a step schedule's prefixes)
+    macs_limit: int | None = None  # hard limits beside param_limit: a student over one is rejected before training
+    memory_limit: float | None = None  # activation MB per image (autokd.deploy.activation_mb)
 
     @classmethod
     def from_settings(cls, settings: Any, teacher_path: str | None, param_limit: int, device: str | None,
@@ -118,6 +120,7 @@ class TrialResult:
     seconds: float = 0.0
     arch_id: str | None = None
     peak_memory_mb: float | None = None
+    activation_mb: float | None = None  # per image, fp32, what a training step keeps (autokd.deploy.activation_mb)
     error: str | None = None
     train_loss: float | None = None
     val_loss: float | None = None
@@ -142,6 +145,16 @@ class TrialResult:
 
 
 Progress = Callable[[dict[str, Any]], None]
+
+
+def over_limits(macs: int, activation: float, ctx: "TrialContext") -> str | None:
+    """Why a student breaks a hard limit beside the parameter limit (None: it does not)."""
+    if ctx.macs_limit is not None and macs > ctx.macs_limit:
+        return f"rejected before training: {macs:,} MACs per image, over --macs-limit {ctx.macs_limit:,}"
+    if ctx.memory_limit is not None and activation > ctx.memory_limit:
+        return (f"rejected before training: {activation:.3f} MB of activations per image, over --memory-limit "
+                f"{ctx.memory_limit:g}")
+    return None
 TEACHERS = Memo("teacher functions", max_items=1)  # per process: built once per search; one logit cache at a time
 
 
@@ -191,7 +204,8 @@ def _trunk(spec: TrialSpec, ctx: TrialContext, arch_id: str, n_train: int) -> An
     from autokd.train import Trunk
 
     recipe = json.dumps(identity(ctx.recipe, exclude=("eval_batch_size",)), sort_keys=True)
-    key = "|".join(map(str, (arch_id, spec.training_seed, spec.temperature, spec.alpha, recipe, n_train, ctx.teacher_path)))
+    key = "|".join(map(str, (arch_id, spec.training_seed, spec.temperature, spec.alpha, recipe, n_train,
+                             ctx.teacher_path)))
     load = trunk_path(ctx, spec.config_id, spec.continue_from) if spec.continue_from is not None else None
     return Trunk(load, trunk_path(ctx, spec.config_id, spec.budget) if spec.keep_trunk else None, key)
 
@@ -203,7 +217,8 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = No
     from autokd.data.dataset import load_dataset, train_val_split
     from autokd.nn.student import build_student
     from autokd.space.generator import sample_architecture
-    from autokd.space.plan import count_macs
+    from autokd.deploy import activation_mb
+    from autokd.space.plan import count_macs, count_parameters
     from autokd.train import KDConfig, train_and_evaluate
 
     t0 = time.perf_counter()
@@ -226,6 +241,12 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = No
         teacher = _teacher_fn(ctx, ds, train, cfg.augment) if use_kd else None
         torch.manual_seed(spec.training_seed)
         model = build_student(arch)
+        result["activation_mb"] = round(activation_mb(model, ds.input_shape), 4)
+        over = over_limits(count_macs(arch), result["activation_mb"], ctx)
+        if over:  # rejected before training: the configuration's failure, in one line
+            result.update(error=over, params=count_parameters(arch), macs=count_macs(arch))
+            return TrialResult(spec.trial_id, tuple(spec.config_id), spec.budget,
+                               seconds=time.perf_counter() - t0, **result)
         r = train_and_evaluate(model, train, val, ds.info.mean, ds.info.std, cfg, device=ctx.device,
                                teacher=teacher, kd=KDConfig(spec.temperature, spec.alpha) if use_kd else None,
                                macs=count_macs(arch), progress=progress)
