@@ -394,8 +394,9 @@ def cmd_trials(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from autokd.export import export_winner
 
-    out = export_winner(args.run_dir, args.out)
-    print(f"winner exported to {out} (arch.json, generator.json, README.md)")
+    out = export_winner(args.run_dir, args.out, pick=args.pick)
+    what = "winner" if args.pick == "best" else f"the front's {args.pick}"
+    print(f"{what} exported to {out} (arch.json, generator.json, README.md)")
     return EXIT_OK
 
 
@@ -502,6 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="the winning architecture and how to rebuild and load it")
     ex.add_argument("run_dir", help="a search's run directory")
     ex.add_argument("--out", required=True, help="folder to write arch.json, generator.json and README.md into")
+    ex.add_argument("--pick", default="best", help="which evaluation: best (the winner), knee[:COST] (where more "
+                    "cost stops buying accuracy) or under:COST=VALUE (the most accurate at most VALUE), on the "
+                    "report's front; COST: macs, memory (activation MB per image), params")
     ex.set_defaults(func=cmd_export)
 
     eo = sub.add_parser("export-optuna", help="copy a run into an Optuna storage (pip install optuna)")

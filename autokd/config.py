@@ -45,6 +45,10 @@ class SearchSettings(Recipe):
                               "brackets to run (paper 63: 294 evaluations); with --resume, extends a run")
     optimizer: str = setting("bohb", Field("str", choices=("bohb", "random")),
                              "proposals from BOHB's model, or uniformly at random in the same brackets")
+    objective: str = setting("accuracy", Field("str", choices=("accuracy", "accuracy+macs", "accuracy+memory")),
+                             "what the search minimises: validation error (the paper), or error and MACs or "
+                             "activation memory per image, weighted differently in each bracket (ParEGO) so the "
+                             "report's front fills", neutral="accuracy")
     bracket_rounding: str = setting("hyperband", Field("str", choices=("hyperband", "hpbandster")),
                                     "first-rung size rounded up as in Hyperband, or down as in hpbandster")
     promotion: str = setting("sync", Field("str", choices=("sync", "async")),

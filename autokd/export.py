@@ -8,11 +8,11 @@ from pathlib import Path
 from autokd.errors import RunDirError, UserError
 from autokd.fsutil import read_json, write_atomic, write_json
 
-README = """# The winner of an autokd search
+README = """# {title}
 
 - `arch.json`: the winning architecture (`autokd.arch/1`, arch_id {arch_id}, {params:,} parameters, input
-  {shape}, {classes} classes), sampled from the winning generator with its seed {seed}.
-- `generator.json`: the winning generator (θ, τ = {tau:.2f}, α = {alpha:.2f}) with the winning trial's recipe in
+  {shape}, {classes} classes), sampled from the generator with its seed {seed}.
+- `generator.json`: its generator (θ, τ = {tau:.2f}, α = {alpha:.2f}) with the trial's recipe in
   `source`: retrain the family with `autokd retrain --generator generator.json`.
 
 Rebuild the untrained network in PyTorch:
@@ -28,7 +28,30 @@ the dataset's mean {mean} and std {std} (per channel, pixels scaled to [0, 1]).
 """
 
 
-def export_winner(run_dir: str | Path, out: str | Path) -> Path:
+def _picked(run_dir: Path, best: dict, pick: str) -> dict:
+    """best.json's content for the evaluation `pick` names on the front (autokd.report.pareto): its θ, τ/α and
+    architecture seed from the journal's started record, the rest (recipe, data, teacher) the run's."""
+    from autokd.report.data import load_run_data
+    from autokd.report.pareto import pick as pick_on_front
+
+    run = load_run_data(run_dir)
+    chosen = pick_on_front(run, pick)
+    started = next((e for e in run.events if e["event"] == "started" and e["trial_id"] == chosen["trial_id"]), None)
+    if started is None or started.get("seed") is None:
+        raise RunDirError(f"{run_dir}/journal.jsonl has no started record of trial {chosen['trial_id']}; cannot "
+                          f"rebuild the picked network")
+    src = {**best["source"], "config_id": chosen["config_id"], "budget": chosen["budget"],
+           "val_acc": chosen["val_acc"], "arch_id": chosen.get("arch_id"), "params": chosen.get("params"),
+           "trial_id": chosen["trial_id"], "seed": started["seed"], "macs": chosen.get("macs"),
+           "activation_mb": chosen.get("activation_mb"), "picked": pick,
+           "recipe": {**best["source"].get("recipe", {}), "budget_epochs": chosen["budget"]}}
+    return {**best, "generator": dict(started["theta"]),
+            "kd": {"temperature": float(started["temperature"]), "alpha": float(started["alpha"])}, "source": src}
+
+
+def export_winner(run_dir: str | Path, out: str | Path, pick: str = "best") -> Path:
+    """The winner (or the front's point `pick` names: see autokd.report.pareto.parse_pick) as arch.json,
+    generator.json and a README."""
     from autokd.data.registry import dataset_info
     from autokd.space.generator import sample_architecture
     from autokd.space.genfile import generator_from_json
@@ -39,6 +62,8 @@ def export_winner(run_dir: str | Path, out: str | Path) -> Path:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")
     obj = read_json(run_dir / "best.json", "best file")
+    if pick != "best":
+        obj = _picked(run_dir, obj, pick)
     gen = generator_from_json(obj, f"{run_dir}/best.json")
     run = read_json(run_dir / "run.json", "run file") if (run_dir / "run.json").is_file() else {}
     src = gen.source
@@ -57,7 +82,10 @@ def export_winner(run_dir: str | Path, out: str | Path) -> Path:
 
     write_atomic(out / "arch.json", spec.dumps())
     write_json(out / "generator.json", obj)
-    write_atomic(out / "README.md", README.format(
+    title = ("The winner of an autokd search" if pick == "best" else
+             f"An autokd search's pick on the accuracy/cost front (--pick {pick}: {src.get('macs') or 0:,} MACs, "
+             f"{src.get('activation_mb') or 0:.3f} MB of activations per image)")
+    write_atomic(out / "README.md", README.format(title=title,
         arch_id=spec.arch_id, params=count_parameters(spec), shape="×".join(map(str, shape)), classes=classes,
         seed=src["seed"], tau=gen.kd["temperature"], alpha=gen.kd["alpha"], budget=src.get("budget", 0),
         val_images=src.get("val_images") or "?", val_acc=src.get("val_acc") or 0.0, mean=list(info.mean),

@@ -56,7 +56,9 @@ def test_report_renders_from_a_small_real_search(tmp_path, capsys):
     run = tmp_path / "run"
     args = ["--dataset", "synthetic:1x8x8:3:400", "--preset", "smoke", "--subset", "200", "--min-budget",
             "0.5", "--max-budget", "2", "--executor", "local", "--quiet"]
-    assert main(["search", *args, "--no-kd", "--run-dir", str(run)]) == 0
+    assert main(["search", *args, "--no-kd", "--objective", "accuracy+macs", "--run-dir", str(run)]) == 0
+    lo, hi = json.loads((run / "run.json").read_text())["objective_bounds"]  # the space's MACs, for ParEGO's scale
+    assert 0 < lo < hi
     other = tmp_path / "other"
     assert main(["search", *args, "--no-kd", "--seed", "1", "--run-dir", str(other)]) == 0
     assert main(["report", str(run), "--compare", str(other)]) == 0
@@ -69,6 +71,27 @@ def test_report_renders_from_a_small_real_search(tmp_path, capsys):
     assert csv[0].startswith("# run (no KD)") and csv[1].startswith("budget_low,budget_high,n,spearman")
     assert len(csv) == 2 * 5  # per run: a name line, a header, 3 budget pairs
     assert "other (no KD)" in text  # runs are labelled by name
+
+    # the accuracy/cost front, and a point of it exported: the very network that was evaluated
+    assert "## Accuracy against cost" in text and (rep / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    from autokd.report.data import load_run_data
+    from autokd.report.pareto import front_budget, knee, pareto_front
+    from autokd.space.spec import load_arch
+
+    data = load_run_data(run)
+    events = list(data.by_budget()[front_budget(data)].values())
+    assert all(e["activation_mb"] > 0 and e["macs"] > 0 for e in events)
+    front = pareto_front(events, "macs")
+    assert f"| {len(events)} | {len(front)} |" in text
+    for pick, chosen in (("knee", knee(front, "macs")), (f"under:macs={front[0]['macs']}", front[0])):
+        out = tmp_path / f"export-{pick}"
+        assert main(["export", str(run), "--pick", pick, "--out", str(out)]) == 0
+        assert load_arch(out / "arch.json").arch_id == chosen["arch_id"]
+        assert json.loads((out / "generator.json").read_text())["source"]["trial_id"] == chosen["trial_id"]
+    capsys.readouterr()
+    assert main(["export", str(run), "--pick", f"under:macs={front[0]['macs'] - 1}", "--out",
+                 str(tmp_path / "none")]) == 2
+    assert "the cheapest costs" in capsys.readouterr().err and not (tmp_path / "none").exists()
 
 
 def test_report_without_journal_is_exit_2(tmp_path):
@@ -97,3 +120,25 @@ def test_report_of_a_run_with_no_result_yet_says_how_to_continue_and_draws_nothi
     text = (run / "report" / "report.md").read_text()
     assert f"autokd search --run-dir {run} --resume" in text and "| budgets | 1/2/4 epochs" in text
     assert not list((run / "report").glob("*.png"))
+
+
+def test_the_front_is_every_point_no_other_dominates_and_the_knee_is_its_bend():
+    import random
+
+    from autokd.report.pareto import knee, pareto_front
+
+    rng = random.Random(3)
+    events = [{"trial_id": i, "macs": rng.randint(1, 50) * 1000, "val_acc": round(rng.random(), 2)}
+              for i in range(60)]
+    front = pareto_front(events, "macs")
+
+    def dominated(e):
+        return any(o is not e and o["macs"] <= e["macs"] and o["val_acc"] >= e["val_acc"]
+                   and (o["macs"], -o["val_acc"], o["trial_id"]) < (e["macs"], -e["val_acc"], e["trial_id"])
+                   for o in events)
+
+    assert {e["trial_id"] for e in front} == {e["trial_id"] for e in events if not dominated(e)}
+    assert [e["macs"] for e in front] == sorted(e["macs"] for e in front)
+    bend = [{"trial_id": i, "macs": m, "val_acc": a}
+            for i, (m, a) in enumerate([(1e5, 0.50), (1e6, 0.88), (1e7, 0.90), (1e8, 0.91)])]
+    assert knee(pareto_front(bend, "macs"), "macs")["macs"] == 1e6

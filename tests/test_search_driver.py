@@ -263,3 +263,30 @@ def test_continued_rungs_name_the_trunk_they_continue_and_the_plan_counts_only_n
     # one bracket of 9 @0.5 → 3 @1.5 → 1 @4.5 epochs: 13.5 from scratch; trunks of 80% continued: 11.1
     assert schedule_summary([0.5, 1.5, 4.5], 3, 1)["epochs"] == pytest.approx(13.5)
     assert schedule_summary([0.5, 1.5, 4.5], 3, 1, trunk_share=0.8)["epochs"] == pytest.approx(11.1)
+
+
+def test_a_cost_objective_promotes_by_each_brackets_tradeoff_and_accuracy_alone_is_unchanged():
+    """ParEGO per bracket: the same results, ranked by error alone, put the accurate-and-costly configuration
+    first; bracket 1 (λ ≈ 0.12, mostly cost) puts the cheap one first; `accuracy` promotes exactly as before."""
+    from types import SimpleNamespace
+
+    from autokd.hpo.objective import Objective
+
+    def costly_is_better(spec):  # accuracy grows with cost: the trade-off a front is made of
+        k = spec.config_id[2]
+        return TrialResult(spec.trial_id, spec.config_id, spec.budget, "ok", 0.5 + 0.1 * k, 0.5 - 0.1 * k,
+                           macs=10 ** (5 + k))
+
+    mo = Objective("accuracy+macs", (1e5, 1e9))
+    assert [round(mo.weight(b), 3) for b in range(4)] == [0.5, 0.118, 0.736, 0.354]
+    plain, multi = (BOHBDriver(load_space("nago"), BUDGETS, 2, 2, seed=0, objective=o)
+                    for o in (Objective(), mo))
+    run(plain, costly_is_better)
+    run(multi, costly_is_better)
+    assert plain.brackets[1].rungs[1] == [max(plain.brackets[1].rungs[0], key=lambda c: c[2])]
+    assert multi.brackets[1].rungs[1] == [min(multi.brackets[1].rungs[0], key=lambda c: c[2])]
+    r = costly_is_better(SimpleNamespace(trial_id=0, config_id=(0, 0, 1), budget=30.0))
+    assert mo.score(r, 0) == -mo.loss(r, 0) and Objective().score(r, 0) == r.val_acc
+    worse = TrialResult(0, (0, 0, 1), 30.0, "ok", r.val_acc - 0.1, r.loss + 0.1, macs=r.macs)
+    assert mo.loss(worse, 0) > mo.loss(r, 0)  # error and cost both count
+    assert mo.loss(TrialResult(0, (0, 0, 1), 30.0, "failed", error="x"), 0) is None

@@ -23,6 +23,7 @@ import ConfigSpace as CS
 import numpy as np
 
 from autokd.recipe import DEFAULT_KD
+from autokd.hpo.objective import Objective
 from autokd.hpo.hyperband import Bracket, ConfigId, plan_bracket, promote
 from autokd.hpo.trial import TrialResult, TrialSpec
 from autokd.space.configspace import SearchSpace, config_to_plain, theta_of
@@ -41,10 +42,11 @@ class BOHBDriver:
     def __init__(self, space: SearchSpace, budgets: list[float], eta: int, iterations: int, seed: int,
                  optimizer: str = "bohb", rounding: str = "hyperband", refill_failed: bool = True,
                  min_points_in_model: int | None = None, random_fraction: float = 1 / 3,
-                 promotion: str = "sync", rung_training: str = "scratch") -> None:
+                 promotion: str = "sync", rung_training: str = "scratch", objective: Objective = Objective()) -> None:
         if promotion not in PROMOTIONS:
             raise ValueError(f"promotion must be one of {PROMOTIONS}, got {promotion!r}")
         self.promotion = promotion
+        self.objective = objective
         self.rung_training = rung_training
         self.space = space
         self.budgets = list(budgets)
@@ -144,7 +146,8 @@ class BOHBDriver:
 
     def _promote(self, b: Bracket, r: int) -> None:
         early = b.rungs[r]  # async: configurations promoted before the rung below was complete (kept)
-        acc = [(cid, self.results[(cid, b.budgets[r - 1])].val_acc) for cid in b.rungs[r - 1] if cid not in early]
+        acc = [(cid, self.objective.score(self.results[(cid, b.budgets[r - 1])], b.index)) for cid in b.rungs[r - 1]
+               if cid not in early]
         b.rungs[r] = early + promote(acc, b.sizes[r] - len(early))
         b.promoted[r] = True
         if self.refill_failed:
@@ -156,8 +159,8 @@ class BOHBDriver:
         for r in range(len(b.budgets) - 1, 0, -1):
             if b.promoted[r] or len(b.rungs[r]) >= b.sizes[r]:
                 continue
-            below = [(cid, self.results[(cid, b.budgets[r - 1])].val_acc) for cid in b.rungs[r - 1]
-                     if (cid, b.budgets[r - 1]) in self.results]
+            below = [(cid, self.objective.score(self.results[(cid, b.budgets[r - 1])], b.index))
+                     for cid in b.rungs[r - 1] if (cid, b.budgets[r - 1]) in self.results]
             for cid in promote(below, min(b.sizes[r], len(below) // self.eta)):
                 if cid not in b.rungs[r]:
                     b.rungs[r].append(cid)
@@ -216,8 +219,9 @@ class BOHBDriver:
         self.results[key] = result
         if self.model is not None:
             cfg = {k: v for k, v in self.configs[cid].items() if k not in self.constants}
+            loss = self.objective.loss(result, cid[0])
             job = SimpleNamespace(id=cid, kwargs={"budget": float(result.budget), "config": cfg},
-                                  result=None if result.loss is None else {"loss": float(result.loss)},
+                                  result=None if loss is None else {"loss": loss},
                                   exception=result.error, timestamps={})
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -327,7 +331,8 @@ class BOHBDriver:
                                   "ok" if kind == "finished" else "failed", val_acc=e.get("val_acc"),
                                   loss=e.get("loss"), params=e.get("params"), macs=e.get("macs"),
                                   seconds=float(e.get("seconds") or 0.0), arch_id=e.get("arch_id"),
-                                  peak_memory_mb=e.get("peak_memory_mb"), error=e.get("error")))
+                                  peak_memory_mb=e.get("peak_memory_mb"), activation_mb=e.get("activation_mb"),
+                                  error=e.get("error")))
         # Promotions are recomputed by ask() from the results (deterministically). Unfinished evaluations run again
         # under new trial ids, so ids stay unique in the journal.
         for key, e in sorted(started.items(), key=lambda kv: int(kv[1]["trial_id"])):

@@ -16,6 +16,7 @@ from autokd.errors import UserError
 from autokd.fsutil import read_json
 from autokd.progress import Board, fmt_seconds
 from autokd.ray_cluster import MAX_LOST_RETRIES
+from autokd.hpo.objective import Objective
 from autokd.hpo.bohb import BOHBDriver
 from autokd.hpo.executors import Executor
 from autokd.hpo.hyperband import schedule_summary
@@ -134,7 +135,9 @@ class SearchLoop:
         self.driver = BOHBDriver(searched_space(self.run), s.budgets(), s.eta, s.iterations, s.seed,
                                  optimizer=s.optimizer, rounding=s.bracket_rounding, promotion=s.promotion,
                                  rung_training=s.rung_training, refill_failed=s.refill_failed,
-                                 min_points_in_model=s.min_points_in_model, random_fraction=s.random_fraction)
+                                 min_points_in_model=s.min_points_in_model, random_fraction=s.random_fraction,
+                                 objective=Objective(s.objective, tuple(self.run["objective_bounds"])
+                                                     if self.run.get("objective_bounds") else None))
         self.outcome = SearchOutcome(run_dir)
         self.outcome.replayed = self.driver.replay(prep.events)
         self.results = list(self.driver.results.values())

@@ -34,11 +34,16 @@ LIMIT_PROBES = 200  # configurations drawn to tell whether a cost limit can be m
 
 
 def check_cost_limits(settings: SearchSettings, input_shape: tuple[int, ...], num_classes: int,
-                      param_limit: int) -> None:
+                      param_limit: int) -> tuple[float, float] | None:
     """Refuse --macs-limit/--memory-limit that no architecture of the space meets (of LIMIT_PROBES drawn with the
-    search's seed), before anything is written; the line says the smallest values seen."""
-    if settings.macs_limit is None and settings.memory_limit is None:
-        return
+    search's seed), before anything is written; the line says the smallest values seen. Returns the least and the
+    most the objective's cost takes over the architectures that meet the limits (autokd.hpo.objective scales by
+    them), or None when the objective is accuracy alone."""
+    from autokd.hpo.objective import COST_KEYS
+
+    cost_key = COST_KEYS.get(settings.objective)
+    if settings.macs_limit is None and settings.memory_limit is None and cost_key is None:
+        return None
     from autokd.deploy import activation_mb
     from autokd.nn.student import build_student
     from autokd.space.configspace import config_to_plain, load_space, theta_of
@@ -47,19 +52,28 @@ def check_cost_limits(settings: SearchSettings, input_shape: tuple[int, ...], nu
 
     cs = load_space(settings.space).with_max_nodes(settings.max_nodes).to_configspace(seed=settings.seed)
     least_macs, least_mb = float("inf"), float("inf")
+    meeting: list[dict[str, float]] = []
+    need_mb = settings.memory_limit is not None or cost_key == "activation_mb"
     for i in range(LIMIT_PROBES):
         try:
             arch = sample_architecture(theta_of(config_to_plain(cs.sample_configuration())), settings.seed + i,
                                        input_shape, num_classes, param_limit, merge=settings.merge_width)
         except Exception:  # an invalid generator is the search's business (a failed trial), not this check's
             continue
-        macs = count_macs(arch)
-        mb = activation_mb(build_student(arch), input_shape) if settings.memory_limit is not None else 0.0
-        least_macs, least_mb = min(least_macs, macs), min(least_mb, mb)
-        if (settings.macs_limit is None or macs <= settings.macs_limit) and \
-                (settings.memory_limit is None or mb <= settings.memory_limit):
-            return
+        costs = {"macs": float(count_macs(arch)),
+                 "activation_mb": activation_mb(build_student(arch), input_shape) if need_mb else 0.0}
+        least_macs, least_mb = min(least_macs, costs["macs"]), min(least_mb, costs["activation_mb"])
+        if (settings.macs_limit is None or costs["macs"] <= settings.macs_limit) and \
+                (settings.memory_limit is None or costs["activation_mb"] <= settings.memory_limit):
+            meeting.append(costs)
+            if cost_key is None:
+                return None  # one is enough to know the limits can be met
+    if meeting:
+        values = [c[cost_key] for c in meeting]
+        return min(values), max(values)
     said = []
+    if settings.macs_limit is None and settings.memory_limit is None:
+        return None  # no limit, and no valid architecture among the probes: the trials will say why
     if settings.macs_limit is not None:
         said.append(f"--macs-limit {settings.macs_limit:,} (the fewest MACs per image seen: {least_macs:,.0f})")
     if settings.memory_limit is not None:

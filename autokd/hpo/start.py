@@ -118,7 +118,7 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
     check_run_dir_path(run_dir)
     ds = load_dataset(settings.dataset, settings.data_dir)
     limit = settings.param_limit or default_param_limit(ds.input_shape)
-    check_cost_limits(settings, ds.input_shape, ds.num_classes, limit)
+    bounds = check_cost_limits(settings, ds.input_shape, ds.num_classes, limit)
     device = pick_device(settings.device)
     cluster = None
     if join_cluster and executor_kind(settings) == "ray":  # joined (and checked) before anything is written
@@ -163,7 +163,7 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
         board.line("fixed, as they cannot change an architecture of this space (BOHB's model leaves them out): "
                    + ", ".join(f"{k} = {v:g}" for k, v in dead.items()), force=True)
     run = {"format": RUN_FORMAT, "settings": settings.to_json(), "space": settings.space, "param_limit": limit,
-           "fixed_dimensions": dead,
+           "fixed_dimensions": dead, **({"objective_bounds": list(bounds)} if bounds else {}),
            "input_shape": list(ds.input_shape), "num_classes": ds.num_classes, "teacher_path": teacher_path,
            "teacher": teacher_meta, "train_images": plan.train_images, "val_images": plan.val_images,
            "workers": plan.workers, "threads_per_trial": plan.threads, "device": str(device),

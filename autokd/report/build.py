@@ -16,6 +16,7 @@ from typing import Any, Sequence
 from autokd.errors import UserError
 from autokd.fsutil import write_atomic
 from autokd.report import figures
+from autokd.report.pareto import front_budget, front_lines, handmade_costs
 from autokd.report.correlation import BudgetPair, budget_correlations, correlation_csv
 from autokd.report.data import RunData, load_run_data, pct, standard_error
 from autokd.space.configspace import OPTIONAL_THETA_KEYS, THETA_KEYS
@@ -305,6 +306,9 @@ def build_report(run_dirs: str | Path | Sequence[str | Path], out_dir: str | Pat
             lines += ["## τ / α", "", f"At {shown:g} epochs (the budget with the most results), so colour is "
                       "accuracy, not budget.", "", "![tau alpha](tau_alpha.png)", ""]
     lines += ["## Accuracy against size", "", "![accuracy vs params](accuracy_vs_params.png)", ""]
+    if len(main) == 1 and front_budget(lead) is not None:
+        figures.pareto(lead, front_budget(lead), out / "pareto.png", handmade_costs(lead))
+        lines += front_lines(lead)
     lines += _failures(main + (other or []))
     if len(main) == 1:
         lines += _top_table(lead)

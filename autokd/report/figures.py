@@ -185,3 +185,36 @@ def correlation_scatter(low: dict[Any, float], high: dict[Any, float], low_b: fl
     ax.scatter([low[c] for c in common], [high[c] for c in common], s=18, alpha=0.8, color=colour, label=label)
     ax.set_xlabel(f"validation accuracy at {low_b:g} epochs")
     ax.set_ylabel(f"at {high_b:g} epochs")
+
+
+def pareto(run: RunData, budget: float, path: Path, handmade: dict[str, dict[str, float]]) -> None:
+    """Validation accuracy against each cost at one budget: every evaluation, the front as a step line, the
+    teacher (MACs panel: its MACs and test accuracy), the hand-designed baselines' costs as vertical lines."""
+    from autokd.report.pareto import COSTS, costed, pareto_front
+
+    plt = _plt()
+    events = list(run.by_budget().get(budget, {}).values())
+    shown = [c for c in COSTS if costed(events, c)]
+    fig, axes = plt.subplots(1, max(len(shown), 1), figsize=(4.2 * max(len(shown), 1), 3.8), squeeze=False)
+    for ax, cost in zip(axes[0], shown):
+        key, label = COSTS[cost]
+        pool, front = costed(events, cost), pareto_front(events, cost)
+        ax.scatter([e[key] for e in pool], [e["val_acc"] for e in pool], s=22, color="#BBBBBB", label="evaluation")
+        ax.step([e[key] for e in front], [e["val_acc"] for e in front], where="post", color=COLOURS[0], linewidth=1.2)
+        ax.scatter([e[key] for e in front], [e["val_acc"] for e in front], s=34, color=COLOURS[0],
+                   label=f"front ({len(front)})", zorder=3)
+        teacher = run.run.get("teacher") or {}
+        if cost in ("macs", "params") and teacher.get(cost) and teacher.get("test_acc") is not None:
+            ax.scatter([teacher[cost]], [teacher["test_acc"]], marker="*", s=120, color="#000000",
+                       label=f"teacher {teacher.get('arch') or ''} (test)", zorder=4)
+        for i, (name, costs) in enumerate(handmade.items()):
+            ax.axvline(costs[cost], color=COLOURS[(i + 1) % len(COLOURS)], linestyle="--", linewidth=1,
+                       label=f"{name} at the limit")
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("validation accuracy")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=6, loc="lower right")
+    fig.suptitle(f"{run.name}: accuracy against cost at {budget:g} epochs", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
