@@ -45,9 +45,10 @@ class SearchSettings(Recipe):
                               "brackets to run (paper 63: 294 evaluations); with --resume, extends a run")
     optimizer: str = setting("bohb", Field("str", choices=("bohb", "random")),
                              "proposals from BOHB's model, or uniformly at random in the same brackets")
-    objective: str = setting("accuracy", Field("str", choices=("accuracy", "accuracy+macs", "accuracy+memory")),
-                             "what the search minimises: validation error (the paper), or error and MACs or "
-                             "activation memory per image, weighted differently in each bracket (ParEGO) so the "
+    objective: str = setting("accuracy", Field("str", choices=("accuracy", "accuracy+macs", "accuracy+memory",
+                                                                "accuracy+latency")),
+                             "what the search minimises: validation error (the paper), or error and MACs, "
+                             "activation memory or batch-1 latency per image, weighted differently in each bracket (ParEGO) so the "
                              "report's front fills", neutral="accuracy")
     bracket_rounding: str = setting("hyperband", Field("str", choices=("hyperband", "hpbandster")),
                                     "first-rung size rounded up as in Hyperband, or down as in hpbandster")
@@ -79,13 +80,18 @@ class SearchSettings(Recipe):
     param_limit: int | None = setting(None, Field("int", min=1000, max=10**9, nullable=True),
                                       "hard limit on student parameters (default 4M small images, 6M large; cpu "
                                       "100k)")
-    macs_limit: int | None = setting(None, Field("int", min=1, max=10**13, nullable=True),
-                                     "hard limit on a student's multiply-accumulates per image: a larger one is "
+    macs_limit: float | None = setting(None, Field("float", above=0, max=1e13, nullable=True),
+                                       "hard limit on a student's multiply-accumulates per image (2e7 or 20000000): a "
+                                       "larger one is "
                                      "rejected before training", neutral=None)
     memory_limit: float | None = setting(None, Field("float", above=0, max=10**6, nullable=True),
                                          "hard limit on a student's activation memory per image, MB (fp32: what a "
                                          "training step keeps): a larger one is rejected before training",
                                          neutral=None)
+    latency_limit: float | None = setting(None, Field("float", above=0, max=1e6, nullable=True),
+                                          "hard limit on a student's latency at batch 1, ms (ONNX Runtime on this "
+                                          "CPU, the trial's threads, measured once per architecture before "
+                                          "training): a slower one is rejected", neutral=None)
     data_dir: str | None = setting(None, Field("str", nullable=True), "look for the dataset's files here first")
     seed: int = setting(0, Field("int", min=0, max=2**31 - 1), "seed of the proposals, architectures and split")
     subset: int | None = setting(None, Field("int", min=2, max=10**9, nullable=True),

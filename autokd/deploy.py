@@ -223,3 +223,26 @@ def int8_variant(fp32: Path, calibration: torch.Tensor, test_images: torch.Tenso
             facts["latency"]["fp32"][f"batch{batch}_ms"] / facts["latency"]["int8"][f"batch{batch}_ms"], 3)
     facts["latency"].update(threads=threads, runtime=rs[0]["runtime"], cpu=rs[0]["cpu"])
     return facts
+
+
+def student_latency(model: nn.Module, input_shape: tuple[int, ...], threads: int = 1,
+                    batches: tuple[int, ...] = (1, 64)) -> dict[str, Any]:
+    """A network's inference latency as deployed: its fp32 ONNX file in ONNX Runtime (torch when ONNX Runtime is
+    absent or the export fails), median ms at each batch size, on `threads` threads."""
+    import tempfile
+
+    facts: dict[str, Any] = {"threads": threads}
+    with tempfile.TemporaryDirectory(prefix="autokd-latency-") as tmp:
+        path = Path(tmp) / "student.onnx"
+        try:
+            import onnxruntime  # noqa: F401  (only whether it is there)
+
+            target: Path | nn.Module = path if export_onnx(model, input_shape, path, (0.0,) * input_shape[0],
+                                                           (1.0,) * input_shape[0]) is None else model
+        except ImportError:
+            target = model
+        for batch in batches:
+            r = latency_ms(target, input_shape, batch, threads, repeats=50 if batch == 1 else 10, warmup=5)
+            facts[f"batch{batch}_ms"] = r["median_ms"]
+            facts.update(runtime=r["runtime"], cpu=r["cpu"])
+    return facts

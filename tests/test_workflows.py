@@ -216,7 +216,8 @@ def test_a_student_over_a_cost_limit_is_rejected_before_training_and_its_costs_a
     base = dict(recipe=Recipe(batch_size=32, lr=0.05, weight_decay=1e-4), threads=1)
     runs = {}
     for name, limits in {"free": {}, "macs": {"macs_limit": macs - 1}, "memory": {"memory_limit": 1e-4},
-                         "both-met": {"macs_limit": macs, "memory_limit": 100.0}}.items():
+                         "latency": {"latency_limit": 1e-6},
+                         "both-met": {"macs_limit": macs, "memory_limit": 100.0, "latency_limit": 1e6}}.items():
         ctx = TrialContext("synthetic:1x16x16:3:400", None, None, 60_000, None, 0.2, 0, **base, **limits)
         ex = LocalExecutor(ctx=ctx)
         ex.submit(TrialSpec(0, (0, 0, 0), SMALL_THETA, 4.0, 0.0, 1.0, 7))
@@ -224,11 +225,16 @@ def test_a_student_over_a_cost_limit_is_rejected_before_training_and_its_costs_a
     assert runs["free"].status == runs["both-met"].status == "ok"
     assert runs["free"].activation_mb == pytest.approx(
         activation_mb(build_student(arch), (1, 16, 16)), rel=1e-3)
-    for name in ("macs", "memory"):
+    assert runs["free"].latency_ms is None, "latency is measured only when a limit or the objective asks"
+    lat = runs["both-met"].extra["latency"]
+    assert runs["both-met"].latency_ms == lat["batch1_ms"] > 0 and lat["batch64_ms"] > lat["batch1_ms"]
+    assert lat["runtime"].startswith("onnxruntime") and lat["threads"] == 1
+    for name in ("macs", "memory", "latency"):
         r = runs[name]
         assert r.status == "failed" and r.error.startswith("rejected before training") and r.steps is None
         assert r.macs == macs and r.params == runs["free"].params and r.activation_mb > 0
     assert "--macs-limit" in runs["macs"].error and "--memory-limit" in runs["memory"].error
+    assert "--latency-limit" in runs["latency"].error
     settings = apply_preset("smoke", {"dataset": SYN, "no_kd": True, "teacher": None, "macs_limit": 123})
     assert TrialContext.from_settings(settings, None, 60_000, None, False, 1).macs_limit == 123
 

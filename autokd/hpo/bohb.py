@@ -332,7 +332,7 @@ class BOHBDriver:
                                   loss=e.get("loss"), params=e.get("params"), macs=e.get("macs"),
                                   seconds=float(e.get("seconds") or 0.0), arch_id=e.get("arch_id"),
                                   peak_memory_mb=e.get("peak_memory_mb"), activation_mb=e.get("activation_mb"),
-                                  error=e.get("error")))
+                                  latency_ms=e.get("latency_ms"), error=e.get("error")))
         # Promotions are recomputed by ask() from the results (deterministically). Unfinished evaluations run again
         # under new trial ids, so ids stay unique in the journal.
         for key, e in sorted(started.items(), key=lambda kv: int(kv[1]["trial_id"])):

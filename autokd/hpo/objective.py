@@ -15,8 +15,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-OBJECTIVES = ("accuracy", "accuracy+macs", "accuracy+memory")
-COST_KEYS = {"accuracy+macs": "macs", "accuracy+memory": "activation_mb"}  # TrialResult fields
+OBJECTIVES = ("accuracy", "accuracy+macs", "accuracy+memory", "accuracy+latency")
+COST_KEYS = {"accuracy+macs": "macs", "accuracy+memory": "activation_mb",
+             "accuracy+latency": "latency_ms"}  # TrialResult fields
 AUGMENT = 0.05  # ParEGO's ρ: keeps weakly dominated points behind the ones that dominate them
 GOLDEN = (math.sqrt(5) - 1) / 2
 

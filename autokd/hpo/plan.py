@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
@@ -42,9 +43,10 @@ def check_cost_limits(settings: SearchSettings, input_shape: tuple[int, ...], nu
     from autokd.hpo.objective import COST_KEYS
 
     cost_key = COST_KEYS.get(settings.objective)
-    if settings.macs_limit is None and settings.memory_limit is None and cost_key is None:
+    latency = cost_key == "latency_ms" or settings.latency_limit is not None
+    if settings.macs_limit is None and settings.memory_limit is None and cost_key is None and not latency:
         return None
-    from autokd.deploy import activation_mb
+    from autokd.deploy import activation_mb, student_latency
     from autokd.nn.student import build_student
     from autokd.space.configspace import config_to_plain, load_space, theta_of
     from autokd.space.generator import sample_architecture
@@ -52,7 +54,7 @@ def check_cost_limits(settings: SearchSettings, input_shape: tuple[int, ...], nu
 
     cs = load_space(settings.space).with_max_nodes(settings.max_nodes).to_configspace(seed=settings.seed)
     least_macs, least_mb = float("inf"), float("inf")
-    meeting: list[dict[str, float]] = []
+    meeting: list[dict[str, Any]] = []
     need_mb = settings.memory_limit is not None or cost_key == "activation_mb"
     for i in range(LIMIT_PROBES):
         try:
@@ -61,21 +63,35 @@ def check_cost_limits(settings: SearchSettings, input_shape: tuple[int, ...], nu
         except Exception:  # an invalid generator is the search's business (a failed trial), not this check's
             continue
         costs = {"macs": float(count_macs(arch)),
-                 "activation_mb": activation_mb(build_student(arch), input_shape) if need_mb else 0.0}
+                 "activation_mb": activation_mb(build_student(arch), input_shape) if need_mb else 0.0, "arch": arch}
         least_macs, least_mb = min(least_macs, costs["macs"]), min(least_mb, costs["activation_mb"])
         if (settings.macs_limit is None or costs["macs"] <= settings.macs_limit) and \
                 (settings.memory_limit is None or costs["activation_mb"] <= settings.memory_limit):
             meeting.append(costs)
-            if cost_key is None:
+            if cost_key is None and not latency:
                 return None  # one is enough to know the limits can be met
-    if meeting:
+    if meeting and latency:
+        # latency is measured, not counted: on the cheapest and the dearest architectures by MACs (it follows them)
+        ends = [min(meeting, key=lambda c: c["macs"]), max(meeting, key=lambda c: c["macs"])]
+        lat = [student_latency(build_student(c["arch"]), input_shape)["batch1_ms"] for c in ends]
+        if settings.latency_limit is not None and lat[0] > settings.latency_limit:
+            raise UserError(f"no architecture of the {settings.space} space at this parameter limit meets "
+                            f"--latency-limit {settings.latency_limit:g} ms: the one with the fewest MACs of "
+                            f"{LIMIT_PROBES} drawn takes {lat[0]:.3f} ms at batch 1 here; raise the limit")
+        for c, value in zip(ends, lat):
+            c["latency_ms"] = value
+        if cost_key == "latency_ms":
+            return min(lat), max(max(lat), min(lat) * 1.01)
+    if meeting and cost_key is not None:
         values = [c[cost_key] for c in meeting]
         return min(values), max(values)
+    if meeting:
+        return None
     said = []
     if settings.macs_limit is None and settings.memory_limit is None:
         return None  # no limit, and no valid architecture among the probes: the trials will say why
     if settings.macs_limit is not None:
-        said.append(f"--macs-limit {settings.macs_limit:,} (the fewest MACs per image seen: {least_macs:,.0f})")
+        said.append(f"--macs-limit {settings.macs_limit:,.0f} (the fewest MACs per image seen: {least_macs:,.0f})")
     if settings.memory_limit is not None:
         said.append(f"--memory-limit {settings.memory_limit:g} MB (the least activation memory seen: "
                     f"{least_mb:.3f} MB)")

@@ -137,7 +137,10 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
                f"{'/'.join(f'{b:g}' for b in settings.budgets())} epochs (eta {settings.eta}), "
                f"{settings.optimizer} ({settings.promotion} promotion, rungs trained {settings.rung_training}, lr "
                f"{settings.lr_schedule}), space {settings.space}, parameter limit "
-               f"{limit:,}", force=True)
+               f"{limit:,}" + (f", objective {settings.objective}" if settings.objective != "accuracy" else "")
+               + "".join(f", {flag} {value:g}" for flag, value in (("--macs-limit", settings.macs_limit),
+                                                                    ("--memory-limit", settings.memory_limit))
+                         if value is not None), force=True)
     board.line(plan.describe(), force=True)
     projected = plan.seconds()
     if dry_run:

@@ -77,8 +77,10 @@ class TrialContext:
     threads: int | None = None  # torch threads for the trial; None leaves torch's choice
     merge_width: str = "cell"
     eval_at: tuple[float, ...] = ()  # also score at these lower epochs on the way (a step schedule's prefixes)
-    macs_limit: int | None = None  # hard limits beside param_limit: a student over one is rejected before training
+    macs_limit: float | None = None  # hard limits beside param_limit: a student over one is rejected before training
     memory_limit: float | None = None  # activation MB per image (autokd.deploy.activation_mb)
+    latency_limit: float | None = None  # ms at batch 1 (autokd.deploy.student_latency); also makes trials measure it
+    objective: str = "accuracy"  # accuracy+latency makes trials measure their latency
 
     @classmethod
     def from_settings(cls, settings: Any, teacher_path: str | None, param_limit: int, device: str | None,
@@ -121,6 +123,7 @@ class TrialResult:
     arch_id: str | None = None
     peak_memory_mb: float | None = None
     activation_mb: float | None = None  # per image, fp32, what a training step keeps (autokd.deploy.activation_mb)
+    latency_ms: float | None = None  # batch 1, as deployed (only when a latency limit or objective asks for it)
     error: str | None = None
     train_loss: float | None = None
     val_loss: float | None = None
@@ -147,15 +150,18 @@ class TrialResult:
 Progress = Callable[[dict[str, Any]], None]
 
 
-def over_limits(macs: int, activation: float, ctx: "TrialContext") -> str | None:
+def over_limits(macs: int, activation: float, ctx: "TrialContext", latency: float | None = None) -> str | None:
     """Why a student breaks a hard limit beside the parameter limit (None: it does not)."""
     if ctx.macs_limit is not None and macs > ctx.macs_limit:
-        return f"rejected before training: {macs:,} MACs per image, over --macs-limit {ctx.macs_limit:,}"
+        return f"rejected before training: {macs:,} MACs per image, over --macs-limit {ctx.macs_limit:,.0f}"
     if ctx.memory_limit is not None and activation > ctx.memory_limit:
         return (f"rejected before training: {activation:.3f} MB of activations per image, over --memory-limit "
                 f"{ctx.memory_limit:g}")
+    if ctx.latency_limit is not None and latency is not None and latency > ctx.latency_limit:
+        return f"rejected before training: {latency:.3f} ms at batch 1, over --latency-limit {ctx.latency_limit:g}"
     return None
 TEACHERS = Memo("teacher functions", max_items=1)  # per process: built once per search; one logit cache at a time
+LATENCIES = Memo("student latencies", max_items=512)  # per process: (arch_id, threads) → student_latency's facts
 
 
 def _teacher_fn(ctx: TrialContext, ds: Any, train: Any, augment: Any) -> Any:
@@ -217,7 +223,7 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = No
     from autokd.data.dataset import load_dataset, train_val_split
     from autokd.nn.student import build_student
     from autokd.space.generator import sample_architecture
-    from autokd.deploy import activation_mb
+    from autokd.deploy import activation_mb, student_latency
     from autokd.space.plan import count_macs, count_parameters
     from autokd.train import KDConfig, train_and_evaluate
 
@@ -242,7 +248,11 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = No
         torch.manual_seed(spec.training_seed)
         model = build_student(arch)
         result["activation_mb"] = round(activation_mb(model, ds.input_shape), 4)
-        over = over_limits(count_macs(arch), result["activation_mb"], ctx)
+        if ctx.latency_limit is not None or ctx.objective == "accuracy+latency":
+            lat = LATENCIES.get((arch.arch_id, torch.get_num_threads()),
+                                lambda: student_latency(model, ds.input_shape, torch.get_num_threads()))
+            result["latency_ms"], result["extra"]["latency"] = lat["batch1_ms"], lat
+        over = over_limits(count_macs(arch), result["activation_mb"], ctx, result.get("latency_ms"))
         if over:  # rejected before training: the configuration's failure, in one line
             result.update(error=over, params=count_parameters(arch), macs=count_macs(arch))
             return TrialResult(spec.trial_id, tuple(spec.config_id), spec.budget,

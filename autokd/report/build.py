@@ -58,7 +58,13 @@ def _header(run: RunData) -> list[str]:
              f"| run directory | `{run.run_dir}` |",
              f"| dataset, preset | {st.get('dataset', '?')}, {st.get('preset', '?')} |",
              f"| training / validation images | {_num(r.get('train_images'))} / {_num(n_val)} |",
-             f"| parameter limit | {_num(r.get('param_limit'))} |",
+             f"| parameter limit | {_num(r.get('param_limit'))}"
+             + "".join(f", {name} {_num(st[key])}" for key, name in (("macs_limit", "MACs limit"),
+                                                                      ("memory_limit", "activation MB limit"))
+                       if st.get(key) is not None) + " |",
+             f"| objective | {st.get('objective') or 'accuracy'}"
+             + (" (ParEGO per bracket: the front below is what it spreads)" if st.get("objective", "accuracy")
+                != "accuracy" else "") + " |",
              f"| teacher | {teacher.get('arch', 'none')}"
              + (f", {pct(teacher.get('test_acc'), digits=2)} test accuracy" if teacher.get("test_acc") is not None
                 else "") + " |",

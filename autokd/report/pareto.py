@@ -16,6 +16,7 @@ COSTS: dict[str, tuple[str, str]] = {  # name on the command line → (journal k
     "macs": ("macs", "MACs per image"),
     "memory": ("activation_mb", "activation memory per image (MB)"),
     "params": ("params", "parameters"),
+    "latency": ("latency_ms", "latency at batch 1 (ms)"),  # journaled when a latency limit or objective asks
 }
 MIN_FRONT_POOL = 3  # evaluations a budget needs before its front is worth reading
 
@@ -141,7 +142,8 @@ def front_lines(run: RunData) -> list[str]:
              f"Non-dominated evaluations (no other at the same budget is both cheaper and at least as accurate), read "
              f"at {budget:g} epochs: the highest budget with ≥ {MIN_FRONT_POOL} results"
              + (f" (the top budget, {top:g} epochs, has {len(by[top])})" if budget != top else "") + ". "
-             "Costs per image, known before training; the teacher is drawn at its test accuracy, the hand-designed "
+             "Costs per image, known before training (latency: measured once per architecture before training, where "
+             "the run asked for it); the teacher is drawn at its test accuracy, the hand-designed "
              "students at the run's parameter limit by their cost alone (they were not trained in the search).", "",
              "| cost | evaluations | on the front |", "|---|---|---|"]
     events = list(by[budget].values())
