@@ -43,8 +43,9 @@ class SearchSettings(Recipe):
     eta: int = setting(2, Field("int", min=2, max=16), "halving rate (paper 2)")
     iterations: int = setting(63, Field("int", min=1, max=100_000),
                               "brackets to run (paper 63: 294 evaluations); with --resume, extends a run")
-    optimizer: str = setting("bohb", Field("str", choices=("bohb", "random")),
-                             "proposals from BOHB's model, or uniformly at random in the same brackets")
+    optimizer: str = setting("bohb", Field("str", choices=("bohb", "random", "tpe")),
+                             "proposals from BOHB's model (hpbandster's KDE), uniformly at random in the same "
+                             "brackets, or from Optuna's TPE per budget (autokd.hpo.proposers)")
     objective: str = setting("accuracy", Field("str", choices=("accuracy", "accuracy+macs", "accuracy+memory",
                                                                 "accuracy+latency")),
                              "what the search minimises: validation error (the paper), or error and MACs, "

@@ -60,7 +60,7 @@ def test_report_renders_from_a_small_real_search(tmp_path, capsys):
     lo, hi = json.loads((run / "run.json").read_text())["objective_bounds"]  # the space's MACs, for ParEGO's scale
     assert 0 < lo < hi
     other = tmp_path / "other"
-    assert main(["search", *args, "--no-kd", "--seed", "1", "--run-dir", str(other)]) == 0
+    assert main(["search", *args, "--no-kd", "--seed", "1", "--optimizer", "tpe", "--run-dir", str(other)]) == 0
     assert main(["report", str(run), "--compare", str(other)]) == 0
     rep = run / "report"
     text = (rep / "report.md").read_text()

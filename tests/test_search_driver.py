@@ -290,3 +290,35 @@ def test_a_cost_objective_promotes_by_each_brackets_tradeoff_and_accuracy_alone_
     worse = TrialResult(0, (0, 0, 1), 30.0, "ok", r.val_acc - 0.1, r.loss + 0.1, macs=r.macs)
     assert mo.loss(worse, 0) > mo.loss(r, 0)  # error and cost both count
     assert mo.loss(TrialResult(0, (0, 0, 1), 30.0, "failed", error="x"), 0) is None
+
+
+def test_tpe_proposes_from_its_model_deterministically_and_better_than_chance():
+    """The proposer seam's third implementation: Optuna's TPE per budget. Same seed, same proposals; it starts
+    modelling once a budget has d + 1 results; its proposals concentrate where the loss is low."""
+    from autokd.hpo.proposers import TPEProposer
+
+    def smooth(spec):  # the loss falls with G1_P: a model should learn to propose large G1_P
+        acc = 0.2 + 0.7 * spec.theta["G1_P"]
+        return TrialResult(spec.trial_id, spec.config_id, spec.budget, "ok", acc, 1 - acc)
+
+    runs = [BOHBDriver(load_space("nago"), BUDGETS, 2, 16, seed=s, optimizer="tpe") for s in (5, 5, 6)]
+    orders = [run(d, smooth) for d in runs]
+    assert [s.theta for s in orders[0]] == [s.theta for s in orders[1]] != [s.theta for s in orders[2]]
+    d = runs[0]
+    assert isinstance(d.proposer, TPEProposer) and d.model is None
+    info = [d.proposal_info[cid] for cid in sorted(d.proposal_info)]
+    model_picks = [cid for cid in sorted(d.proposal_info) if d.proposal_info[cid].get("model_based_pick")]
+    assert not any(i.get("model_based_pick") for i in info[:d.proposer.min_points]) and len(model_picks) >= 10
+    g1p = lambda cids: sum(d.configs[c]["G1_P"] for c in cids) / len(cids)  # noqa: E731
+    uniform = [c for c in sorted(d.proposal_info) if not d.proposal_info[c].get("model_based_pick")]
+    assert g1p(model_picks) > g1p(uniform) + 0.1
+
+    # a proposal depends on the seed, its index and the results only (what a resume relies on)
+    a, b = (TPEProposer(model_space=d.model_space, seed=1, min_points_in_model=None, random_fraction=0.0)
+            for _ in range(2))
+    for cid in sorted(d.configs)[:20]:
+        cfg = {k: v for k, v in d.configs[cid].items() if k not in d.constants}
+        for p in (a, b):
+            p.observe(cfg, 30.0, 1 - cfg["G1_P"])
+    a.propose(30.0, 0)  # an extra proposal on one side changes nothing for the next
+    assert a.propose(30.0, 7) == b.propose(30.0, 7)

@@ -1,6 +1,6 @@
-"""The search driver: our Hyperband bookkeeping with proposals from hpbandster's BOHB config generator (its KDE
-model), driven directly with ask/tell (no Pyro master), the way Ray Tune's TuneBOHB does; or uniform random
-proposals in the same brackets (`optimizer="random"`, the baseline BOHB is compared against).
+"""The search driver: our Hyperband bookkeeping with proposals from a proposer (autokd.hpo.proposers: hpbandster's
+BOHB config generator, its KDE model, driven directly with ask/tell as Ray Tune's TuneBOHB does; uniform random
+proposals in the same brackets, the baseline; or Optuna's TPE per budget).
 
 Several brackets run at once: when every rung of the open brackets waits for results, a new bracket starts, so
 workers never idle while a rung completes. A configuration keeps its architecture seed across budgets; every
@@ -13,10 +13,7 @@ configuration proposed to fill rung r when failures left fewer survivors than th
 
 from __future__ import annotations
 
-import logging
-import warnings
 from dataclasses import replace
-from types import SimpleNamespace
 from typing import Any
 
 import ConfigSpace as CS
@@ -24,6 +21,7 @@ import numpy as np
 
 from autokd.recipe import DEFAULT_KD
 from autokd.hpo.objective import Objective
+from autokd.hpo.proposers import make_proposer
 from autokd.hpo.hyperband import Bracket, ConfigId, plan_bracket, promote
 from autokd.hpo.trial import TrialResult, TrialSpec
 from autokd.space.configspace import SearchSpace, config_to_plain, theta_of
@@ -62,18 +60,9 @@ class BOHBDriver:
         self.constants = {hp.name: hp.value for hp in self.configspace.values() if isinstance(hp, CS.Constant)}
         self.model_space = CS.ConfigurationSpace(name=self.configspace.name, seed=seed)
         self.model_space.add([hp for hp in self.configspace.values() if hp.name not in self.constants])
-        self.model: Any = None
-        if optimizer == "bohb":
-            from hpbandster.optimizers.config_generators.bohb import BOHB as BOHBConfigGenerator
-
-            logging.getLogger("hpbandster").setLevel(logging.ERROR)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                self.model = BOHBConfigGenerator(configspace=self.model_space,
-                                                 min_points_in_model=min_points_in_model,
-                                                 random_fraction=random_fraction)
-        elif optimizer != "random":
-            raise ValueError(f"optimizer must be bohb or random, got {optimizer!r}")
+        self.proposer = make_proposer(optimizer, model_space=self.model_space, seed=seed,
+                                      min_points_in_model=min_points_in_model, random_fraction=random_fraction)
+        self.model: Any = getattr(self.proposer, "model", None)  # hpbandster's generator, for bohb
         self.brackets: list[Bracket] = []
         self.configs: dict[ConfigId, dict[str, Any]] = {}  # θ + temperature + alpha
         self.proposal_info: dict[ConfigId, dict[str, Any]] = {}
@@ -91,12 +80,11 @@ class BOHBDriver:
         np.random.seed((self.seed * 1_000_003 + n) % 2**32)
         self.configspace.seed((self.seed * 7_919 + n) % 2**32)
         self.model_space.seed((self.seed * 7_919 + n) % 2**32)
-        if self.model is None:
+        picked = self.proposer.propose(budget, n)
+        if picked is None:
             config, info = self.configspace.sample_configuration(), {"model_based_pick": False, "random_search": True}
         else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                config, info = self.model.get_config(budget)
+            config, info = picked
             config = {**dict(config), **self.constants}
         return {"config": config_to_plain(config), "info": config_to_plain(info or {})}
 
@@ -217,15 +205,8 @@ class BOHBDriver:
         if key in self.results:
             return  # a duplicate (an old journal may hold one): the first result stands
         self.results[key] = result
-        if self.model is not None:
-            cfg = {k: v for k, v in self.configs[cid].items() if k not in self.constants}
-            loss = self.objective.loss(result, cid[0])
-            job = SimpleNamespace(id=cid, kwargs={"budget": float(result.budget), "config": cfg},
-                                  result=None if loss is None else {"loss": loss},
-                                  exception=result.error, timestamps={})
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                self.model.new_result(job, update_model=update_model)
+        cfg = {k: v for k, v in self.configs[cid].items() if k not in self.constants}
+        self.proposer.observe(cfg, float(result.budget), self.objective.loss(result, cid[0]), update_model)
         self.told += 1
 
     def release(self, trial_id: int) -> TrialSpec | None:
