@@ -139,7 +139,8 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
                f"{settings.lr_schedule}), space {settings.space}, parameter limit "
                f"{limit:,}" + (f", objective {settings.objective}" if settings.objective != "accuracy" else "")
                + "".join(f", {flag} {value:g}" for flag, value in (("--macs-limit", settings.macs_limit),
-                                                                    ("--memory-limit", settings.memory_limit))
+                                                                    ("--memory-limit", settings.memory_limit),
+                                                                    ("--latency-limit", settings.latency_limit))
                          if value is not None), force=True)
     board.line(plan.describe(), force=True)
     projected = plan.seconds()

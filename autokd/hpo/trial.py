@@ -160,6 +160,8 @@ def over_limits(macs: int, activation: float, ctx: "TrialContext", latency: floa
     if ctx.latency_limit is not None and latency is not None and latency > ctx.latency_limit:
         return f"rejected before training: {latency:.3f} ms at batch 1, over --latency-limit {ctx.latency_limit:g}"
     return None
+
+
 TEACHERS = Memo("teacher functions", max_items=1)  # per process: built once per search; one logit cache at a time
 LATENCIES = Memo("student latencies", max_items=512)  # per process: (arch_id, threads) → student_latency's facts
 
@@ -244,6 +246,7 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = No
         cfg = ctx.train_config(spec.budget, spec.training_seed)
         if ctx.state_dir and cfg.lr_schedule == "wsd" and (spec.continue_from is not None or spec.keep_trunk):
             cfg = replace(cfg, trunk=_trunk(spec, ctx, arch.arch_id, len(train)))
+        # the teacher before the seed, as always: building it may draw from torch's generator
         teacher = _teacher_fn(ctx, ds, train, cfg.augment) if use_kd else None
         torch.manual_seed(spec.training_seed)
         model = build_student(arch)

@@ -60,7 +60,8 @@ def _header(run: RunData) -> list[str]:
              f"| training / validation images | {_num(r.get('train_images'))} / {_num(n_val)} |",
              f"| parameter limit | {_num(r.get('param_limit'))}"
              + "".join(f", {name} {_num(st[key])}" for key, name in (("macs_limit", "MACs limit"),
-                                                                      ("memory_limit", "activation MB limit"))
+                                                                      ("memory_limit", "activation MB limit"),
+                                                                      ("latency_limit", "batch-1 ms limit"))
                        if st.get(key) is not None) + " |",
              f"| objective | {st.get('objective') or 'accuracy'}"
              + (" (ParEGO per bracket: the front below is what it spreads)" if st.get("objective", "accuracy")
