@@ -35,9 +35,10 @@ class SearchSettings(Recipe):
                                   "dataset's default teacher: the shipped vgg7 for fashion-mnist, else darts)")
     teacher_weights: str | None = setting(None, Field("str", nullable=True), "state dict for a module:callable teacher")
     no_kd: bool = setting(False, Field("bool"), "the NAGO baseline: no teacher, alpha fixed at 0", flag=False)
-    search_space: str = setting("nago", Field("str", choices=("nago", "nago-small")),
+    search_space: str = setting("nago", Field("str", choices=("nago", "nago-small", "nago-small-losses")),
                                 "nago: the paper's space; nago-small: autokd's for small limits (1-4 nodes a level, a "
-                                "searched head width; the cpu preset's)")
+                                "searched head width; the cpu preset's); nago-small-losses: the same with the KD "
+                                "loss searched too (hinton, dkd, dist)")
     min_budget: float = setting(30.0, Field("float", above=0, max=100_000), "lowest budget in epochs (paper 30)")
     max_budget: float = setting(120.0, Field("float", above=0, max=100_000), "highest budget in epochs (paper 120)")
     eta: int = setting(2, Field("int", min=2, max=16), "halving rate (paper 2)")
@@ -117,7 +118,9 @@ class SearchSettings(Recipe):
 
     @property
     def space(self) -> str:
-        return f"{self.search_space}-nokd" if self.no_kd else self.search_space
+        if self.no_kd:  # without a teacher no KD setting is searched (a searched loss is moot)
+            return f"{self.search_space.removesuffix('-losses')}-nokd"
+        return self.search_space
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -53,6 +53,9 @@ def settings_for(gen: GeneratorFile | None, overrides: dict[str, Any], preset: s
     if gen is not None and src.get("seed") is not None:
         values["winner_seed"] = int(src["seed"])
     values.update(retrain_preset(preset))
+    if gen is not None and "loss" in gen.kd:  # the search chose the KD loss: the family retrains with it
+        values.update({"kd_loss" if k == "loss" else k: v for k, v in gen.kd.items() if k not in ("temperature",
+                                                                                                  "alpha")})
     if experiment:
         values.update(experiment)
     values.update({k: v for k, v in overrides.items() if v is not None})
@@ -103,7 +106,7 @@ def sample_seed(s: RetrainSettings, index: int) -> int:
 
 
 def _teacher_kd(s: RetrainSettings, gen_json: dict[str, Any] | None) -> dict[str, float] | None:
-    kd = dict(gen_json["kd"]) if gen_json else asdict(DEFAULT_KD)
+    kd = {k: gen_json["kd"][k] for k in ("temperature", "alpha")} if gen_json else asdict(DEFAULT_KD)
     if s.temperature is not None:
         kd["temperature"] = s.temperature
     if s.alpha is not None:

@@ -2,7 +2,7 @@ import ConfigSpace as CS
 import pytest
 
 from autokd.errors import UserError
-from autokd.space.configspace import THETA_KEYS, load_space
+from autokd.space.configspace import THETA_KEYS, config_to_plain, load_space
 from autokd.space.genfile import generator_from_json, load_generator
 from tests.conftest import DEFAULT_THETA
 
@@ -89,3 +89,40 @@ def test_a_dead_dimension_cannot_change_an_architecture_and_a_live_one_can(name,
         other = p.upper if theta[live] != p.upper else p.lower
         live_changed |= sample_architecture({**theta, live: other}, i, (1, 16, 16), 10, 100_000).arch_id != base
     assert live_changed
+
+
+def test_a_searched_kd_loss_is_a_categorical_whose_parameters_are_active_only_with_it(tmp_path):
+    from autokd.space.configspace import kd_of
+
+    space = load_space("nago-small-losses")
+    cs = space.to_configspace(seed=0)
+    seen = set()
+    for _ in range(60):
+        c = config_to_plain(cs.sample_configuration())
+        seen.add(c["loss"])
+        assert ("dkd_beta" in c) == (c["loss"] == "dkd") and ("dist_gamma" in c) == (c["loss"] == "dist")
+        kd = kd_of(c)
+        assert kd["kd_loss"] == c["loss"] and set(kd["kd_params"]) <= {"dkd_beta", "dist_gamma"}
+    assert seen == {"hinton", "dkd", "dist"}
+    assert space.check_kd({"temperature": 3, "alpha": 0.5, "loss": "dkd", "dkd_beta": 4}) == {
+        "temperature": 3.0, "alpha": 0.5, "loss": "dkd", "dkd_beta": 4.0}
+    for bad, says in (({"loss": "crd"}, "must be one of"), ({"loss": "dist", "dkd_beta": 4}, "belongs to the dkd"),
+                      ({"loss": "dkd", "dkd_beta": 99}, "outside"), ({"gamma": 1}, "unknown key")):
+        with pytest.raises(UserError, match=says):
+            space.check_kd(bad)
+    with pytest.raises(UserError, match="unknown key"):
+        load_space("nago-small").check_kd({"loss": "dkd"})  # a space that does not search it takes no loss key
+    text = (tmp_path / "ok.yaml")
+    base = load_space("nago-small")
+    gen = "\n".join(f"  {p.name}: {{type: int, lower: {p.lower:g}, upper: {p.upper:g}}}" if p.type == "int" else
+                    f"  {p.name}: {{type: {p.type}, lower: {p.lower:g}, upper: {p.upper:g}}}" if p.type == "float"
+                    else f"  {p.name}: {{type: constant, value: {p.value:g}}}" for p in base.generator)
+    for kd, says in (("  loss: {type: categorical, choices: [hinton, crd]}", "only kd.loss may be categorical"),
+                     ("  alpha: {type: categorical, choices: [hinton]}", "only kd.loss may be categorical"),
+                     ("  loss: {type: categorical, choices: [hinton, dkd]}\n  dkd_beta: {type: float, lower: 1, "
+                      "upper: 9}", "needs `when: dkd`"),
+                     ("  loss: {type: categorical, choices: [hinton]}\n  dkd_beta: {type: float, lower: 1, "
+                      "upper: 9, when: dkd}", "offers dkd")):
+        text.write_text(f"name: x\ngenerator:\n{gen}\nkd:\n{kd}\n")
+        with pytest.raises(UserError, match=says):
+            load_space(str(text))

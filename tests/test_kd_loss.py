@@ -104,3 +104,36 @@ def test_every_named_loss_has_its_parameters_declared_as_recipe_settings():
     assert set(KD_LOSSES) == set(Recipe.__dataclass_fields__["kd_loss"].metadata["check"].choices)
     for name in KD_LOSSES:
         assert set(loss_params(name)) <= set(RECIPE_KEYS)
+
+
+def test_a_searched_loss_trains_the_trial_and_the_family_it_wins(monkeypatch):
+    """A configuration's searched loss overrides the recipe's in its trial, and a best.json that records one makes
+    the retrain use it (flags still override)."""
+    import autokd.train
+    from autokd.hpo.trial import TrialContext, TrialSpec, run_trial
+    from autokd.recipe import Recipe
+    from autokd.retraining import settings_for
+    from autokd.space.genfile import generator_from_json
+    from tests.conftest import SMALL_THETA
+
+    seen = {}
+
+    def spy(model, train, val, mean, std, cfg, **kw):
+        seen["cfg"] = cfg
+        raise RuntimeError("stop after the recipe is known")
+
+    monkeypatch.setattr(autokd.train, "train_and_evaluate", spy)
+    ctx = TrialContext("synthetic:1x16x16:3:400", None, None, 60_000, None, 0.2, 0, recipe=Recipe(kd_loss="dist"))
+    run_trial(TrialSpec(0, (0, 0, 0), {**SMALL_THETA, "head_channels": 64}, 4.0, 0.5, 1.0, 7, kd_loss="dkd",
+                        kd_params={"dkd_beta": 3.0}), ctx)
+    assert seen["cfg"].kd_loss == "dkd" and seen["cfg"].dkd_beta == 3.0 and seen["cfg"].dkd_alpha == 1.0
+    run_trial(TrialSpec(0, (0, 0, 0), {**SMALL_THETA, "head_channels": 64}, 4.0, 0.5, 1.0, 7), ctx)
+    assert seen["cfg"].kd_loss == "dist", "without a searched loss the recipe's stands"
+
+    gen = generator_from_json({"format": "autokd.generator/1", "space": "nago-small-losses",
+                               "generator": {**SMALL_THETA, "head_channels": 64},
+                               "kd": {"temperature": 3.0, "alpha": 0.7, "loss": "dkd", "dkd_beta": 5.0},
+                               "source": {"dataset": "synthetic:1x16x16:3:400"}})
+    s = settings_for(gen, {})
+    assert (s.kd_loss, s.dkd_beta) == ("dkd", 5.0)
+    assert settings_for(gen, {"kd_loss": "hinton"}).kd_loss == "hinton"

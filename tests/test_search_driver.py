@@ -322,3 +322,41 @@ def test_tpe_proposes_from_its_model_deterministically_and_better_than_chance():
             p.observe(cfg, 30.0, 1 - cfg["G1_P"])
     a.propose(30.0, 0)  # an extra proposal on one side changes nothing for the next
     assert a.propose(30.0, 7) == b.propose(30.0, 7)
+
+
+@pytest.mark.parametrize("optimizer", ["bohb", "random", "tpe"])
+def test_a_searched_kd_loss_reaches_every_trial_and_survives_a_replay(optimizer):
+    from autokd.space.configspace import kd_loss_params
+
+    owners = kd_loss_params()
+
+    def by_loss(spec):  # dkd students do best: a model should notice
+        acc = 0.4 + (0.3 if spec.kd_loss == "dkd" else 0.0) + spec.budget / 400
+        return TrialResult(spec.trial_id, spec.config_id, spec.budget, "ok", acc, 1 - acc)
+
+    d = BOHBDriver(load_space("nago-small-losses"), BUDGETS, 2, 6, seed=2, optimizer=optimizer)
+    order = run(d, by_loss)
+    assert {s.kd_loss for s in order} == {"hinton", "dkd", "dist"}
+    for s in order:
+        assert all(owners[k] == s.kd_loss for k in s.kd_params)  # only the chosen loss's own parameters
+        assert s.to_json()["kd_loss"] == s.kd_loss
+    events = []
+    for s in order:  # the journal as the loop writes it
+        events.append({"event": "started", "time": 0.0, **s.to_json()})
+        r = by_loss(s)
+        events.append({"event": "finished", "time": 0.0, **r.to_json()})
+    again = BOHBDriver(load_space("nago-small-losses"), BUDGETS, 2, 6, seed=2, optimizer=optimizer)
+    again.replay(events)
+    again.settle()
+    assert again.configs == d.configs and again.done() and again.ask() is None  # nothing runs twice
+    # best.json's kd section carries the chosen loss and its parameters, and reads back as a generator file
+    from autokd.hpo.rundir import _searched_loss
+    from autokd.space.configspace import theta_of
+    from autokd.space.genfile import generator_from_json
+
+    cid = next(c for c, cfg in d.configs.items() if cfg["loss"] != "hinton")
+    kd = {"temperature": d.configs[cid]["temperature"], "alpha": d.configs[cid]["alpha"],
+          **_searched_loss(d.configs[cid])}
+    gen = generator_from_json({"space": "nago-small-losses", "generator": theta_of(d.configs[cid]), "kd": kd})
+    assert gen.kd["loss"] == d.configs[cid]["loss"] and set(gen.kd) - {"temperature", "alpha", "loss"} == {
+        k for k in d.configs[cid] if owners.get(k) == d.configs[cid]["loss"]}

@@ -24,7 +24,7 @@ from autokd.hpo.objective import Objective
 from autokd.hpo.proposers import make_proposer
 from autokd.hpo.hyperband import Bracket, ConfigId, plan_bracket, promote
 from autokd.hpo.trial import TrialResult, TrialSpec
-from autokd.space.configspace import SearchSpace, config_to_plain, theta_of
+from autokd.space.configspace import SearchSpace, config_to_plain, kd_of, theta_of
 
 Key = tuple[ConfigId, float]  # (configuration, budget): one evaluation
 
@@ -60,6 +60,9 @@ class BOHBDriver:
         self.constants = {hp.name: hp.value for hp in self.configspace.values() if isinstance(hp, CS.Constant)}
         self.model_space = CS.ConfigurationSpace(name=self.configspace.name, seed=seed)
         self.model_space.add([hp for hp in self.configspace.values() if hp.name not in self.constants])
+        # a searched KD loss's parameters stay conditional on it (ConfigSpace rebuilds them on the model space)
+        self.model_space.add([type(c)(self.model_space[c.child.name], self.model_space[c.parent.name], c.value)
+                              for c in self.configspace.conditions])
         self.proposer = make_proposer(optimizer, model_space=self.model_space, seed=seed,
                                       min_points_in_model=min_points_in_model, random_fraction=random_fraction)
         self.model: Any = getattr(self.proposer, "model", None)  # hpbandster's generator, for bohb
@@ -114,7 +117,7 @@ class BOHBDriver:
         spec = TrialSpec(self.next_trial_id, config_id, theta_of(cfg),
                          float(cfg.get("temperature", DEFAULT_KD.temperature)), float(cfg.get("alpha", 0.0)),
                          float(budget),
-                         self.arch_seed(config_id), continue_from, keep_trunk)
+                         self.arch_seed(config_id), continue_from, keep_trunk, **kd_of(cfg))
         self.next_trial_id += 1
         self.in_flight[spec.trial_id] = spec
         return spec
@@ -267,6 +270,8 @@ class BOHBDriver:
             return
         kd_names = {p.name for p in self.space.kd}  # nago-nokd has no temperature
         self.configs[cid] = {**e["theta"], **{k: e[k] for k in ("temperature", "alpha") if k in kd_names}}
+        if e.get("kd_loss") is not None:  # a searched KD loss: the configuration's categorical and its parameters
+            self.configs[cid].update(loss=e["kd_loss"], **(e.get("kd_params") or {}))
         self.proposal_info[cid] = e.get("proposal") or {}
         b = self.brackets[b_index]
         if stage == 0:
@@ -321,7 +326,7 @@ class BOHBDriver:
                 continue
             old = TrialSpec(int(e["trial_id"]), key[0], dict(e["theta"]), float(e["temperature"]),
                             float(e["alpha"]), key[1], int(e["seed"]), e.get("continue_from"),
-                            bool(e.get("keep_trunk", False)))
+                            bool(e.get("keep_trunk", False)), kd_loss=e.get("kd_loss"), kd_params=e.get("kd_params"))
             self.requeue.append(replace(old, trial_id=self.next_trial_id))
             self.next_trial_id += 1
         return len(self.results)

@@ -109,6 +109,9 @@ class TPEProposer:
         self.optuna = optuna
         self.seed, self.random_fraction = seed, random_fraction
         self.distributions = {hp.name: _distribution(optuna, hp) for hp in model_space.values()}
+        # a conditional parameter (a KD loss's own) is active only while its parent takes one value
+        self.conditions = {c.child.name: (c.parent.name, c.value) for c in model_space.conditions
+                           if isinstance(c, CS.EqualsCondition)}
         self.min_points = max(min_points_in_model or 0, len(self.distributions) + 1)
         self.studies: dict[float, Any] = {}
         self.worst: dict[float, float] = {}
@@ -132,7 +135,8 @@ class TPEProposer:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             trial = study.ask(self.distributions)
-            params = dict(trial.params)
+            params = {k: v for k, v in trial.params.items()
+                      if k not in self.conditions or trial.params[self.conditions[k][0]] == self.conditions[k][1]}
             study.tell(trial, state=self.optuna.trial.TrialState.FAIL)  # a proposal, not a result: TPE ignores it
         return params, {"model_based_pick": True, "model_budget": model_budget}
 
@@ -141,11 +145,11 @@ class TPEProposer:
         if loss is not None:
             self.worst[budget] = max(self.worst.get(budget, 1.0), loss)
         value = loss if loss is not None else self.worst.get(budget, 1.0)
-        params = {k: config[k] for k in self.distributions}
+        params = {k: config[k] for k in self.distributions if k in config}  # inactive conditionals are absent
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self._study(budget).add_trial(self.optuna.trial.create_trial(
-                params=params, distributions=self.distributions, value=float(value)))
+                params=params, distributions={k: self.distributions[k] for k in params}, value=float(value)))
 
 
 def _distribution(optuna: Any, hp: Any) -> Any:

@@ -17,7 +17,7 @@ from autokd.recipe import DEFAULT_KD, RECIPE_KEYS
 from autokd.runlock import LOCK_NAME
 from autokd.hpo.bohb import BOHBDriver
 from autokd.hpo.trial import TrialResult
-from autokd.space.configspace import BUILTIN_SPACES, load_space, theta_of
+from autokd.space.configspace import BUILTIN_SPACES, kd_of, load_space, theta_of
 from autokd.space.genfile import GENERATOR_FORMAT
 from autokd.validate import Field, check_object
 
@@ -109,6 +109,12 @@ def standard_error(acc: float, n: int) -> float:
     return math.sqrt(max(acc * (1 - acc), 0.0) / n) if n else float("nan")
 
 
+def _searched_loss(cfg: dict[str, Any]) -> dict[str, Any]:
+    """best.json's kd.loss and that loss's parameters, where the space searched them."""
+    kd = kd_of(cfg)
+    return {"loss": kd["kd_loss"], **kd["kd_params"]} if kd else {}
+
+
 def write_best(run_dir: Path, driver: BOHBDriver, best: TrialResult, run: dict[str, Any]) -> dict[str, Any]:
     """best.json: the winning generator, its τ/α, and the winning trial (architecture seed and recipe), so that
     `sample`, `evaluate`, `retrain` and the report rebuild the very network that won."""
@@ -119,7 +125,7 @@ def write_best(run_dir: Path, driver: BOHBDriver, best: TrialResult, run: dict[s
     obj = {"format": GENERATOR_FORMAT, "space": run["space"], "merge_width": st.get("merge_width", "cell"),
            "generator": theta_of(cfg),
            "kd": {"temperature": float(cfg.get("temperature", DEFAULT_KD.temperature)),
-                  "alpha": float(cfg.get("alpha", 0.0))},
+                  "alpha": float(cfg.get("alpha", 0.0)), **_searched_loss(cfg)},
            "param_limit": run["param_limit"],
            "source": {"run_dir": str(run_dir.resolve()), "dataset": st["dataset"],
                       "teacher": run.get("teacher_path"), "teacher_weights": st.get("teacher_weights"),

@@ -44,6 +44,10 @@ class TrialSpec:
     # The seed of the weights' initialisation and the data order; None: `seed`. A study that trains every budget
     # from scratch with its own seed (the paper's protocol) sets it; the architecture always comes from `seed`.
     train_seed: int | None = None
+    # A space that searches the KD loss (kd.loss categorical): this configuration's loss and its parameters,
+    # overriding the recipe's; None: the recipe's (--kd-loss)
+    kd_loss: str | None = None
+    kd_params: dict[str, float] | None = None
 
     @property
     def training_seed(self) -> int:
@@ -51,8 +55,9 @@ class TrialSpec:
 
     def to_json(self) -> dict[str, Any]:
         out = {**asdict(self), "config_id": list(self.config_id)}
-        if self.train_seed is None:
-            del out["train_seed"]  # the journal's records stay as earlier releases wrote them
+        for key in ("train_seed", "kd_loss", "kd_params"):
+            if out[key] is None:
+                del out[key]  # the journal's records stay as earlier releases wrote them
         return out
 
 
@@ -244,6 +249,8 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = No
         train, val = train_val_split(ds.train, ctx.val_fraction, ctx.split_seed, ctx.subset, ctx.val_images)
         use_kd = ctx.teacher_path is not None and spec.alpha > 0
         cfg = ctx.train_config(spec.budget, spec.training_seed)
+        if spec.kd_loss is not None:  # the space searches the loss: this configuration's, not the recipe's
+            cfg = replace(cfg, kd_loss=spec.kd_loss, **(spec.kd_params or {}))
         if ctx.state_dir and cfg.lr_schedule == "wsd" and (spec.continue_from is not None or spec.keep_trunk):
             cfg = replace(cfg, trunk=_trunk(spec, ctx, arch.arch_id, len(train)))
         # the teacher before the seed, as always: building it may draw from torch's generator

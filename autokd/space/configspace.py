@@ -19,20 +19,47 @@ THETA_KEYS = ("G1_nodes", "G1_K", "G1_P", "G2_nodes", "G2_P", "G3_nodes", "G3_K"
 #   head_channels: width of the head's 1×1 conv (NAGO: 1280, which at a 100k limit is 40% of the parameters)
 OPTIONAL_THETA_KEYS = ("head_channels",)
 KD_KEYS = ("temperature", "alpha")
+
+
+def kd_loss_names() -> tuple[str, ...]:
+    """The KD losses a space may search (`kd: loss: {type: categorical, ...}`): the recipe's choices."""
+    from dataclasses import fields
+
+    from autokd.recipe import Recipe
+
+    return next(f.metadata["check"].choices for f in fields(Recipe) if f.name == "kd_loss")
+
+
+def kd_loss_params() -> dict[str, str]:
+    """Each loss parameter the recipe declares (named `<loss>_<what>`) → its loss: searchable, active only while
+    the space's `loss` takes that value."""
+    from dataclasses import fields
+
+    from autokd.recipe import Recipe
+
+    names = kd_loss_names()
+    return {f.name: f.name.split("_", 1)[0] for f in fields(Recipe) if f.name.split("_", 1)[0] in names}
 # The built-in spaces (search_spaces/*.yaml): the paper's NAGO space, autokd's small-limit space, each without KD.
-BUILTIN_SPACES = ("nago", "nago-nokd", "nago-small", "nago-small-nokd")
+BUILTIN_SPACES = ("nago", "nago-nokd", "nago-small", "nago-small-nokd", "nago-small-losses")
 DEFAULT_KD = asdict(KD_DEFAULTS)  # τ = 4, α = 0.9: the RepDistiller/CRD recipe (REFERENCE §1)
 
 
 @dataclass(frozen=True)
 class Param:
     name: str
-    type: str  # "int", "float" or "constant"
+    type: str  # "int", "float", "constant" or "categorical"
     lower: float = 0.0
     upper: float = 0.0
-    value: float = 0.0
+    value: Any = 0.0
+    choices: tuple[str, ...] = ()  # categorical
+    when: str | None = None  # a KD loss's parameter: active only while `loss` is this value
 
-    def check(self, value: Any, where: str) -> int | float:
+    def check(self, value: Any, where: str) -> Any:
+        if self.type == "categorical" or (self.type == "constant" and isinstance(self.value, str)):
+            allowed = self.choices or (self.value,)
+            if value not in allowed:
+                raise UserError(f"{where}: {self.name} must be one of {', '.join(allowed)}, got {value!r}")
+            return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{where}: {self.name} must be a number, got {value!r}")
         if not math.isfinite(value):  # JSON's Infinity, NaN, or 1e400 (which parses to inf)
@@ -115,9 +142,17 @@ class SearchSpace:
                 cs.add(CS.UniformIntegerHyperparameter(p.name, int(p.lower), int(p.upper)))
             elif p.type == "float":
                 cs.add(CS.UniformFloatHyperparameter(p.name, p.lower, p.upper))
+            elif p.type == "categorical":
+                cs.add(CS.CategoricalHyperparameter(p.name, list(p.choices)))
             else:
                 cs.add(CS.Constant(p.name, p.value))
+        for p in self.kd:
+            if p.when is not None and isinstance(cs["loss"], CS.CategoricalHyperparameter):
+                cs.add(CS.EqualsCondition(cs[p.name], cs["loss"], p.when))
         return cs
+
+    def searched_kd_loss(self) -> bool:
+        return any(p.name == "loss" for p in self.kd)
 
     def check_theta(self, theta: Mapping[str, Any], where: str = "generator") -> dict[str, int | float]:
         """Validated θ with exactly the generator keys; unknown, missing or out-of-range keys are bad input."""
@@ -138,15 +173,18 @@ class SearchSpace:
         out = {k: known[k].check(theta[k], where) for k in known}
         return {k: int(v) if k in OPTIONAL_THETA_KEYS else v for k, v in out.items()}
 
-    def check_kd(self, kd: Mapping[str, Any] | None, where: str = "kd") -> dict[str, float]:
-        """τ and α with defaults (τ=4, α=0.9, or the space's constant); unknown or out-of-range keys are bad input."""
+    def check_kd(self, kd: Mapping[str, Any] | None, where: str = "kd") -> dict[str, Any]:
+        """τ and α with defaults (τ=4, α=0.9, or the space's constant), and, where the space searches the KD loss,
+        `loss` and the parameters of that loss; unknown or out-of-range keys are bad input."""
         if kd is None:
             kd = {}
         if not isinstance(kd, Mapping):
             raise UserError(f"{where} must be an object with keys temperature, alpha")
-        unknown = sorted(set(kd) - set(KD_KEYS))
+        loss_keys = ("loss", *kd_loss_params()) if self.searched_kd_loss() else ()
+        unknown = sorted(set(kd) - set(KD_KEYS) - set(loss_keys))
         if unknown:
-            raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; expected temperature, alpha")
+            raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; expected temperature, alpha"
+                            + (", loss and its parameters" if loss_keys else ""))
         known = {p.name: p for p in self.kd}
         out: dict[str, float] = {}
         for key in KD_KEYS:
@@ -157,21 +195,38 @@ class SearchSpace:
                 out[key] = float(rng.check(kd[key], where))
             else:
                 out[key] = float(p.value) if p is not None and p.type == "constant" else DEFAULT_KD[key]
+        if loss_keys and "loss" in kd:
+            known_loss = {p.name: p for p in self.kd}
+            out["loss"] = known_loss["loss"].check(kd["loss"], where)
+            for name, owner in kd_loss_params().items():
+                if name in kd:
+                    if owner != out["loss"]:
+                        raise UserError(f"{where}: {name} belongs to the {owner} loss, not {out['loss']}")
+                    rng = known_loss.get(name) or Param(name, "float", 0.0, 100.0)
+                    out[name] = float(rng.check(kd[name], where))
         return out
 
 
 def _param(name: str, obj: Any, source: str) -> Param:
-    if not isinstance(obj, dict) or obj.get("type") not in ("int", "float", "constant"):
-        raise UserError(f"search space {source}: {name} needs type int, float or constant")
+    if not isinstance(obj, dict) or obj.get("type") not in ("int", "float", "constant", "categorical"):
+        raise UserError(f"search space {source}: {name} needs type int, float, constant or categorical")
+    when = obj.get("when")
+    if obj["type"] == "categorical":
+        choices = obj.get("choices")
+        if name != "loss" or not isinstance(choices, list) or not choices or \
+                not set(choices) <= set(kd_loss_names()) or len(set(choices)) != len(choices):
+            raise UserError(f"search space {source}: only kd.loss may be categorical, with choices among "
+                            f"{', '.join(kd_loss_names())} (each once)")
+        return Param(name, "categorical", choices=tuple(choices))
     try:
         if obj["type"] == "constant":
-            return Param(name, "constant", value=float(obj["value"]))
+            return Param(name, "constant", value=float(obj["value"]), when=when)
         lo, hi = float(obj["lower"]), float(obj["upper"])
     except (KeyError, TypeError, ValueError):
         raise UserError(f"search space {source}: {name} needs numeric lower/upper (or value)") from None
     if lo >= hi:
         raise UserError(f"search space {source}: {name} has lower {lo} >= upper {hi}")
-    return Param(name, obj["type"], lo, hi)
+    return Param(name, obj["type"], lo, hi, when=when)
 
 
 def load_space(name_or_path: str = "nago") -> SearchSpace:
@@ -200,9 +255,33 @@ def load_space(name_or_path: str = "nago") -> SearchSpace:
         raise UserError(f"search space {name_or_path}: generator keys must be {', '.join(THETA_KEYS)}, then "
                         f"optionally {', '.join(OPTIONAL_THETA_KEYS)}")
     kd = tuple(_param(k, v, name_or_path) for k, v in (obj.get("kd") or {}).items())
-    if any(p.name not in KD_KEYS for p in kd):
-        raise UserError(f"search space {name_or_path}: kd keys must be among temperature, alpha")
+    _check_kd_section(kd, name_or_path)
     return SearchSpace(str(obj.get("name", path.stem)), gen, kd)
+
+
+def _check_kd_section(kd: tuple[Param, ...], source: str) -> None:
+    """temperature, alpha, and optionally a categorical `loss` with parameters of its losses (`when: LOSS`)."""
+    names = {p.name: p for p in kd}
+    loss = names.get("loss")
+    owners = kd_loss_params()
+    for p in kd:
+        if p.name in KD_KEYS or p.name == "loss":
+            continue
+        if p.name not in owners:
+            raise UserError(f"search space {source}: kd keys must be among temperature, alpha, loss and the losses' "
+                            f"parameters ({', '.join(owners)}); got {p.name}")
+        if loss is None or p.when != owners[p.name] or p.when not in loss.choices:
+            raise UserError(f"search space {source}: kd.{p.name} needs `when: {owners[p.name]}` and a kd.loss "
+                            f"categorical that offers {owners[p.name]}")
+
+
+def kd_of(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A configuration's searched KD loss and that loss's parameters ({} where the space does not search it)."""
+    if "loss" not in values:
+        return {}
+    return {"kd_loss": values["loss"],
+            "kd_params": {k: float(values[k]) for k, owner in kd_loss_params().items()
+                          if owner == values["loss"] and k in values}}
 
 
 def theta_of(values: Mapping[str, Any]) -> dict[str, Any]:
