@@ -34,69 +34,72 @@ def check_size(settings: SearchSettings) -> None:
 LIMIT_PROBES = 200  # configurations drawn to tell whether a cost limit can be met at all
 
 
-def check_cost_limits(settings: SearchSettings, input_shape: tuple[int, ...], num_classes: int,
-                      param_limit: int) -> tuple[float, float] | None:
-    """Refuse --macs-limit/--memory-limit that no architecture of the space meets (of LIMIT_PROBES drawn with the
-    search's seed), before anything is written; the line says the smallest values seen. Returns the least and the
-    most the objective's cost takes over the architectures that meet the limits (autokd.hpo.objective scales by
-    them), or None when the objective is accuracy alone."""
-    from autokd.hpo.objective import COST_KEYS
-
-    cost_key = COST_KEYS.get(settings.objective)
-    latency = cost_key == "latency_ms" or settings.latency_limit is not None
-    if settings.macs_limit is None and settings.memory_limit is None and cost_key is None and not latency:
-        return None
-    from autokd.deploy import activation_mb, student_latency
+def _probe_costs(settings: SearchSettings, input_shape: tuple[int, ...], num_classes: int, param_limit: int,
+                 with_memory: bool) -> list[dict[str, Any]]:
+    """MACs (and activation MB) of LIMIT_PROBES architectures drawn from the space with the search's seed."""
+    from autokd.deploy import activation_mb
     from autokd.nn.student import build_student
     from autokd.space.configspace import config_to_plain, load_space, theta_of
     from autokd.space.generator import sample_architecture
     from autokd.space.plan import count_macs
 
     cs = load_space(settings.space).with_max_nodes(settings.max_nodes).to_configspace(seed=settings.seed)
-    least_macs, least_mb = float("inf"), float("inf")
-    meeting: list[dict[str, Any]] = []
-    need_mb = settings.memory_limit is not None or cost_key == "activation_mb"
+    out = []
     for i in range(LIMIT_PROBES):
         try:
             arch = sample_architecture(theta_of(config_to_plain(cs.sample_configuration())), settings.seed + i,
                                        input_shape, num_classes, param_limit, merge=settings.merge_width)
         except Exception:  # an invalid generator is the search's business (a failed trial), not this check's
             continue
-        costs = {"macs": float(count_macs(arch)),
-                 "activation_mb": activation_mb(build_student(arch), input_shape) if need_mb else 0.0, "arch": arch}
-        least_macs, least_mb = min(least_macs, costs["macs"]), min(least_mb, costs["activation_mb"])
-        if (settings.macs_limit is None or costs["macs"] <= settings.macs_limit) and \
-                (settings.memory_limit is None or costs["activation_mb"] <= settings.memory_limit):
-            meeting.append(costs)
-            if cost_key is None and not latency:
-                return None  # one is enough to know the limits can be met
-    if meeting and latency:
-        # latency is measured, not counted: on the cheapest and the dearest architectures by MACs (it follows them)
+        out.append({"arch": arch, "macs": float(count_macs(arch)),
+                    "activation_mb": activation_mb(build_student(arch), input_shape) if with_memory else 0.0})
+    return out
+
+
+def check_cost_limits(settings: SearchSettings, input_shape: tuple[int, ...], num_classes: int,
+                      param_limit: int) -> tuple[float, float] | None:
+    """Refuse --macs-limit/--memory-limit/--latency-limit that no architecture of the space meets (of LIMIT_PROBES
+    drawn with the search's seed), before anything is written, saying the least values seen. Returns the least and
+    the most the objective's cost takes over the architectures that meet the limits (autokd.hpo.objective scales by
+    them), or None when the objective is accuracy alone."""
+    from autokd.deploy import student_latency
+    from autokd.hpo.objective import COST_KEYS
+    from autokd.nn.student import build_student
+
+    cost_key = COST_KEYS.get(settings.objective)
+    latency = cost_key == "latency_ms" or settings.latency_limit is not None
+    limits = (settings.macs_limit, settings.memory_limit, settings.latency_limit)
+    if cost_key is None and all(v is None for v in limits):
+        return None
+    probes = _probe_costs(settings, input_shape, num_classes, param_limit,
+                          settings.memory_limit is not None or cost_key == "activation_mb")
+    meeting = [c for c in probes if (settings.macs_limit is None or c["macs"] <= settings.macs_limit)
+               and (settings.memory_limit is None or c["activation_mb"] <= settings.memory_limit)]
+    if not meeting and probes and (settings.macs_limit is not None or settings.memory_limit is not None):
+        said = []
+        if settings.macs_limit is not None:
+            said.append(f"--macs-limit {settings.macs_limit:,.0f} (the fewest MACs per image seen: "
+                        f"{min(c['macs'] for c in probes):,.0f})")
+        if settings.memory_limit is not None:
+            said.append(f"--memory-limit {settings.memory_limit:g} MB (the least activation memory seen: "
+                        f"{min(c['activation_mb'] for c in probes):.3f} MB)")
+        raise UserError(f"no architecture of the {settings.space} space at this parameter limit meets "
+                        f"{' and '.join(said)} in {LIMIT_PROBES} drawn; raise the limit or lower --param-limit")
+    if not meeting:
+        return None  # no valid architecture among the probes: the trials will say why
+    if latency:  # measured, not counted: on the cheapest and the dearest architectures by MACs (it follows them)
         ends = [min(meeting, key=lambda c: c["macs"]), max(meeting, key=lambda c: c["macs"])]
         lat = [student_latency(build_student(c["arch"]), input_shape)["batch1_ms"] for c in ends]
         if settings.latency_limit is not None and lat[0] > settings.latency_limit:
             raise UserError(f"no architecture of the {settings.space} space at this parameter limit meets "
                             f"--latency-limit {settings.latency_limit:g} ms: the one with the fewest MACs of "
                             f"{LIMIT_PROBES} drawn takes {lat[0]:.3f} ms at batch 1 here; raise the limit")
-        for c, value in zip(ends, lat):
-            c["latency_ms"] = value
         if cost_key == "latency_ms":
             return min(lat), max(max(lat), min(lat) * 1.01)
-    if meeting and cost_key is not None:
-        values = [c[cost_key] for c in meeting]
-        return min(values), max(values)
-    if meeting:
+    if cost_key is None:
         return None
-    said = []
-    if settings.macs_limit is None and settings.memory_limit is None:
-        return None  # no limit, and no valid architecture among the probes: the trials will say why
-    if settings.macs_limit is not None:
-        said.append(f"--macs-limit {settings.macs_limit:,.0f} (the fewest MACs per image seen: {least_macs:,.0f})")
-    if settings.memory_limit is not None:
-        said.append(f"--memory-limit {settings.memory_limit:g} MB (the least activation memory seen: "
-                    f"{least_mb:.3f} MB)")
-    raise UserError(f"no architecture of the {settings.space} space at this parameter limit meets "
-                    f"{' and '.join(said)} in {LIMIT_PROBES} drawn; raise the limit or lower --param-limit")
+    values = [c[cost_key] for c in meeting]
+    return min(values), max(values)
 
 
 @dataclass(frozen=True)
