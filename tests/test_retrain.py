@@ -88,6 +88,8 @@ def test_onnx_export_matches_torch(generator_with_source, tmp_path):
     for name in ("fp32", "int8"):
         assert deploy["latency"][name]["batch1_ms"] > 0 and deploy["latency"][name]["batch64_ms"] > 0
     assert deploy["latency"]["runtime"].startswith("onnxruntime")
+    md = (out / "summary.md").read_text()
+    assert "| int8 − fp32 |" in md and f"{100 * deploy['int8_test_acc']:.2f}%" in md
 
 
 @pytest.mark.parametrize("case", ["unknown_key", "out_of_range", "missing_dataset"])
