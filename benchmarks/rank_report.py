@@ -49,7 +49,10 @@ def ci(draws: np.ndarray) -> tuple[float, float]:
 
 
 def p_two_sided(draws: np.ndarray) -> float:
-    return float(min(1.0, 2 * min((draws <= 0).mean(), (draws >= 0).mean())))
+    """Bootstrap two-sided p of "no difference": twice the smaller tail, resamples at exactly 0 split between them
+    (small n gives many: a resample of one configuration has ρ undefined, counted 0 in both arms)."""
+    ties = 0.5 * (draws == 0).mean()
+    return float(min(1.0, 2 * min((draws < 0).mean() + ties, (draws > 0).mean() + ties)))
 
 
 def holm(ps: list[float]) -> list[float]:
@@ -66,7 +69,7 @@ def power_at(study: Path, n: int) -> dict[str, float]:
     if not path.is_file():
         return {}
     d = json.loads(path.read_text())
-    return {name: float(np.interp(n, [r["n"] for r in rows], [r["power"] for r in rows]))
+    return {name: (float(np.interp(n, [r["n"] for r in rows], [r["power"] for r in rows])), n < rows[0]["n"])
             for name, rows in d["scenarios"].items()}
 
 
@@ -126,7 +129,8 @@ def main() -> None:
     power = power_at(study, len(common))
     if power:
         print("\nPower at this n (benchmarks/rank_power.py, interpolated): "
-              + "; ".join(f"{name}: {100 * p:.0f}%" for name, p in power.items()) + ".")
+              + "; ".join(f"{name}: {'below ' if below else ''}{100 * p:.0f}%" for name, (p, below) in power.items())
+              + ".")
 
 
 if __name__ == "__main__":
