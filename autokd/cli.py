@@ -332,7 +332,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         if not outcome.already_complete:
             print(f"search done: {outcome.finished} trials finished, {outcome.failed} failed in "
                   f"{outcome.seconds / 60:.1f} min; {outcome.model_based} of {outcome.proposals} proposals came from "
-                  f"BOHB's model. Best: config {tuple(src['config_id'])} at {src['budget']:g} epochs, "
+                  f"the optimizer's model. Best: config {tuple(src['config_id'])} at {src['budget']:g} epochs, "
                   f"τ={best['kd']['temperature']:.2f} α={best['kd']['alpha']:.2f} → {outcome.run_dir / 'best.json'}")
         if outcome.summary:
             print(outcome.summary)

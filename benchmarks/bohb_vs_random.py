@@ -95,8 +95,8 @@ def main() -> None:
     for opt in args.optimizers.split(","):
         at_equal = []
         for seed, runs in sorted(by_seed.items()):
-            if len(runs) < 2 or any(r["search_seconds"] is None for r in runs.values()):
-                continue
+            if opt not in runs or len(runs) < 2 or any(r["search_seconds"] is None for r in runs.values()):
+                continue  # the seed lacks this optimizer or a partner, or a search did not finish
             horizon = min(r["search_seconds"] for r in runs.values())
             at_equal.append(best_at(runs[opt]["curve"], horizon) or 0.0)
         if at_equal:
