@@ -19,6 +19,8 @@ from pathlib import Path
 
 from scipy import stats
 
+from rank_report import holm  # Holm's step-down, shared with claim 1's report
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -45,15 +47,6 @@ def split_p(a: list[float], b: list[float]) -> tuple[float, int]:
         y = [pooled[i] for i in range(len(pooled)) if i not in idx]
         hits += abs(statistics.mean(x) - statistics.mean(y)) >= observed - 1e-12
     return hits / len(splits), len(splits)
-
-
-def holm(ps: list[float]) -> list[float]:
-    order = sorted(range(len(ps)), key=ps.__getitem__)
-    out, running = [0.0] * len(ps), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(ps) - rank) * ps[i]))
-        out[i] = running
-    return out
 
 
 def best_within(curve: list[list[float]], seconds: float) -> float:
