@@ -50,8 +50,8 @@ class SearchSettings(Recipe):
     objective: str = setting("accuracy", Field("str", choices=("accuracy", "accuracy+macs", "accuracy+memory",
                                                                 "accuracy+latency")),
                              "what the search minimises: validation error (the paper), or error and MACs, "
-                             "activation memory or batch-1 latency per image, weighted differently in each bracket (ParEGO) so the "
-                             "report's front fills", neutral="accuracy")
+                             "activation memory or batch-1 latency per image, weighted differently in each "
+                             "bracket (ParEGO) so the report's front fills", neutral="accuracy")
     bracket_rounding: str = setting("hyperband", Field("str", choices=("hyperband", "hpbandster")),
                                     "first-rung size rounded up as in Hyperband, or down as in hpbandster")
     promotion: str = setting("sync", Field("str", choices=("sync", "async")),

@@ -66,7 +66,8 @@ def claim2() -> None:
     ps = [sign_flip_p(time_d), sign_flip_p(eval_d)]
     print(f"Claim 2, {len(seeds)} seeds ({', '.join(map(str, seeds))}); exact sign-flip test over "
           f"{2 ** len(seeds)} patterns, Holm over the 2 comparisons\n")
-    print("| comparison | BOHB − random, points: mean [95% t CI] | per seed | p (exact) | p (Holm) |\n|---|---|---|---|---|")
+    print("| comparison | BOHB − random, points: mean [95% t CI] | per seed | p (exact) | p (Holm) |\n"
+          "|---|---|---|---|---|")
     for (label, d), p, ph in zip((("equal wall time", time_d), ("equal evaluations", eval_d)), ps, holm(ps)):
         m, lo, hi = t_interval(d)
         print(f"| {label} | {m:+.2f} [{lo:+.2f}, {hi:+.2f}] | {', '.join(f'{x:+.2f}' for x in d)} | {p:.3f} "

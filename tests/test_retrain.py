@@ -77,7 +77,8 @@ def test_onnx_export_matches_torch(generator_with_source, tmp_path):
     # the int8 file beside it: the same network in 8 bits, so its outputs track the fp32 ones and mostly agree on
     # the class, and the record says what it cost (accuracy and latency of both, measured in ONNX Runtime)
     deploy = json.loads((out / "sample-00" / "result.json").read_text())["deploy"]
-    assert deploy["int8_file"] == "student.int8.onnx" and deploy["calibration_images"] == 300  # every training image (< 512)
+    # calibration: every training image here (300 < 512)
+    assert deploy["int8_file"] == "student.int8.onnx" and deploy["calibration_images"] == 300
     q = ort.InferenceSession(str(out / "sample-00" / deploy["int8_file"]))
     assert any(n.op_type == "QuantizeLinear" for n in __import__("onnx").load(
         str(out / "sample-00" / deploy["int8_file"])).graph.node)

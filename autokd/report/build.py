@@ -81,8 +81,8 @@ def _header(run: RunData) -> list[str]:
              f"| wall time | {run.wall_seconds() / 60:.1f} min"
              + (" (search finished)" if end else " (not finished, or killed)") + " |"]
     if end and end.get("proposals"):
-        lines.append(f"| proposals from the {st.get('optimizer', 'bohb')} model | {end.get('model_based_proposals')} of "
-                     f"{end.get('proposals')} |")
+        lines.append(f"| proposals from the {st.get('optimizer', 'bohb')} model | "
+                     f"{end.get('model_based_proposals')} of {end.get('proposals')} |")
     if n_val:
         lines += ["", f"Validation accuracies are measured on {n_val:,} images: a standard error of about "
                   f"±{100 * standard_error(0.85, n_val):.1f} points at 85% (±{100 * standard_error(0.5, n_val):.1f} at "
