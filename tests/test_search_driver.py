@@ -360,3 +360,22 @@ def test_a_searched_kd_loss_reaches_every_trial_and_survives_a_replay(optimizer)
     gen = generator_from_json({"space": "nago-small-losses", "generator": theta_of(d.configs[cid]), "kd": kd})
     assert gen.kd["loss"] == d.configs[cid]["loss"] and set(gen.kd) - {"temperature", "alpha", "loss"} == {
         k for k in d.configs[cid] if owners.get(k) == d.configs[cid]["loss"]}
+
+
+def test_a_cost_objective_gets_its_scale_from_the_space_and_a_latency_limit_is_checked_first(monkeypatch):
+    import autokd.hpo.plan
+    from autokd.config import apply_preset
+    from autokd.hpo.plan import check_cost_limits
+
+    monkeypatch.setattr(autokd.hpo.plan, "LIMIT_PROBES", 30)  # a smaller probe of the space: the same logic
+
+    def settings(**kw):
+        return apply_preset("smoke", {"dataset": "synthetic:1x8x8:3:200", "no_kd": True, "teacher": None, **kw})
+
+    assert check_cost_limits(settings(), (1, 8, 8), 3, 60_000) is None  # accuracy alone: nothing to probe
+    lo, hi = check_cost_limits(settings(objective="accuracy+macs"), (1, 8, 8), 3, 60_000)
+    assert 0 < lo < hi
+    llo, lhi = check_cost_limits(settings(objective="accuracy+latency"), (1, 8, 8), 3, 60_000)
+    assert 0 < llo < lhi  # measured ms at batch 1, on the fewest- and the most-MACs architectures
+    with pytest.raises(UserError, match="--latency-limit"):
+        check_cost_limits(settings(latency_limit=1e-9), (1, 8, 8), 3, 60_000)
