@@ -446,7 +446,7 @@ def run_retrain(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path, bo
                        + (" (sample 0 is the search's winner)" if any(t.group == FAMILY and t.index == 0 for t in todo)
                           and s.winner_seed is not None else "")
                        + (", all at once on the Ray cluster" if executor == "ray" else f", {at_once} at a time")
-                       + f" → {out_dir}")
+                       + _projection(gen, s, len(ds.train), len(todo), at_once) + f" → {out_dir}")
         if executor == "ray" and todo:
             from autokd.ray_cluster import log_errors_to
 
@@ -482,6 +482,21 @@ def run_retrain(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path, bo
         write_json(out_dir / "summary.json", summary)
         write_atomic(out_dir / "summary.md", summary_markdown(summary))
     return summary
+
+
+def _projection(gen: GeneratorFile | None, s: RetrainSettings, n_train: int, todo: int, at_once: int) -> str:
+    """", about T" from the search's measured training speed of one trial (run.json's plan), when the generator
+    names its run directory; rough: the family's members and the thread counts differ from the search's."""
+    run_dir = ((gen.source if gen else {}) or {}).get("run_dir")
+    try:
+        speed = float(read_json(Path(run_dir) / "run.json", "run file")["plan"]["train_img_s"]) if run_dir else 0.0
+    except (UserError, KeyError, TypeError, ValueError, OSError):
+        return ""
+    if speed <= 0:
+        return ""
+    images = (s.subset or n_train) * s.epochs
+    waves = -(-todo // max(1, at_once))  # rounds of `at_once` samples side by side
+    return f", about {fmt_seconds(waves * images / speed)} at the search's measured training speed"
 
 
 def _brief(summary: dict[str, Any]) -> dict[str, Any]:

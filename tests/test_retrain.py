@@ -208,3 +208,19 @@ def test_an_unknown_baseline_is_refused_before_anything_is_written(generator_wit
     err = capsys.readouterr().err
     assert "vgg99" in err and "choose from" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_the_start_line_projects_the_time_from_the_searchs_measured_speed(tmp_path):
+    from autokd.config import RetrainSettings
+    from autokd.progress import fmt_seconds
+    from autokd.retraining import _projection
+    from autokd.space.genfile import generator_from_json
+
+    (tmp_path / "run.json").write_text(json.dumps({"plan": {"train_img_s": 1000.0}}))
+    gen = generator_from_json({"generator": SMALL_THETA, "source": {"dataset": DATASET, "run_dir": str(tmp_path)}})
+    s = RetrainSettings(dataset=DATASET, param_limit=40_000, epochs=2.0)
+    # 3 samples, 2 side by side: 2 rounds of 2 epochs × 3,000 images at 1,000 images/s
+    assert _projection(gen, s, 3000, todo=3, at_once=2) == f", about {fmt_seconds(12.0)} at the search's measured " \
+                                                           "training speed"
+    (tmp_path / "run.json").unlink()
+    assert _projection(gen, s, 3000, todo=3, at_once=2) == ""  # no run.json: no guess
