@@ -262,14 +262,15 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = No
             lat = LATENCIES.get((arch.arch_id, torch.get_num_threads()),
                                 lambda: student_latency(model, ds.input_shape, torch.get_num_threads()))
             result["latency_ms"], result["extra"]["latency"] = lat["batch1_ms"], lat
-        over = over_limits(count_macs(arch), result["activation_mb"], ctx, result.get("latency_ms"))
+        macs = count_macs(arch)
+        over = over_limits(macs, result["activation_mb"], ctx, result.get("latency_ms"))
         if over:  # rejected before training: the configuration's failure, in one line
-            result.update(error=over, params=count_parameters(arch), macs=count_macs(arch))
+            result.update(error=over, params=count_parameters(arch), macs=macs)
             return TrialResult(spec.trial_id, tuple(spec.config_id), spec.budget,
                                seconds=time.perf_counter() - t0, **result)
         r = train_and_evaluate(model, train, val, ds.info.mean, ds.info.std, cfg, device=ctx.device,
                                teacher=teacher, kd=KDConfig(spec.temperature, spec.alpha) if use_kd else None,
-                               macs=count_macs(arch), progress=progress)
+                               macs=macs, progress=progress)
         result.update(status=r.status, val_acc=r.eval_acc, params=r.params, macs=r.macs,
                       peak_memory_mb=r.peak_memory_mb, error=r.error, train_loss=r.train_loss, val_loss=r.eval_loss,
                       steps=r.steps, history=r.history, checkpoints=r.checkpoints)
