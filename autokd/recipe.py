@@ -47,10 +47,12 @@ class Recipe:
     label_smoothing: float = setting(0.0, Field("float", min=0, max=0.5),
                                      "smoothing of the hard-label cross entropy (0: none; with KD it smooths the "
                                      "(1 - alpha) term only)", neutral=0.0)
-    kd_loss: str = setting("hinton", Field("str", choices=("hinton", "dkd", "dist")),
+    kd_loss: str = setting("hinton", Field("str", choices=("hinton", "dkd", "dist", "at")),
                            "the distillation term (autokd/kd/loss.py): hinton (KL of softened outputs, the "
-                           "paper's), dkd (decoupled KD) or dist (DIST: correlation of outputs); a step's loss is "
-                           "(1 - alpha)·CE + alpha·that", neutral="hinton")
+                           "paper's), dkd (decoupled KD), dist (DIST: correlation of outputs) or at (attention "
+                           "transfer: the teacher's spatial attention maps; needs a teacher that exposes its feature "
+                           "maps, as the built-in ones do); a step's loss is (1 - alpha)·CE + alpha·that",
+                           neutral="hinton")
     dkd_alpha: float = setting(1.0, Field("float", min=0, max=100), "dkd: weight of the target-class part (TCKD)",
                                neutral=1.0)
     dkd_beta: float = setting(8.0, Field("float", min=0, max=100), "dkd: weight of the non-target part (NCKD)",
@@ -59,6 +61,9 @@ class Recipe:
                                neutral=1.0)
     dist_gamma: float = setting(1.0, Field("float", min=0, max=100), "dist: weight of the intra-class relation",
                                 neutral=1.0)
+    at_beta: float = setting(1000.0, Field("float", min=0, max=1e6),
+                             "at: weight β of the attention maps' squared difference (the paper's 1000)",
+                             neutral=1000.0)
     grad_clip: float | None = setting(None, Field("float", above=0, nullable=True),
                                       "max global gradient norm (None: no clipping)", flag=False)
     augment_pad: int = setting(4, Field("int", min=0, max=64), "random-crop padding in pixels (0: no crop)")

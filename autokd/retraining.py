@@ -22,6 +22,7 @@ import torch
 from autokd.data.augment import Augment
 from autokd.deploy import activation_mb, export_onnx, int8_variant
 from autokd.errors import UserError
+from autokd.executors import DONE, ERROR, Executor, Job, RemoteTraceback, make_executor
 from autokd.fsutil import read_json, write_atomic, write_json
 from autokd.progress import Board, fmt_seconds
 from autokd.runlock import RunLock
@@ -210,7 +211,11 @@ def retrain_sample(index: int, gen_json: dict[str, Any] | None, st: dict[str, An
 
 def use_cache(s: RetrainSettings, aug: Augment, device: torch.device) -> bool:
     """The teacher-logit cache pays once the epochs exceed the views (a cached view costs one teacher forward,
-    an uncached epoch one per image)."""
+    an uncached epoch one per image). A loss that matches feature maps needs the teacher at every step: never."""
+    from autokd.kd.loss import needs_features
+
+    if needs_features(s.kd_loss):
+        return False
     if s.logit_cache != "auto":
         return s.logit_cache == "on"
     return device.type == "cuda" or aug.views < s.epochs
@@ -223,7 +228,7 @@ def _teacher_summary(s: RetrainSettings, board: Board) -> tuple[dict[str, Any] |
     if not s.teacher:
         return None, None
     from autokd.data.dataset import load_dataset
-    from autokd.kd.teacher import resolve_teacher, teacher_summary
+    from autokd.kd.teacher import check_feature_maps, resolve_teacher, teacher_summary
 
     ds = load_dataset(s.dataset, s.data_dir)
     try:
@@ -231,6 +236,7 @@ def _teacher_summary(s: RetrainSettings, board: Board) -> tuple[dict[str, Any] |
                             check=True, progress=board.reporter("teacher", f"teacher {s.teacher}"))
     finally:
         board.done("teacher")
+    check_feature_maps(t, s.kd_loss)
     t.module.cpu()
     return {**teacher_summary(t), "activation_mb_per_image": round(activation_mb(t.module, ds.input_shape), 3)}, t
 
@@ -380,25 +386,15 @@ class SampleTask:
 FAMILY = "family"
 
 
-def _run_task(task: SampleTask, progress: Any = None) -> dict[str, Any]:
-    return retrain_sample(task.index, task.gen_json, task.settings, task.out_dir, progress=progress)
+def sample_job(payload: dict[str, Any], _context: dict[str, Any], progress: Any = None) -> dict[str, Any]:
+    """One sample as an executor's job (autokd.executors): a SampleTask's fields in, its result.json out."""
+    return retrain_sample(payload["index"], payload["gen_json"], payload["settings"], payload["out_dir"],
+                          progress=progress)
 
 
-def _worker(task: SampleTask, threads: int | None, queue: Any) -> None:
-    import signal
-
-    from autokd.hpo.executors import configure_process
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    configure_process(threads)
-
-    def report(event: dict[str, Any]) -> None:
-        queue.put(("progress", task.label, {**event, "task": task.label, "label": task.label}))
-
-    try:
-        queue.put(("done", task.label, _run_task(task, progress=report)))
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
-        queue.put(("error", task.label, {"sample": task.index, "error": f"{type(exc).__name__}: {exc}"}))
+def _job(task: SampleTask) -> Job:
+    return Job(task.label, task.label, {"index": task.index, "gen_json": task.gen_json, "settings": task.settings,
+                                        "out_dir": task.out_dir})
 
 
 def _groups(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path) -> list[tuple[str, Any, RetrainSettings,
@@ -445,26 +441,10 @@ def run_retrain(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path, bo
                        + f" × {s.epochs:g} epochs"
                        + (" (sample 0 is the search's winner)" if any(t.group == FAMILY and t.index == 0 for t in todo)
                           and s.winner_seed is not None else "")
-                       + (", all at once on the Ray cluster" if executor == "ray" else f", {at_once} at a time")
+                       + (", as many at once as the Ray cluster fits" if executor == "ray"
+                          else f", {at_once} at a time")
                        + _projection(gen, s, len(ds.train), len(todo), at_once) + f" → {out_dir}")
-        if executor == "ray" and todo:
-            from autokd.ray_cluster import log_errors_to
-
-            log_errors_to(out_dir / "ray-errors.log")
-            done = _run_ray(todo, gpus_per_trial, board, ray_address)
-        elif s.workers > 1 and len(todo) > 1:
-            done = _run_processes(todo, s, board)
-        else:
-            done = {}
-            for task in todo:
-                report = board.reporter(task.label, task.label)
-                if s.threads_per_sample:
-                    torch.set_num_threads(s.threads_per_sample)
-                try:
-                    done[task] = _run_task(task, progress=report)
-                finally:
-                    board.done(task.label)
-                _sample_line(board, task, done[task])
+        done = _run_samples(todo, s, board, executor, gpus_per_trial, ray_address, out_dir) if todo else {}
         for task, r in done.items():
             results[task.group][task.index] = r
         linear = ds.info.linear_baseline
@@ -548,76 +528,63 @@ def _sample_line(board: Board, task: SampleTask, r: dict[str, Any]) -> None:
                f"{fmt_seconds(r.get('seconds'))}")
 
 
-def _run_processes(todo: list[SampleTask], s: RetrainSettings, board: Board) -> dict[SampleTask, dict[str, Any]]:
-    import multiprocessing as mp
+def _sample_executor(todo: list[SampleTask], s: RetrainSettings, board: Board, kind: str, gpus_per_trial: float,
+                     ray_address: str | None) -> Executor:
+    """The search's executors, running samples: one in this process, `workers` processes, or Ray tasks."""
     import os
-    import queue as queue_mod
 
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    threads = s.threads_per_sample or max(1, (os.cpu_count() or 1) // s.workers)
-    by_label = {t.label: t for t in todo}
-    pending, running, results = list(todo), {}, {}
+    if kind == "ray":
+        return make_executor("ray", sample_job, {}, threads=s.threads_per_sample or 1, board=board,
+                             gpus_per_job=gpus_per_trial, address=ray_address)
+    workers = min(s.workers, len(todo))
+    threads = s.threads_per_sample or (max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None)
+    return make_executor("local", sample_job, {}, workers=workers, threads=threads, board=board)
+
+
+def _run_samples(todo: list[SampleTask], s: RetrainSettings, board: Board, kind: str, gpus_per_trial: float,
+                 ray_address: str | None, out_dir: Path) -> dict[SampleTask, dict[str, Any]]:
+    """Every sample of `todo` through one executor: a sample whose worker died (out of memory, a lost Ray node) runs
+    again, from its last saved training state, up to MAX_LOST_RETRIES times, then counts as failed; a sample that
+    raised stops the retrain (the samples already finished keep their files: a rerun skips them)."""
+    from autokd.ray_cluster import MAX_LOST_RETRIES
+
+    if kind == "ray":
+        from autokd.ray_cluster import log_errors_to
+
+        log_errors_to(out_dir / "ray-errors.log")  # Ray's text of a dying node: there, not the terminal
+    ex = _sample_executor(todo, s, board, kind, gpus_per_trial, ray_address)
+    by_key = {t.label: t for t in todo}
+    pending, tries, results = list(todo), {t.label: 0 for t in todo}, {}
     try:
-        while pending or running:
-            while pending and len(running) < s.workers:
-                task = pending.pop(0)
-                proc = ctx.Process(target=_worker, args=(task, threads, q), daemon=True)
-                proc.start()
-                running[task.label] = proc
-            try:
-                kind, label, data = q.get(timeout=0.5)
-            except queue_mod.Empty:
-                for label, proc in list(running.items()):
-                    if not proc.is_alive() and proc.exitcode not in (0, None):
-                        del running[label]
-                        task = by_label[label]
-                        results[task] = {"sample": task.index, "seed": sample_seed(RetrainSettings(**task.settings),
-                                                                                   task.index),
-                                         "arch_id": None, "status": "failed", "test_acc": None, "params": 0,
-                                         "macs": None, "seconds": 0.0,
-                                         "error": f"worker process died (exit code {proc.exitcode})"}
-                        board.done(label)
-                continue
-            if kind == "progress":
-                board.update(data)
-                continue
-            task = by_label[label]
-            running.pop(label).join(timeout=30)
-            board.done(label)
-            if kind == "error":
-                raise RuntimeError(f"{label}: {data['error']}")
-            results[task] = data
-            _sample_line(board, task, data)
+        while pending or ex.in_flight():
+            while pending and ex.in_flight() < ex.capacity:
+                ex.submit(_job(pending.pop(0)))
+            if not ex.in_flight():
+                raise UserError(f"the Ray cluster has no node left that can run a sample; add nodes, then run the "
+                                f"same command again (finished samples are kept in {out_dir})")
+            for o in ex.wait(timeout=1.0):
+                task = by_key[o.key]
+                if o.status == DONE:
+                    assert o.value is not None
+                    results[task] = o.value
+                    _sample_line(board, task, o.value)
+                elif o.status == ERROR:
+                    if o.bad_input:
+                        raise UserError(f"retrain: {task.label}: {o.error}")
+                    raise RuntimeError(f"{task.label}: {o.error}") from RemoteTraceback(o.trace or "")
+                elif tries[o.key] < MAX_LOST_RETRIES:  # CRASHED or LOST: the worker's fate, not the sample's
+                    tries[o.key] += 1
+                    board.line(f"retrain: {task.label}: {o.error}; running it again from its last saved state "
+                               f"(retry {tries[o.key]} of {MAX_LOST_RETRIES})", force=True)
+                    pending.insert(0, task)
+                else:
+                    results[task] = _failed(task, f"{o.error} ({MAX_LOST_RETRIES} retries)")
+                    _sample_line(board, task, results[task])
     finally:
-        for proc in running.values():
-            proc.terminate()
+        ex.shutdown()
     return results
 
 
-def _run_ray(todo: list[SampleTask], gpus_per_trial: float, board: Board,
-             address: str | None = None) -> dict[SampleTask, dict[str, Any]]:
-    import ray
-
-    from autokd.ray_cluster import MAX_LOST_RETRIES, join, lost_node
-
-    cluster = join(address)  # the user's cluster (--ray-address, RAY_ADDRESS) or a private instance
-    opts = {"num_gpus": gpus_per_trial} if cluster.gpus else {"num_cpus": 1}
-    task_fn = ray.remote(_run_task).options(max_retries=0, **opts)
-    refs = {task_fn.remote(t): t for t in todo}
-    results: dict[SampleTask, dict[str, Any]] = {}
-    lost: dict[SampleTask, int] = {}
-    while refs:
-        ready, _ = ray.wait(list(refs), num_returns=1)
-        task = refs.pop(ready[0])
-        try:
-            results[task] = ray.get(ready[0])
-        except Exception as exc:
-            if not lost_node(exc) or lost.get(task, 0) >= MAX_LOST_RETRIES:
-                raise
-            lost[task] = lost.get(task, 0) + 1  # its node died: the sample starts again on a node still alive
-            board.line(f"retrain: {task.label}: its Ray node was lost ({type(exc).__name__}); running it again")
-            refs[task_fn.remote(task)] = task
-            continue
-        _sample_line(board, task, results[task])
-    return results
+def _failed(task: SampleTask, error: str) -> dict[str, Any]:
+    return {"sample": task.index, "seed": sample_seed(RetrainSettings(**task.settings), task.index), "arch_id": None,
+            "status": "failed", "test_acc": None, "params": 0, "macs": None, "seconds": 0.0, "error": error}

@@ -18,7 +18,8 @@ from torch import nn
 from autokd.data.augment import cutout
 from autokd.data.loader import Batch, DeviceLoader
 from autokd.data.readers import ImageSet
-from autokd.kd.loss import kd_loss, loss_params
+from autokd.nn.features import feature_maps
+from autokd.kd.loss import feature_kd_loss, kd_loss, loss_params, needs_features
 from autokd.recipe import RECIPE_KEYS, SCHEDULES, KDConfig, Recipe
 
 __all__ = ["TrainConfig", "Trunk", "KDConfig", "EvalResult", "Checkpointing", "train_and_evaluate",
@@ -236,6 +237,9 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s, total_steps, steps_per_epoch))
     use_kd = teacher is not None and kd is not None and kd.alpha > 0
     loss_args = {k: getattr(cfg, k) for k in loss_params(cfg.kd_loss)}  # the named KD loss's own parameters
+    feature_kd = use_kd and needs_features(cfg.kd_loss)  # attention transfer: both networks' feature maps per step
+    if feature_kd and not callable(getattr(teacher, "feature_maps", None)):
+        raise ValueError(f"KD loss {cfg.kd_loss!r} needs the teacher's feature maps; the teacher-logit cache has none")
     gen = torch.Generator().manual_seed(cfg.seed + 7919)  # cutout positions
     step, n_epochs, first_epoch = 0, math.ceil(total_steps / steps_per_epoch), 0
     saved = _load_state(checkpointing.path, checkpointing.key) if checkpointing is not None else None
@@ -293,14 +297,19 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
                 break
             if trunk is not None and trunk.save is not None and step == trunk_end:
                 _save_state(trunk.save, trunk.key, model, opt, sched, epoch, step, gen, result.history)
-            t_logits = teacher(batch) if use_kd else None  # the teacher sees the view without cutout
+            # the teacher sees the view without cutout
+            t_logits = teacher(batch) if use_kd and not feature_kd else None
+            t_maps = teacher.feature_maps(batch) if feature_kd else None  # type: ignore[union-attr]
             x = cutout(batch.x, cfg.augment.cutout, gen) if cfg.augment.cutout > 0 else batch.x
             with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext():
-                out = model(x)
+                out, s_maps = feature_maps(model, x) if feature_kd else (model(x), None)
             logits = _logits(out)
             hard = F.cross_entropy(logits.float(), batch.y, label_smoothing=cfg.label_smoothing)
-            loss = kd_loss(logits, batch.y, t_logits, kd.temperature, kd.alpha, hard=hard, name=cfg.kd_loss,
-                           **loss_args) if use_kd else hard
+            if feature_kd:
+                loss = feature_kd_loss(s_maps, t_maps, hard, kd.alpha, name=cfg.kd_loss, **loss_args)
+            else:
+                loss = kd_loss(logits, batch.y, t_logits, kd.temperature, kd.alpha, hard=hard, name=cfg.kd_loss,
+                               **loss_args) if use_kd else hard
             if isinstance(out, tuple) and cfg.aux_weight > 0 and out[1] is not None:
                 loss = loss + cfg.aux_weight * F.cross_entropy(out[1].float(), batch.y)
             opt.zero_grad(set_to_none=True)

@@ -137,3 +137,113 @@ def test_a_searched_loss_trains_the_trial_and_the_family_it_wins(monkeypatch):
     s = settings_for(gen, {})
     assert (s.kd_loss, s.dkd_beta) == ("dkd", 5.0)
     assert settings_for(gen, {"kd_loss": "hinton"}).kd_loss == "hinton"
+
+
+# ---------------------------------------------------------------------------------------- attention transfer
+def _paper_at(student_maps, teacher_maps, beta):
+    """Zagoruyko & Komodakis (ICLR 2017), eq. 2 as their code computes it, in float64: Q = Σ_c A_c² (p = 2) as a
+    vector, each divided by its L2 norm; β/2 · Σ_j mean over the batch and positions of the squared difference."""
+    total = 0.0
+    for s, t in zip(student_maps, teacher_maps):
+        qs, qt = s.double().pow(2).sum(1).flatten(1), t.double().pow(2).sum(1).flatten(1)
+        qs, qt = qs / qs.norm(dim=1, keepdim=True), qt / qt.norm(dim=1, keepdim=True)
+        total += ((qs - qt) ** 2).mean().item()
+    return beta / 2 * total
+
+
+def test_attention_transfer_matches_the_papers_formula_on_small_tensors():
+    from autokd.kd.loss import attention_transfer
+
+    g = torch.Generator().manual_seed(0)
+    s = [torch.randn(3, 4, 8, 8, generator=g), torch.randn(3, 6, 4, 4, generator=g)]
+    t = [torch.randn(3, 16, 8, 8, generator=g), torch.randn(3, 32, 4, 4, generator=g)]  # channels may differ
+    assert attention_transfer(s, t, at_beta=1000.0).item() == pytest.approx(_paper_at(s, t, 1000.0), rel=1e-5)
+    assert attention_transfer(s, t, at_beta=10.0).item() == pytest.approx(_paper_at(s, t, 10.0), rel=1e-5)
+    same = [m * 2.0 for m in s]  # a scaled map has the same attention: nothing to learn
+    assert attention_transfer(s, [torch.cat([m, m], 1) for m in same]).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_attention_transfer_pairs_from_the_deepest_map_and_pools_to_the_smaller_size():
+    from autokd.kd.loss import attention_transfer
+
+    g = torch.Generator().manual_seed(1)
+    s = [torch.randn(2, 4, 16, 16, generator=g), torch.randn(2, 4, 8, 8, generator=g)]  # the student's 2 groups
+    t = [torch.randn(2, 8, 32, 32, generator=g), torch.randn(2, 8, 16, 16, generator=g),
+         torch.randn(2, 8, 4, 4, generator=g)]  # the teacher's 3
+    pooled = [F.avg_pool2d(s[0].pow(2).mean(1, keepdim=True), 1), F.adaptive_avg_pool2d(s[1].pow(2).mean(1, True), 4)]
+    teacher = [t[1].pow(2).mean(1, keepdim=True), t[2].pow(2).mean(1, keepdim=True)]
+    # the reference on attention maps already pooled: (16 ↔ 16) and (8 → 4 ↔ 4); sqrt so that Σ_c A² gives them back
+    want = _paper_at([p.sqrt() for p in pooled], [q.sqrt() for q in teacher], 1000.0)
+    assert attention_transfer(s, t).item() == pytest.approx(want, rel=1e-5)
+
+
+def test_attention_transfer_mixes_with_the_hard_term_and_sends_gradients_to_the_student():
+    from autokd.kd.loss import attention_transfer, feature_kd_loss, needs_features
+
+    assert needs_features("at") and not needs_features("hinton")
+    g = torch.Generator().manual_seed(2)
+    s = [torch.randn(2, 4, 8, 8, generator=g, requires_grad=True)]
+    t = [torch.randn(2, 8, 8, 8, generator=g)]
+    hard = torch.tensor(1.5)
+    got = feature_kd_loss(s, t, hard, 0.25, at_beta=100.0)
+    assert got.item() == pytest.approx(0.75 * 1.5 + 0.25 * attention_transfer(s, t, at_beta=100.0).item(), rel=1e-6)
+    got.backward()
+    assert s[0].grad is not None and s[0].grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="feature maps"):
+        kd_loss(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), torch.zeros(2, 3), 4.0, 0.5, name="at")
+
+
+@pytest.mark.parametrize("name,shape,sizes", [("vgg7", (1, 28, 28), [28, 14, 7]),
+                                              ("wrn-40-2", (3, 32, 32), [32, 16, 8]),
+                                              ("resnet18", (3, 32, 32), [32, 16, 8, 4]),
+                                              ("darts", (3, 32, 32), [32, 16, 8])])
+def test_every_built_in_teacher_exposes_one_feature_map_per_resolution(name, shape, sizes):
+    from autokd.nn.features import feature_maps
+    from autokd.nn.teachers import TEACHERS, build_teacher
+
+    net = build_teacher(name, 10, shape[0], TEACHERS[name].smoke_args).eval()
+    x = torch.randn(2, *shape)
+    out, maps = feature_maps(net, x)
+    assert [m.shape[-1] for m in maps] == sizes and all(m.shape[0] == 2 for m in maps)
+    assert torch.equal(out, net(x)), "the usual output comes back too"
+    assert not net._forward_hooks and all(not m._forward_hooks for m in net.modules()), "the hooks are removed"
+
+
+def test_students_expose_their_feature_maps_and_their_forward_is_unchanged():
+    from autokd.nn.features import feature_maps
+    from autokd.nn.handmade import build_handmade
+    from autokd.nn.student import build_student
+    from autokd.space.generator import sample_architecture
+    from tests.conftest import SMALL_THETA
+
+    x = torch.randn(2, 1, 16, 16)
+    student = build_student(sample_architecture(SMALL_THETA, 3, (1, 16, 16), 3, 60_000)).eval()
+    out, maps = feature_maps(student, x)
+    assert torch.equal(out, student(x)) and maps and all(m.dim() == 4 for m in maps)
+    assert len({tuple(m.shape[-2:]) for m in maps}) == len(maps), "one map per resolution"
+    for name in ("resnet", "cnn"):
+        net, _ = build_handmade(name, (1, 16, 16), 3, 40_000)
+        net.eval()
+        out, maps = feature_maps(net, x)
+        assert torch.equal(out, net(x)) and [m.shape[-1] for m in maps] in ([16, 8, 4], [16, 8, 4])
+
+
+def test_a_trial_distils_by_attention_transfer_from_a_built_in_teacher(tmp_path):
+    """The loss reaches training: the same seed with α > 0 trains differently under `at` than under `hinton`, and
+    the logit cache is bypassed (the teacher runs beside every step)."""
+    from autokd.data.dataset import load_dataset
+    from autokd.hpo.trial import TrialContext, TrialSpec, run_trial
+    from autokd.kd.teacher import save_checkpoint, train_teacher
+    from autokd.recipe import Recipe
+    from tests.conftest import SMALL_THETA
+
+    ds = load_dataset("synthetic:1x16x16:3:300")
+    ckpt, _ = train_teacher("vgg7", ds, epochs=0.25, smoke=True)
+    save_checkpoint(tmp_path / "t.pt", ckpt)
+    runs = {}
+    for loss in ("hinton", "at"):
+        ctx = TrialContext("synthetic:1x16x16:3:300", None, str(tmp_path / "t.pt"), 60_000, None, 0.2, 0,
+                           logit_cache=True, recipe=Recipe(batch_size=32, lr=0.05, kd_loss=loss), threads=1)
+        runs[loss] = run_trial(TrialSpec(0, (0, 0, 0), SMALL_THETA, 4.0, 0.5, 1.0, 7), ctx)
+    assert runs["hinton"].status == runs["at"].status == "ok", runs["at"].error
+    assert runs["hinton"].train_loss != runs["at"].train_loss and runs["hinton"].arch_id == runs["at"].arch_id

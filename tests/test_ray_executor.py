@@ -6,7 +6,7 @@ from autokd.recipe import Recipe
 
 ray = pytest.importorskip("ray")
 
-from autokd.hpo.executors import RayExecutor  # noqa: E402
+from autokd.hpo.executors import trial_runner  # noqa: E402
 from autokd.hpo.trial import TrialContext, TrialSpec  # noqa: E402
 
 THETA = {"G1_nodes": 3, "G1_K": 2, "G1_P": 0.5, "G2_nodes": 3, "G2_P": 0.8, "G3_nodes": 3, "G3_K": 2, "G3_P": 0.3}
@@ -24,8 +24,8 @@ def ray_cluster():
 def test_four_trials_share_one_gpu(ray_cluster):
     ctx = TrialContext("synthetic:1x16x16:3:1600", None, None, 60_000, None, 0.2, 0,
                        recipe=Recipe(batch_size=32, lr=0.05, weight_decay=1e-4))
-    ex = RayExecutor(ctx, gpus_per_trial=0.25)
-    assert ex.capacity == 4 and ex.ctx["memory_fraction"] == 0.25
+    ex = trial_runner("ray", ctx, gpus_per_trial=0.25)
+    assert ex.capacity == 4 and ex.executor.memory_fraction == 0.25
     for i in range(4):
         ex.submit(TrialSpec(i, (0, 0, i), THETA, 4.0, 0.0, 1.0, i))
     results = []
@@ -43,7 +43,7 @@ def test_four_trials_share_one_gpu(ray_cluster):
 def test_a_missing_dataset_is_the_environments_failure_not_the_configurations(ray_cluster):
     ctx = TrialContext("no-such-dataset", None, None, 60_000, None, 0.2, 0,
                        recipe=Recipe(batch_size=32, lr=0.05, weight_decay=1e-4))
-    ex = RayExecutor(ctx, gpus_per_trial=1.0)
+    ex = trial_runner("ray", ctx, gpus_per_trial=1.0)
     ex.submit(TrialSpec(0, (0, 0, 0), THETA, 4.0, 0.0, 1.0, 0))
     (r,) = ex.wait(timeout=120)
     assert r.status == "environment" and "unknown dataset" in r.error

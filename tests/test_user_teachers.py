@@ -126,3 +126,15 @@ def test_export_optuna_copies_the_run(tmp_path):
     assert len(study.trials) == 14 and study.best_value > 0.3
     assert {"budget_epochs", "config_id"} <= set(study.trials[0].user_attrs)
     assert main(["export-optuna", str(run), "--storage", storage]) == 2  # the study exists: a clear error
+
+
+def test_attention_transfer_refuses_a_torchscript_teacher_in_one_line_before_anything_is_written(scripted, tmp_path,
+                                                                                                  capsys):
+    path, _ = scripted
+    run = tmp_path / "run"
+    assert main(["search", "--dataset", SYN, "--teacher", str(path), "--preset", "smoke", "--kd-loss", "at",
+                 "--run-dir", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    last = err.splitlines()[-1]  # after the plan's lines (the teacher is resolved once the plan is shown)
+    assert "--kd-loss at needs a teacher that exposes its feature maps" in last and "Traceback" not in err
+    assert "choose --kd-loss hinton, dkd or dist" in last and not run.exists()

@@ -133,11 +133,11 @@ def test_aggregate_report_of_repeated_runs_and_group_comparison(tmp_path):
 
 
 def test_process_executor_runs_trials_in_parallel_workers_and_survives_a_dead_worker(tmp_path):
-    from autokd.hpo.executors import ProcessExecutor
+    from autokd.hpo.executors import trial_runner
 
     ctx = TrialContext("synthetic:1x16x16:3:800", None, None, 60_000, None, 0.2, 0,
                        recipe=Recipe(batch_size=32, lr=0.05, weight_decay=1e-4), threads=1)
-    ex = ProcessExecutor(ctx, workers=2)
+    ex = trial_runner("process", ctx, workers=2)
     try:
         for i in range(2):
             ex.submit(TrialSpec(i, (0, 0, i), SMALL_THETA, 4.0, 0.0, 2.0, i))
@@ -152,12 +152,11 @@ def test_process_executor_runs_trials_in_parallel_workers_and_survives_a_dead_wo
         assert max(s for s, _ in spans) < min(e for _, e in spans), "the two trials did not overlap"
         ex.submit(TrialSpec(2, (0, 0, 2), SMALL_THETA, 4.0, 0.0, 8.0, 2))
         time.sleep(3)
-        victim = next(p for p in ex.workers if p.pid == next(iter(ex.running)) or True)
-        for i, p in enumerate(ex.workers):
-            if i in ex.running:
-                os.kill(p.pid, signal.SIGKILL)
+        processes = ex.executor  # the ProcessExecutor under the search's view
+        (victim,) = [p for i, p in enumerate(processes.workers) if i in processes.running]
+        os.kill(victim.pid, signal.SIGKILL)
         (r,) = ex.wait(timeout=60)
-        assert r.status == "failed" and "worker process died" in r.error and victim is not None
+        assert r.status == "failed" and "worker process died" in r.error
         ex.submit(TrialSpec(3, (0, 0, 3), SMALL_THETA, 4.0, 0.0, 0.5, 3))  # the replacement worker works
         (r,) = ex.wait(timeout=120)
         assert r.status == "ok"
@@ -168,15 +167,15 @@ def test_process_executor_runs_trials_in_parallel_workers_and_survives_a_dead_wo
 
 def test_same_seed_same_result_in_this_process_and_in_a_worker(tmp_path):
     """The thread count is set per trial, so the local executor and a worker process compute the same thing."""
-    from autokd.hpo.executors import LocalExecutor, ProcessExecutor
+    from autokd.hpo.executors import trial_runner
 
     ctx = TrialContext("synthetic:1x16x16:3:400", None, None, 60_000, None, 0.2, 0,
                        recipe=Recipe(batch_size=32, lr=0.05, weight_decay=1e-4), threads=1)
     spec = TrialSpec(0, (0, 0, 0), SMALL_THETA, 4.0, 0.0, 1.0, 7)
-    local = LocalExecutor(ctx=ctx)
+    local = trial_runner("local", ctx)
     local.submit(spec)
     (a,) = local.wait()
-    ex = ProcessExecutor(ctx, workers=1)
+    ex = trial_runner("process", ctx, workers=1)
     try:
         ex.submit(spec)
         (b,) = ex.wait(timeout=120)
@@ -188,13 +187,13 @@ def test_same_seed_same_result_in_this_process_and_in_a_worker(tmp_path):
 def test_a_training_seed_changes_the_training_and_not_the_architecture():
     """The paper's protocol trains every budget from scratch with its own seed: same student, other initialisation
     and data order; without `train_seed` the journal's started record is what earlier releases wrote."""
-    from autokd.hpo.executors import LocalExecutor
+    from autokd.hpo.executors import trial_runner
 
     ctx = TrialContext("synthetic:1x16x16:3:400", None, None, 60_000, None, 0.2, 0,
                        recipe=Recipe(batch_size=32, lr=0.05, weight_decay=1e-4), threads=1)
     runs = {}
     for train_seed in (None, 7, 8):
-        ex = LocalExecutor(ctx=ctx)
+        ex = trial_runner("local", ctx)
         ex.submit(TrialSpec(0, (0, 0, 0), SMALL_THETA, 4.0, 0.0, 1.0, 7, train_seed=train_seed))
         (runs[train_seed],) = ex.wait()
     assert len({r.arch_id for r in runs.values()}) == 1
@@ -206,7 +205,7 @@ def test_a_training_seed_changes_the_training_and_not_the_architecture():
 
 def test_a_student_over_a_cost_limit_is_rejected_before_training_and_its_costs_are_journaled(tmp_path):
     from autokd.deploy import activation_mb
-    from autokd.hpo.executors import LocalExecutor
+    from autokd.hpo.executors import trial_runner
     from autokd.nn.student import build_student
     from autokd.space.generator import sample_architecture
     from autokd.space.plan import count_macs
@@ -219,7 +218,7 @@ def test_a_student_over_a_cost_limit_is_rejected_before_training_and_its_costs_a
                          "latency": {"latency_limit": 1e-6},
                          "both-met": {"macs_limit": macs, "memory_limit": 100.0, "latency_limit": 1e6}}.items():
         ctx = TrialContext("synthetic:1x16x16:3:400", None, None, 60_000, None, 0.2, 0, **base, **limits)
-        ex = LocalExecutor(ctx=ctx)
+        ex = trial_runner("local", ctx)
         ex.submit(TrialSpec(0, (0, 0, 0), SMALL_THETA, 4.0, 0.0, 1.0, 7))
         (runs[name],) = ex.wait()
     assert runs["free"].status == runs["both-met"].status == "ok"

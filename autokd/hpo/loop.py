@@ -18,7 +18,7 @@ from autokd.progress import Board, fmt_seconds
 from autokd.ray_cluster import MAX_LOST_RETRIES
 from autokd.hpo.objective import Objective
 from autokd.hpo.bohb import BOHBDriver
-from autokd.hpo.executors import Executor
+from autokd.hpo.executors import TrialRunner
 from autokd.hpo.hyperband import schedule_summary
 from autokd.hpo.plan import trunk_share
 from autokd.hpo.rundir import searched_space, write_best
@@ -127,7 +127,7 @@ class SearchLoop:
     """One session of a prepared search (a new run or a resumed one) in `run_dir`."""
 
     def __init__(self, prep: Prepared, run_dir: Path, board: Board, trial_fn: Callable | None = None,
-                 executor: Executor | None = None) -> None:
+                 executor: TrialRunner | None = None) -> None:
         self.settings, self.run, self.journal = prep.settings, prep.run, prep.journal
         self.prep, self.run_dir, self.board = prep, run_dir, board
         self.trial_fn, self.executor = trial_fn, executor
@@ -184,7 +184,7 @@ class SearchLoop:
             ex.shutdown()
         return self._finish(clock)
 
-    def _executor(self) -> Executor:
+    def _executor(self) -> TrialRunner:
         ctx = TrialContext.from_settings(self.settings, self.run.get("teacher_path"), int(self.run["param_limit"]),
                                          self.settings.device, use_logit_cache(self.settings),
                                          self.run.get("threads_per_trial"))
@@ -200,7 +200,7 @@ class SearchLoop:
                 log_errors_to(self.run_dir / "ray-errors.log")  # Ray's text of a dying node: there, not the terminal
         return make_executor(self.settings, ctx, int(self.run.get("workers") or 1), self.board, self.trial_fn)
 
-    def _fill(self, ex: Executor) -> None:
+    def _fill(self, ex: TrialRunner) -> None:
         """Submit work while a worker is free (nothing new after an environment failure)."""
         while self.env_failure is None and ex.in_flight() < ex.capacity:
             spec = self.driver.ask()
@@ -211,7 +211,7 @@ class SearchLoop:
             ex.submit(spec)
 
     # ------------------------------------------------------------------------------------------ one result
-    def _handle(self, r: TrialResult, ex: Executor, clock: EpochClock) -> None:
+    def _handle(self, r: TrialResult, ex: TrialRunner, clock: EpochClock) -> None:
         cfg = self.driver.configs[r.config_id]
         record = {**r.to_json(), "theta": theta_of(cfg), "temperature": cfg.get("temperature"),
                   "alpha": cfg.get("alpha"), "seed": self.driver.arch_seed(r.config_id)}
@@ -223,7 +223,7 @@ class SearchLoop:
         else:
             self._record(r, record, ex, clock)
 
-    def _rerun_lost(self, r: TrialResult, record: dict[str, Any], key: EvaluationKey, ex: Executor) -> None:
+    def _rerun_lost(self, r: TrialResult, record: dict[str, Any], key: EvaluationKey, ex: TrialRunner) -> None:
         """A lost node is the cluster's failure, not the configuration's: the same evaluation runs again at once."""
         self.lost_tries[key] = self.lost_tries.get(key, 0) + 1
         spec = self.driver.retry(r.trial_id)
@@ -238,7 +238,7 @@ class SearchLoop:
         self.env_failure = self.env_failure or r
         self.board.line(f"trial {r.trial_id}: failed for a reason outside the configuration: {r.error}", force=True)
 
-    def _record(self, r: TrialResult, record: dict[str, Any], ex: Executor, clock: EpochClock) -> None:
+    def _record(self, r: TrialResult, record: dict[str, Any], ex: TrialRunner, clock: EpochClock) -> None:
         """The configuration's own result (ok or failed): told to the model, journaled, counted."""
         self.driver.tell(r)
         self.journal.append("finished" if r.status == "ok" else "failed", **record)

@@ -10,7 +10,7 @@ from typing import Any, Callable, TextIO
 from autokd.config import SearchSettings
 from autokd.progress import Board
 from autokd.runlock import RunLock
-from autokd.hpo.executors import Executor
+from autokd.hpo.executors import TrialRunner
 from autokd.hpo.loop import SearchLoop, SearchOutcome
 from autokd.hpo.start import resume_search, start_search
 
@@ -19,7 +19,7 @@ __all__ = ["run_search", "SearchOutcome"]
 
 def run_search(settings: SearchSettings | None, run_dir: str | Path, resume: bool = False,
                stream: TextIO | None = None, quiet: bool = False, trial_fn: Callable | None = None,
-               executor: Executor | None = None, overrides: dict[str, Any] | None = None, dry_run: bool = False,
+               executor: TrialRunner | None = None, overrides: dict[str, Any] | None = None, dry_run: bool = False,
                yes: bool = False, live: bool | None = None, measure_speed: bool = True) -> SearchOutcome:
     run_dir = Path(run_dir)
     board = Board(stream, quiet=quiet, live=live)

@@ -19,7 +19,7 @@ from autokd.errors import RunDirError, UserError
 from autokd.fsutil import write_atomic, write_json
 from autokd.progress import Board, fmt_seconds
 from autokd.runlock import RunLock
-from autokd.hpo.executors import Executor, LocalExecutor, ProcessExecutor, RayExecutor
+from autokd.hpo.executors import TrialRunner, trial_runner
 from autokd.hpo.journal import Journal
 from autokd.hpo.plan import CPU_REFUSE_HOURS, Plan, check_cost_limits, check_size, make_plan
 from autokd.deploy import cpu_model
@@ -55,13 +55,9 @@ def executor_kind(settings: SearchSettings) -> str:
 
 
 def make_executor(settings: SearchSettings, ctx: TrialContext, workers: int, board: Board,
-                  trial_fn: Callable | None = None) -> Executor:
-    kind = executor_kind(settings)
-    if kind == "local":
-        if trial_fn is not None or workers <= 1:
-            return LocalExecutor(trial_fn, ctx=ctx, board=board)
-        return ProcessExecutor(ctx, workers, board)
-    return RayExecutor(ctx, settings.gpus_per_trial, settings.ray_address, cpus_per_trial=ctx.threads)
+                  trial_fn: Callable | None = None) -> TrialRunner:
+    return trial_runner(executor_kind(settings), ctx, workers, board, settings.gpus_per_trial, settings.ray_address,
+                        trial_fn)
 
 
 def prepare_logit_cache(settings: SearchSettings, ctx: TrialContext, board: Board) -> None:
@@ -108,7 +104,7 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
     import torch
 
     from autokd.data.dataset import load_dataset
-    from autokd.kd.teacher import default_teacher, resolve_teacher, teacher_summary
+    from autokd.kd.teacher import check_feature_maps, default_teacher, resolve_teacher, teacher_summary
     from autokd.train import pick_device
 
     settings = settings.check()
@@ -158,6 +154,8 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
                                       check=True)
         finally:
             board.done("teacher")
+        for loss in (settings.kd_loss, *load_space(settings.space).loss_choices()):
+            check_feature_maps(teacher, loss)  # attention transfer: a teacher without feature maps is refused now
         teacher_path, teacher_meta = str(teacher.path.resolve()), teacher_summary(teacher)
         warn_if_weak_teacher(teacher_meta, ds.info.name, board)
     lock.acquire()

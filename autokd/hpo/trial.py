@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import torch
 
+from autokd.kd.loss import needs_features
 from autokd.errors import DatasetError, InvalidGenerator, TeacherError
 from autokd.memo import Memo
 from autokd.recipe import Recipe, recipe_of
@@ -73,7 +74,6 @@ class TrialContext:
     val_fraction: float
     split_seed: int  # one train/validation split for the whole search
     device: str | None = None
-    memory_fraction: float | None = None  # cap on this process's share of GPU memory (packed trials)
     logit_cache: bool = False  # gather teacher logits from the per-view cache instead of a forward per step
     teacher_weights: str | None = None
     val_images: int | None = None
@@ -167,23 +167,27 @@ def over_limits(macs: int, activation: float, ctx: "TrialContext", latency: floa
     return None
 
 
-TEACHERS = Memo("teacher functions", max_items=1)  # per process: built once per search; one logit cache at a time
+# per process: built once per search; one logit cache at a time (and the on-the-fly teacher a feature loss needs)
+TEACHERS = Memo("teacher functions", max_items=2)
 LATENCIES = Memo("student latencies", max_items=512)  # per process: (arch_id, threads) → student_latency's facts
 
 
-def _teacher_fn(ctx: TrialContext, ds: Any, train: Any, augment: Any) -> Any:
+def _teacher_fn(ctx: TrialContext, ds: Any, train: Any, augment: Any, features: bool = False) -> Any:
+    """The trial's teacher: logits from the cache when the context has one, else a forward per step (always for a
+    loss that matches feature maps: `features`)."""
     from autokd.kd.cache import CachedTeacher, load_or_build
     from autokd.kd.teacher import OnTheFlyTeacher, resolve_teacher
     from autokd.train import pick_device
 
     # The split (seed, fraction, sizes) decides which images the cache rows map to.
-    key = (str(ctx.teacher_path), ctx.teacher_weights, ds.info.name, str(ctx.device), ctx.logit_cache,
+    cached = ctx.logit_cache and not features
+    key = (str(ctx.teacher_path), ctx.teacher_weights, ds.info.name, str(ctx.device), cached,
            ctx.split_seed, ctx.val_fraction, ctx.val_images, ctx.subset, augment)
 
     def make() -> Any:
         teacher = resolve_teacher(str(ctx.teacher_path), ds, device=ctx.device, quiet=True,
                                   weights=ctx.teacher_weights)
-        if not ctx.logit_cache:
+        if not cached:
             return OnTheFlyTeacher(teacher, ds.info.mean, ds.info.std)
         device = pick_device(ctx.device)
         logits, _ = load_or_build(teacher, train, augment, ds.info.mean, ds.info.std, device, quiet=True)
@@ -240,8 +244,6 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = No
         torch.set_num_threads(ctx.threads)
     result["extra"]["threads"] = torch.get_num_threads()
     try:
-        if ctx.memory_fraction and torch.cuda.is_available():
-            torch.cuda.set_per_process_memory_fraction(min(1.0, ctx.memory_fraction))
         ds = load_dataset(ctx.dataset, ctx.data_dir)
         arch = sample_architecture(spec.theta, spec.seed, ds.input_shape, ds.num_classes, ctx.param_limit,
                                    merge=ctx.merge_width)
@@ -254,7 +256,7 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = No
         if ctx.state_dir and cfg.lr_schedule == "wsd" and (spec.continue_from is not None or spec.keep_trunk):
             cfg = replace(cfg, trunk=_trunk(spec, ctx, arch.arch_id, len(train)))
         # the teacher before the seed, as always: building it may draw from torch's generator
-        teacher = _teacher_fn(ctx, ds, train, cfg.augment) if use_kd else None
+        teacher = _teacher_fn(ctx, ds, train, cfg.augment, needs_features(cfg.kd_loss)) if use_kd else None
         torch.manual_seed(spec.training_seed)
         model = build_student(arch)
         result["activation_mb"] = round(activation_mb(model, ds.input_shape), 4)

@@ -1,16 +1,21 @@
-"""Knowledge-distillation losses by name, all from logits only (so the exact teacher-logit cache serves every one):
+"""Knowledge-distillation losses by name. From logits only (so the exact teacher-logit cache serves each one):
 
     hinton  τ²·KL(softmax(t/τ) ‖ softmax(s/τ))                                   (Hinton et al. 2015; REFERENCE §1)
     dkd     dkd_alpha·TCKD + dkd_beta·NCKD, each × τ²                              (Zhao et al., CVPR 2022)
     dist    τ²·(dist_beta·(1 − inter-class ρ) + dist_gamma·(1 − intra-class ρ))    (Huang et al., NeurIPS 2022)
+
+and from feature maps (the teacher runs beside every step; no cache):
+
+    at      at_beta/2 · Σ_j mean((Q_s^j − Q_t^j)²),  Q = normalise(mean_c(A²))     (Zagoruyko & Komodakis, ICLR 2017)
 
 A training step's loss is `(1 − α)·hard + α·distill`, where hard is the cross entropy with the labels and α the KD
 weight BOHB searches: the same mix for every loss, so the search space, the journal and best.json do not change with
 it (DKD's and DIST's papers add the distillation term to a full-weight cross entropy; α = 0.5 is that up to a factor
 of 2 on the step size). Each loss's own parameters are recipe settings (autokd/recipe.py), passed by keyword.
 
-Adding a loss: one function `(student, teacher, targets, temperature, **params) → scalar` and `@register("name")`,
-and its parameters declared in autokd/recipe.py. Attention transfer needs feature maps, not logits: not here yet.
+Adding a loss: one function `(student, teacher, targets, temperature, **params) → scalar` and `@register("name")`
+(`@register("name", features=True)` for `(student_maps, teacher_maps, **params) → scalar`), and its parameters
+declared in autokd/recipe.py.
 """
 
 from __future__ import annotations
@@ -22,14 +27,22 @@ import torch
 import torch.nn.functional as F
 
 DistillFn = Callable[..., torch.Tensor]
-KD_LOSSES: dict[str, DistillFn] = {}
+KD_LOSSES: dict[str, DistillFn] = {}  # every loss by name
+FEATURE_LOSSES: set[str] = set()  # those that match feature maps, not logits
 
 
-def register(name: str) -> Callable[[DistillFn], DistillFn]:
+def register(name: str, features: bool = False) -> Callable[[DistillFn], DistillFn]:
     def add(fn: DistillFn) -> DistillFn:
         KD_LOSSES[name] = fn
+        if features:
+            FEATURE_LOSSES.add(name)
         return fn
     return add
+
+
+def needs_features(name: str | None) -> bool:
+    """Whether the loss `name` matches feature maps (the teacher then runs at every step; no logit cache)."""
+    return name in FEATURE_LOSSES
 
 
 def loss_params(name: str) -> tuple[str, ...]:
@@ -81,6 +94,31 @@ def dist(student: torch.Tensor, teacher: torch.Tensor, targets: torch.Tensor, te
     return temperature * temperature * (dist_beta * inter + dist_gamma * intra)
 
 
+def attention_map(feature: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Q = mean over channels of A² (B, H, W), average-pooled to `size` when given, flattened and L2-normalised per
+    image: (B, H·W). The paper's F(A) = Σ_c |A_c|^p with p = 2; the mean differs by the constant C, which the
+    normalisation removes."""
+    q = feature.float().pow(2).mean(1)
+    if size is not None and tuple(q.shape[-2:]) != tuple(size):
+        q = F.adaptive_avg_pool2d(q.unsqueeze(1), size).squeeze(1)
+    return F.normalize(q.flatten(1), dim=1)
+
+
+@register("at", features=True)
+def attention_transfer(student: list[torch.Tensor], teacher: list[torch.Tensor], *,
+                       at_beta: float = 1000.0) -> torch.Tensor:
+    """Attention transfer: β/2 · Σ_j mean((Q_s^j − Q_t^j)²) over matched pairs of group-end maps (as the authors'
+    code computes it; β = 1000 there). Pairs are taken from the deepest group backwards, min(#student, #teacher) of
+    them; a pair of different spatial sizes is compared at the smaller one (both maps average-pooled to it)."""
+    if not student or not teacher:
+        raise ValueError("attention transfer needs at least one feature map from the student and the teacher")
+    total = student[0].new_zeros((), dtype=torch.float32)
+    for s, t in zip(reversed(student), reversed(teacher)):
+        size = (min(s.shape[-2], t.shape[-2]), min(s.shape[-1], t.shape[-1]))
+        total = total + (attention_map(s, size) - attention_map(t, size)).pow(2).mean()
+    return at_beta / 2 * total
+
+
 def kd_loss(student_logits: torch.Tensor, targets: torch.Tensor, teacher_logits: torch.Tensor | None,
             temperature: float, alpha: float, hard: torch.Tensor | None = None, name: str = "hinton",
             **params: float) -> torch.Tensor:
@@ -97,9 +135,19 @@ def kd_loss(student_logits: torch.Tensor, targets: torch.Tensor, teacher_logits:
         return ce
     if name not in KD_LOSSES:
         raise ValueError(f"unknown KD loss {name!r}; choose from {', '.join(KD_LOSSES)}")
+    if name in FEATURE_LOSSES:
+        raise ValueError(f"KD loss {name!r} matches feature maps: use feature_kd_loss")
     t = teacher_logits.float()
     if name == "hinton":  # the same float operations, in the same order, as before losses had names: same results
         kl = F.kl_div(F.log_softmax(s / temperature, dim=1), F.log_softmax(t / temperature, dim=1),
                       reduction="batchmean", log_target=True)
         return (1.0 - alpha) * ce + alpha * temperature * temperature * kl
     return (1.0 - alpha) * ce + alpha * KD_LOSSES[name](s, t, targets, temperature, **params)
+
+
+def feature_kd_loss(student_maps: list[torch.Tensor], teacher_maps: list[torch.Tensor], hard: torch.Tensor,
+                    alpha: float, name: str = "at", **params: float) -> torch.Tensor:
+    """`(1-α)·hard + α·distill(student maps, teacher maps)` for a loss registered with `features=True`."""
+    if name not in FEATURE_LOSSES:
+        raise ValueError(f"KD loss {name!r} does not match feature maps")
+    return (1.0 - alpha) * hard + alpha * KD_LOSSES[name](student_maps, teacher_maps, **params)

@@ -21,6 +21,7 @@ import io
 import logging
 import re
 import zipfile
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from autokd.data.loader import Batch
 from autokd.data.registry import cache_root
 from autokd.errors import TeacherError, UserError
 from autokd.fsutil import read_json, write_atomic
+from autokd.nn.features import feature_maps, has_feature_maps
 from autokd.nn.teachers import TEACHERS, build_teacher, teacher_arch
 from autokd.train import EvalResult, Progress, TrainConfig, pick_device, train_and_evaluate
 from autokd.validate import Field, check_object
@@ -389,3 +391,21 @@ class OnTheFlyTeacher:
 
     def __call__(self, batch: Batch) -> torch.Tensor:
         return self.logits(batch.x)
+
+    def feature_maps(self, batch: Batch) -> list[torch.Tensor]:
+        """The teacher's group-end feature maps for the batch (autokd.nn.features), float32 and outside autograd."""
+        x = batch.x if self.identity else batch.x * self.scale + self.shift
+        with torch.inference_mode():
+            with torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else nullcontext():
+                _, maps = feature_maps(self.module, x)
+        return [m.float().clone() for m in maps]
+
+
+def check_feature_maps(t: Teacher, loss: str) -> None:
+    """A feature-map loss (attention transfer) needs a teacher that exposes its feature maps: refused up front."""
+    from autokd.kd.loss import needs_features
+
+    if needs_features(loss) and not has_feature_maps(t.module):
+        raise TeacherError(f"--kd-loss {loss} needs a teacher that exposes its feature maps (the built-in teachers "
+                           f"do); the {t.kind} teacher {t.path} does not: choose --kd-loss hinton, dkd or dist, or "
+                           "a built-in teacher")

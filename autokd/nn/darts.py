@@ -154,3 +154,6 @@ class DartsNetwork(nn.Module):
                 aux = self.auxiliary(s1)
         logits = self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
         return (logits, aux) if aux is not None else logits
+
+    def feature_points(self) -> list[nn.Module]:  # autokd.nn.features: the cells before each reduction, the last
+        return list(self.cells)

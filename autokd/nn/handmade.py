@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autokd.errors import UserError
+from autokd.nn.features import before_pools
 from autokd.nn.resnet import BasicBlock
 
 
@@ -26,6 +27,9 @@ class SmallResNet(nn.Module):
 
     def forward(self, x):
         return self.fc(F.adaptive_avg_pool2d(self.stages(self.stem(x)), 1).flatten(1))
+
+    def feature_points(self) -> list[nn.Module]:  # autokd.nn.features: attention transfer's maps
+        return list(self.stages)
 
 
 class PlainCNN(nn.Module):
@@ -45,6 +49,9 @@ class PlainCNN(nn.Module):
 
     def forward(self, x):
         return self.fc(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
+
+    def feature_points(self) -> list[nn.Module]:
+        return before_pools(self.features)
 
 
 @dataclass(frozen=True)

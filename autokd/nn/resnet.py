@@ -40,6 +40,9 @@ class ResNet18(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(F.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1).flatten(1))
 
+    def feature_points(self) -> list[nn.Module]:  # autokd.nn.features: attention transfer's maps
+        return list(self.blocks)
+
 
 class WideBlock(nn.Module):
     """Pre-activation block of Zagoruyko & Komodakis' Wide ResNet."""
@@ -80,3 +83,6 @@ class WideResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn(self.blocks(self.conv(x))))
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+    def feature_points(self) -> list[nn.Module]:  # the groups' outputs, as in the attention-transfer paper
+        return list(self.blocks)

@@ -100,6 +100,14 @@ class Student(nn.Module):
         return self.arithmetic == "fused" or (self.arithmetic == "auto" and x.device.type == "cpu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x)[0]
+
+    def feature_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(logits, every top-level cell's output): attention transfer's maps (autokd.nn.features keeps the last
+        at each spatial size)."""
+        return self._run(x)
+
+    def _run(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         fused = self.uses_fused(x)
         stem = self.stem(x)
         outs: list[torch.Tensor] = []
@@ -117,7 +125,7 @@ class Student(nn.Module):
         features = self.head[6](pooled_features)
         # The classifier runs in fp32 even under autocast, so KD's soft targets are not quantised to bf16.
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return self.head[7](features.to(self.head[7].weight.dtype))
+            return self.head[7](features.to(self.head[7].weight.dtype)), outs
 
 
 def build_student(spec: ArchSpec, arithmetic: str = "auto") -> Student:

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autokd.nn.features import before_pools
+
 
 def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
@@ -29,3 +31,6 @@ class VGG7(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
+
+    def feature_points(self) -> list[nn.Module]:  # autokd.nn.features: attention transfer's maps
+        return before_pools(self.features)

@@ -154,6 +154,10 @@ class SearchSpace:
     def searched_kd_loss(self) -> bool:
         return any(p.name == "loss" for p in self.kd)
 
+    def loss_choices(self) -> tuple[str, ...]:
+        """The KD losses the space searches (empty when it does not)."""
+        return next((p.choices for p in self.kd if p.name == "loss"), ())
+
     def check_theta(self, theta: Mapping[str, Any], where: str = "generator") -> dict[str, int | float]:
         """Validated θ with exactly the generator keys; unknown, missing or out-of-range keys are bad input."""
         if not isinstance(theta, Mapping):
