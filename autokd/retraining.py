@@ -258,6 +258,19 @@ def summarise(results: list[dict[str, Any]], teacher: dict[str, Any] | None, s: 
                                  key=lambda r: r["sample"])}
 
 
+def _kd_phrase(s: dict[str, Any], kd: dict[str, float]) -> str:
+    """"KD τ=3.00 α=0.70" for Hinton's loss; another loss by name with its own parameters (attention transfer has
+    no temperature)."""
+    from autokd.kd.loss import loss_params, needs_features
+
+    loss = s.get("kd_loss") or "hinton"
+    if loss == "hinton":
+        return f"KD τ={kd['temperature']:.2f} α={kd['alpha']:.2f}"
+    params = ", ".join(f"{k}={s[k]:g}" for k in loss_params(loss) if k in s)
+    tau = "" if needs_features(loss) else f" τ={kd['temperature']:.2f}"
+    return f"KD {loss}{f' ({params})' if params else ''}{tau} α={kd['alpha']:.2f}"
+
+
 def summary_markdown(summary: dict[str, Any]) -> str:
     s, t = summary["settings"], summary["teacher"]
     what = (f"hand-designed student `{summary['student']}`" if summary["student"] else "samples from the generator")
@@ -265,7 +278,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     lines = [f"# Retrain summary: {s['dataset']}", "",
              f"{summary['ok']} of {summary['samples']} {what}, {s['epochs']:g} epochs each on the whole training set"
              + (f" ({s['subset']:,} images)" if s.get("subset") else "")
-             + (f", KD τ={kd['temperature']:.2f} α={kd['alpha']:.2f} from {t['arch']}" if kd and t else ", no KD")
+             + (f", {_kd_phrase(s, kd)} from {t['arch']}" if kd and t else ", no KD")
              + "." + (" Sample 0 is the search's winning architecture; the others are fresh samples of its family."
                       if summary.get("winner_included") else ""), ""]
     if summary["test_acc_mean"] is not None:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -247,3 +249,21 @@ def test_a_trial_distils_by_attention_transfer_from_a_built_in_teacher(tmp_path)
         runs[loss] = run_trial(TrialSpec(0, (0, 0, 0), SMALL_THETA, 4.0, 0.5, 1.0, 7), ctx)
     assert runs["hinton"].status == runs["at"].status == "ok", runs["at"].error
     assert runs["hinton"].train_loss != runs["at"].train_loss and runs["hinton"].arch_id == runs["at"].arch_id
+
+
+def test_a_space_file_searches_attention_transfer_with_its_beta_active_only_for_it(tmp_path):
+    import ConfigSpace as CS
+
+    from autokd.space.configspace import kd_of, load_space
+
+    text = (Path(__file__).parents[1] / "search_spaces" / "nago-small-losses.yaml").read_text()
+    text = text.replace("choices: [hinton, dkd, dist]", "choices: [hinton, dkd, dist, at]")
+    text += "  at_beta: {type: float, lower: 100.0, upper: 3000.0, when: at}\n"
+    (tmp_path / "s.yaml").write_text(text)
+    space = load_space(str(tmp_path / "s.yaml"))
+    assert space.loss_choices() == ("hinton", "dkd", "dist", "at")
+    cs = space.to_configspace(seed=0)
+    assert any(isinstance(c, CS.EqualsCondition) and c.child.name == "at_beta" and c.value == "at"
+               for c in cs.conditions)
+    assert kd_of({"loss": "at", "at_beta": 500.0, "temperature": 4.0}) == {"kd_loss": "at",
+                                                                            "kd_params": {"at_beta": 500.0}}
