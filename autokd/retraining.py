@@ -583,7 +583,7 @@ def _run_samples(todo: list[SampleTask], s: RetrainSettings, board: Board, kind:
                     _sample_line(board, task, o.value)
                 elif o.status == ERROR:
                     if o.bad_input:
-                        raise UserError(f"retrain: {task.label}: {o.error}")
+                        raise UserError(f"{task.label}: {o.error}")
                     raise RuntimeError(f"{task.label}: {o.error}") from RemoteTraceback(o.trace or "")
                 elif tries[o.key] < MAX_LOST_RETRIES:  # CRASHED or LOST: the worker's fate, not the sample's
                     tries[o.key] += 1

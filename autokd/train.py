@@ -18,8 +18,8 @@ from torch import nn
 from autokd.data.augment import cutout
 from autokd.data.loader import Batch, DeviceLoader
 from autokd.data.readers import ImageSet
-from autokd.nn.features import feature_maps
 from autokd.kd.loss import feature_kd_loss, kd_loss, loss_params, needs_features
+from autokd.nn.features import feature_maps
 from autokd.recipe import RECIPE_KEYS, SCHEDULES, KDConfig, Recipe
 
 __all__ = ["TrainConfig", "Trunk", "KDConfig", "EvalResult", "Checkpointing", "train_and_evaluate",

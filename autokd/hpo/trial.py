@@ -11,8 +11,8 @@ from typing import Any, Callable
 
 import torch
 
-from autokd.kd.loss import needs_features
 from autokd.errors import DatasetError, InvalidGenerator, TeacherError
+from autokd.kd.loss import needs_features
 from autokd.memo import Memo
 from autokd.recipe import Recipe, recipe_of
 from autokd.validate import identity

@@ -35,6 +35,7 @@ from autokd.data.loader import Batch
 from autokd.data.registry import cache_root
 from autokd.errors import TeacherError, UserError
 from autokd.fsutil import read_json, write_atomic
+from autokd.kd.loss import needs_features
 from autokd.nn.features import feature_maps, has_feature_maps
 from autokd.nn.teachers import TEACHERS, build_teacher, teacher_arch
 from autokd.train import EvalResult, Progress, TrainConfig, pick_device, train_and_evaluate
@@ -403,8 +404,6 @@ class OnTheFlyTeacher:
 
 def check_feature_maps(t: Teacher, loss: str) -> None:
     """A feature-map loss (attention transfer) needs a teacher that exposes its feature maps: refused up front."""
-    from autokd.kd.loss import needs_features
-
     if needs_features(loss) and not has_feature_maps(t.module):
         raise TeacherError(f"--kd-loss {loss} needs a teacher that exposes its feature maps (the built-in teachers "
                            f"do); the {t.kind} teacher {t.path} does not: choose --kd-loss hinton, dkd or dist, or "
