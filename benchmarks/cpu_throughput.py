@@ -162,7 +162,7 @@ def autokd_rates(cfg: dict[str, Any], steps: int, threads: int) -> dict[str, flo
 
 
 def _autokd_worker(indices: list[int], configs: list[dict], steps: int, threads: int, out: Any) -> None:
-    from autokd.hpo.executors import configure_process
+    from autokd.executors import configure_process
 
     configure_process(threads)
     for i in indices:

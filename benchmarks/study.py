@@ -124,7 +124,7 @@ def _rank_job(job: dict[str, Any], states: Path) -> dict[str, Any]:
 
 def _worker(jobs: Any, out_dir: str) -> None:
     """Takes (configuration, arm) jobs from the shared queue until it is empty: costs differ by configuration."""
-    from autokd.hpo.executors import configure_process
+    from autokd.executors import configure_process
 
     configure_process(1)
     while True:

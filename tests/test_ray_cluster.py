@@ -89,6 +89,12 @@ def cluster():
         c.stop()
 
 
+def running_ray_jobs() -> int:
+    """Ray worker processes executing a job now (Ray titles them `ray::FUNCTION`: autokd.executors.ray_job)."""
+    out = subprocess.run(["pgrep", "-f", "^ray::ray_job"], capture_output=True, text=True).stdout
+    return len(out.split())
+
+
 def events(run_dir: Path) -> list[dict]:
     return read_journal(run_dir / "journal.jsonl")[1]
 
@@ -110,7 +116,12 @@ def test_a_node_killed_mid_trial_is_the_environments_failure_and_every_evaluatio
                 if started - ended >= 2:
                     break
             time.sleep(0.1)
-        time.sleep(1.0)  # the second node's trial has started (its worker starts, loads the data, trains)
+        # both trials are running, not only submitted: a task still queued when its node dies is rescheduled by Ray
+        # (nothing is lost, and the test would see no loss); a running task's process is titled after its function
+        while time.time() < deadline and proc.poll() is None and running_ray_jobs() < 2:
+            time.sleep(0.1)
+        assert running_ray_jobs() >= 2, "two trials never ran at once on the two nodes"
+        time.sleep(1.0)  # a little into their training
         cluster.kill_worker_node()
         out, _ = proc.communicate(timeout=400)
     finally:

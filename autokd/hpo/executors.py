@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from autokd.executors import DONE, LOST, Executor, Job, Outcome, configure_process, make_executor
+from autokd.executors import DONE, LOST, Executor, Job, Outcome, make_executor
 from autokd.hpo.trial import Status, TrialContext, TrialResult, TrialSpec, run_trial
 from autokd.progress import Board
 
-__all__ = ["TrialRunner", "configure_process", "trial_job", "trial_label", "trial_runner"]
+__all__ = ["TrialRunner", "trial_job", "trial_label", "trial_runner"]
 
 TrialFn = Callable[[TrialSpec], TrialResult]
 
