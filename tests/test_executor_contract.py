@@ -74,9 +74,15 @@ def kind(request):
         _stop_ray()
 
 
-def _executor(kind: str, board: Board | None = None):
-    return make_executor(kind, probe_job, {"name": "ctx"}, workers=2 if kind != "local" else 1, threads=1,
-                         board=board, gpus_per_job=0.0)
+@pytest.fixture(scope="module")
+def jobs(kind):
+    """One executor of each kind for the module's job tests (starting workers is slow), with a recording board:
+    each test leaves it with nothing in flight, as it found it."""
+    board = RecordingBoard()
+    ex = make_executor(kind, probe_job, {"name": "ctx"}, workers=2 if kind != "local" else 1, threads=1,
+                       board=board, gpus_per_job=0.0)
+    yield ex, board
+    ex.shutdown()
 
 
 def _drain(ex, jobs: list[Job], timeout: float = 120.0) -> list:
@@ -91,13 +97,10 @@ def _drain(ex, jobs: list[Job], timeout: float = 120.0) -> list:
     return out
 
 
-def test_every_job_comes_back_once_with_its_value_and_where_it_ran(kind):
-    ex = _executor(kind)
-    try:
-        assert ex.capacity >= 1
-        outcomes = _drain(ex, [Job(f"job {i}", f"job {i}", {"x": i}) for i in range(3)])
-    finally:
-        ex.shutdown()
+def test_every_job_comes_back_once_with_its_value_and_where_it_ran(jobs):
+    ex, _ = jobs
+    assert ex.capacity >= 1
+    outcomes = _drain(ex, [Job(f"job {i}", f"job {i}", {"x": i}) for i in range(3)])
     assert sorted(o.key for o in outcomes) == ["job 0", "job 1", "job 2"] and ex.in_flight() == 0
     for o in outcomes:
         assert o.status == DONE and o.value["x"] == int(o.key.split()[1]) and o.value["context"] == "ctx"
@@ -105,61 +108,45 @@ def test_every_job_comes_back_once_with_its_value_and_where_it_ran(kind):
         assert o.where["ended"] >= o.where["started"]
 
 
-def test_a_job_that_raises_is_its_outcome_in_one_line_and_the_executor_goes_on(kind):
-    ex = _executor(kind)
-    try:
-        by_key = {o.key: o for o in _drain(ex, [Job("bad", "bad", {"x": 0, "raise": True}),
-                                                 Job("good", "good", {"x": 1})])}
-        again = _drain(ex, [Job("after", "after", {"x": 2})])
-    finally:
-        ex.shutdown()
+def test_a_job_that_raises_is_its_outcome_in_one_line_and_the_executor_goes_on(jobs):
+    ex, _ = jobs
+    by_key = {o.key: o for o in _drain(ex, [Job("bad", "bad", {"x": 0, "raise": True}),
+                                             Job("good", "good", {"x": 1})])}
+    again = _drain(ex, [Job("after", "after", {"x": 2})])
     assert by_key["bad"].status == ERROR and by_key["bad"].error == "ValueError: the job's own failure"
     assert "probe_job" in by_key["bad"].trace and not by_key["bad"].bad_input  # where it failed, for a log
     assert by_key["good"].status == DONE and again[0].status == DONE
 
 
-def test_a_job_that_raises_a_user_error_says_so_in_the_users_words(kind):
-    ex = _executor(kind)
-    try:
-        (o,) = _drain(ex, [Job("bad input", "bad input", {"x": 0, "user_error": True})])
-    finally:
-        ex.shutdown()
+def test_a_job_that_raises_a_user_error_says_so_in_the_users_words(jobs):
+    ex, _ = jobs
+    (o,) = _drain(ex, [Job("bad input", "bad input", {"x": 0, "user_error": True})])
     assert o.status == ERROR and o.bad_input and o.error == "--thing: no such file; pass an existing one"
 
 
-def test_progress_reaches_the_board_with_the_jobs_label(kind):
-    board = RecordingBoard()
-    ex = _executor(kind, board)
-    try:
-        _drain(ex, [Job("job 0", "the label", {"x": 0, "sleep": 0.5})])
-    finally:
-        ex.shutdown()
-    assert any(e["task"] == "job 0" and e["label"] == "the label" and e["epoch"] == 1.0 for e in board.events)
+def test_progress_reaches_the_board_with_the_jobs_label(jobs):
+    ex, board = jobs
+    _drain(ex, [Job("reporting", "the label", {"x": 0, "sleep": 0.5})])
+    assert any(e["task"] == "reporting" and e["label"] == "the label" and e["epoch"] == 1.0 for e in board.events)
 
 
-def test_waiting_with_a_timeout_returns_nothing_then_the_job(kind):
+def test_waiting_with_a_timeout_returns_nothing_then_the_job(jobs, kind):
     if kind == "local":
         pytest.skip("the local executor runs the job inside wait(): there is nothing to wait for")
-    ex = _executor(kind)
-    try:
-        ex.submit(Job("slow", "slow", {"x": 0, "sleep": 3.0}))
-        t0 = time.monotonic()
-        assert ex.wait(timeout=0.3) == [] and time.monotonic() - t0 < 2.5 and ex.in_flight() == 1
-        (o,) = ex.wait(timeout=60)
-    finally:
-        ex.shutdown()
+    ex, _ = jobs
+    ex.submit(Job("slow", "slow", {"x": 0, "sleep": 3.0}))
+    t0 = time.monotonic()
+    assert ex.wait(timeout=0.3) == [] and time.monotonic() - t0 < 2.5 and ex.in_flight() == 1
+    (o,) = ex.wait(timeout=60)
     assert o.status == DONE and ex.in_flight() == 0
 
 
-def test_a_worker_that_dies_is_a_crashed_outcome_and_the_executor_goes_on(kind):
+def test_a_worker_that_dies_is_a_crashed_outcome_and_the_executor_goes_on(jobs, kind):
     if kind == "local":
         pytest.skip("the local executor's worker is this process")
-    ex = _executor(kind)
-    try:
-        (dead,) = _drain(ex, [Job("dies", "dies", {"x": 0, "die": True})])
-        after = _drain(ex, [Job(f"after {i}", "after", {"x": i}) for i in range(2)])
-    finally:
-        ex.shutdown()
+    ex, _ = jobs
+    (dead,) = _drain(ex, [Job("dies", "dies", {"x": 0, "die": True})])
+    after = _drain(ex, [Job(f"after {i}", "after", {"x": i}) for i in range(2)])
     assert dead.status == CRASHED and dead.error
     assert [o.status for o in after] == [DONE, DONE]
 
