@@ -373,9 +373,12 @@ class RayExecutor:
 
     def _event_queue(self) -> Any:
         from ray.util.queue import Queue
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        # a zero-CPU actor: it never takes a core a job could use; bounded, so a stalled driver costs lines only
-        return Queue(maxsize=10_000, actor_options={"num_cpus": 0})
+        # a zero-CPU actor: it never takes a core a job could use; on the driver's node, which lives as long as the
+        # driver (a worker node that dies takes only its jobs' progress lines); bounded: a stalled driver costs lines
+        here = NodeAffinitySchedulingStrategy(self.ray.get_runtime_context().get_node_id(), soft=True)
+        return Queue(maxsize=10_000, actor_options={"num_cpus": 0, "scheduling_strategy": here})
 
     def _capacity(self, cluster: Any) -> int:
         if self.gpus_per_job:
