@@ -203,10 +203,20 @@ def pareto(run: RunData, budget: float, path: Path, handmade: dict[str, dict[str
         ax.step([e[key] for e in front], [e["val_acc"] for e in front], where="post", color=COLOURS[0], linewidth=1.2)
         ax.scatter([e[key] for e in front], [e["val_acc"] for e in front], s=34, color=COLOURS[0],
                    label=f"front ({len(front)})", zorder=3)
+        accs = [e["val_acc"] for e in pool]
+        pad = max(0.01, 0.08 * (max(accs) - min(accs)))
+        low, high = min(accs) - pad, max(accs) + pad  # the students' range: a teacher far above would squash it
         teacher = run.run.get("teacher") or {}
         if cost in ("macs", "params") and teacher.get(cost) and teacher.get("test_acc") is not None:
-            ax.scatter([teacher[cost]], [teacher["test_acc"]], marker="*", s=120, color="#000000",
-                       label=f"teacher {teacher.get('arch') or ''} (test)", zorder=4)
+            t_acc, name = teacher["test_acc"], f"teacher {teacher.get('arch') or ''} (test)"
+            if t_acc <= high:
+                ax.scatter([teacher[cost]], [t_acc], marker="*", s=120, color="#000000", label=name, zorder=4)
+            else:  # drawn at the top edge, pointing up, with its accuracy written beside it
+                ax.scatter([teacher[cost]], [high], marker="^", s=60, color="#000000", label=f"{name} ↑ above",
+                           zorder=4, clip_on=False)
+                ax.annotate(f"{100 * t_acc:.2f}%", (teacher[cost], high), textcoords="offset points", xytext=(-6, -11),
+                            ha="right", fontsize=6)
+        ax.set_ylim(low, high)
         for i, (name, costs) in enumerate(handmade.items()):
             ax.axvline(costs[cost], color=COLOURS[(i + 1) % len(COLOURS)], linestyle="--", linewidth=1,
                        label=f"{name} at the limit")
