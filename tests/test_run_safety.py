@@ -161,3 +161,32 @@ def test_quiet_search_still_prints_the_resume_hint_on_interrupt(tmp_path):
         if proc.poll() is None:  # never leave a search running after the test (it would load the rest of the suite)
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130 and b"--resume" in err
+
+
+def test_a_resume_may_move_the_search_to_another_ray_cluster_and_records_it(tmp_path, monkeypatch):
+    """Where trials run does not change what they compute: --ray-address on a resume is taken (probed first, so an
+    unreachable cluster fails before run.json changes: the bad-input catalogue), and run.json says when it moved."""
+    from autokd import ray_cluster
+    from autokd.hpo.start import resume_search
+    from autokd.progress import Board
+    from autokd.runlock import RunLock
+
+    def fake(spec):
+        return TrialResult(spec.trial_id, spec.config_id, spec.budget, "ok", 0.5, 0.5, params=1000, seconds=0.1)
+
+    settings = apply_preset("smoke", {"dataset": "synthetic:1x8x8:3:200", "no_kd": True, "teacher": None,
+                                      "iterations": 1})
+    run_search(settings, tmp_path / "run", quiet=True, trial_fn=fake)
+    probed = []
+    monkeypatch.setattr(ray_cluster, "probe_address", probed.append)
+    lock = RunLock(tmp_path / "run")
+    try:
+        prep = resume_search(tmp_path / "run", {"ray_address": "10.0.0.7:6379", "iterations": 2}, Board(quiet=True),
+                             lock)
+    finally:
+        lock.release()
+    assert probed == ["10.0.0.7:6379"]
+    assert prep.settings.ray_address == "10.0.0.7:6379" and prep.settings.iterations == 2
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["settings"]["ray_address"] == "10.0.0.7:6379" and run["settings"]["iterations"] == 2
+    assert run["moved"][0]["ray_address"] == "10.0.0.7:6379" and run["extended"][0]["iterations"] == 2

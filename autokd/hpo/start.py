@@ -193,7 +193,13 @@ def warn_if_weak_teacher(meta: dict[str, Any], dataset: str, board: Board) -> No
                    f"one (`autokd teacher train`) or search with --no-kd.", force=True)
 
 
-RESUMABLE = {"iterations"}  # the only setting a resume may change (to extend a search)
+# what a resume may change: more brackets (to extend a search), another Ray cluster (where trials run does not change
+# what they compute)
+RESUMABLE = {"iterations", "ray_address"}
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def resume_search(run_dir: Path, overrides: dict[str, Any], board: Board, lock: RunLock) -> Prepared:
@@ -209,16 +215,23 @@ def resume_search(run_dir: Path, overrides: dict[str, Any], board: Board, lock: 
     if refused:
         flags = ", ".join(f"--{k.replace('_', '-')}" for k in refused)
         raise UserError(f"{flags}: a resumed run keeps the settings in {run_dir}/run.json; only --iterations can "
-                        f"grow (to extend the search). Start a new --run-dir for other settings")
+                        f"grow (to extend the search) and --ray-address move it to another cluster. Start a new "
+                        f"--run-dir for other settings")
     if "iterations" in changed:
         if changed["iterations"] < settings.iterations:
             raise UserError(f"--iterations {changed['iterations']} is fewer than the run's {settings.iterations}; "
                             f"a resume can only add brackets")
         settings = replace(settings, iterations=changed["iterations"])
         check_size(settings)
+        run.setdefault("extended", []).append({"iterations": settings.iterations, "at": _now()})
+    if "ray_address" in changed:
+        from autokd.ray_cluster import probe_address
+
+        settings = replace(settings, ray_address=changed["ray_address"]).check()  # e.g. not with --executor local
+        probe_address(settings.ray_address)  # an unreachable cluster fails in seconds, before run.json changes
+        run.setdefault("moved", []).append({"ray_address": settings.ray_address, "at": _now()})
+    if changed:
         run["settings"] = settings.to_json()
-        run.setdefault("extended", []).append({"iterations": settings.iterations, "at": datetime.datetime.now(
-            datetime.timezone.utc).isoformat(timespec="seconds")})
         write_json(run_dir / "run.json", run)
     if (run_dir / "journal.jsonl").exists():
         journal, _, events = Journal.resume(run_dir / "journal.jsonl")
