@@ -82,8 +82,8 @@ def trial_runner(kind: str, ctx: TrialContext, workers: int = 1, board: Board | 
             return trial_fn(TrialSpec(**{**payload, "config_id": tuple(payload["config_id"])})).to_json()
 
         return TrialRunner(LocalExecutor(run_fn, {}, board=board))
-    context = ctx.to_json()
-    if kind == "process" or (kind == "local" and workers > 1):
-        context["threads"] = None  # the worker process sets (and re-lends) its threads, not the trial
+    # the executor sets each job's threads (a worker process re-lends idle cores; Ray fits them to its nodes), not
+    # the trial
+    context = {**ctx.to_json(), "threads": None}
     return TrialRunner(make_executor(kind, trial_job, context, workers=workers, threads=ctx.threads, board=board,
                                      gpus_per_job=gpus_per_trial, address=address))
