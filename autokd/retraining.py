@@ -236,7 +236,7 @@ def _teacher_summary(s: RetrainSettings, board: Board) -> tuple[dict[str, Any] |
                             check=True, progress=board.reporter("teacher", f"teacher {s.teacher}"))
     finally:
         board.done("teacher")
-    check_feature_maps(t, s.kd_loss)
+    check_feature_maps(t.module, s.kd_loss, f"the {t.kind} teacher {t.path}")
     t.module.cpu()
     return {**teacher_summary(t), "activation_mb_per_image": round(activation_mb(t.module, ds.input_shape), 3)}, t
 

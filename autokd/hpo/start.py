@@ -104,6 +104,7 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
     import torch
 
     from autokd.data.dataset import load_dataset
+    from autokd.kd.loss import needs_features
     from autokd.kd.teacher import check_feature_maps, default_teacher, resolve_teacher, teacher_summary
     from autokd.train import pick_device
 
@@ -121,8 +122,13 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
         from autokd.ray_cluster import join
 
         cluster = join(settings.ray_address)
+    losses = (settings.kd_loss, *load_space(settings.space).loss_choices())
+    feature_kd = not settings.no_kd and any(needs_features(loss) for loss in losses)
+    probe = _teacher_for_plan(settings, ds) if measure_speed or feature_kd else None
+    for loss in losses if probe is not None else ():  # attention transfer: a teacher without feature maps, now
+        check_feature_maps(probe, loss, f"teacher {settings.teacher}")
     plan = make_plan(settings, len(ds.train), ds.input_shape, ds.num_classes, limit, device,
-                     _teacher_for_plan(settings, ds) if measure_speed else None, measure_speed=measure_speed,
+                     probe if measure_speed else None, measure_speed=measure_speed,
                      use_cache=use_logit_cache(settings), cluster=cluster)
     wanted = settings.threads_per_trial
     if cluster is not None and wanted and plan.threads < wanted:
@@ -154,8 +160,6 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
                                       check=True)
         finally:
             board.done("teacher")
-        for loss in (settings.kd_loss, *load_space(settings.space).loss_choices()):
-            check_feature_maps(teacher, loss)  # attention transfer: a teacher without feature maps is refused now
         teacher_path, teacher_meta = str(teacher.path.resolve()), teacher_summary(teacher)
         warn_if_weak_teacher(teacher_meta, ds.info.name, board)
     lock.acquire()

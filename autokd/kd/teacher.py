@@ -402,9 +402,9 @@ class OnTheFlyTeacher:
         return [m.float().clone() for m in maps]
 
 
-def check_feature_maps(t: Teacher, loss: str) -> None:
-    """A feature-map loss (attention transfer) needs a teacher that exposes its feature maps: refused up front."""
-    if needs_features(loss) and not has_feature_maps(t.module):
+def check_feature_maps(module: nn.Module, loss: str, what: str) -> None:
+    """A feature-map loss (attention transfer) needs a teacher that exposes its feature maps: refused up front.
+    `what` names the teacher in the message."""
+    if needs_features(loss) and not has_feature_maps(module):
         raise TeacherError(f"--kd-loss {loss} needs a teacher that exposes its feature maps (the built-in teachers "
-                           f"do); the {t.kind} teacher {t.path} does not: choose --kd-loss hinton, dkd or dist, or "
-                           "a built-in teacher")
+                           f"do); {what} does not: choose --kd-loss hinton, dkd or dist, or a built-in teacher")
