@@ -21,8 +21,9 @@ def random_thetas(n, seed):
 
 
 def real_param_count(spec):
-    with torch.device("meta"):
-        module = build_student(spec)
+    # on the CPU, not the meta device: under `torch.device("meta")` every op goes through a function mode, and a
+    # 4M-parameter student took 2.5 s to build there against 0.14 s for real (16 MB)
+    module = build_student(spec)
     return sum(p.numel() for p in module.parameters())
 
 
