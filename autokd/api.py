@@ -100,7 +100,6 @@ def _run_preset(gen: GeneratorFile | None) -> str | None:
 
 def retrain(generator: str | Path | None = None, *, student: str | None = None, out: str | Path | None = None,
             preset: str | None = None, experiment: str | None = None, no_kd: bool = False,
-            executor: str | None = None, ray_address: str | None = None, gpus_per_trial: float = 1.0,
             board: Board | None = None, **settings: Any) -> dict[str, Any]:
     """Train samples of a searched family (`generator`: a best.json; its winner is sample 0) or of a hand-designed
     `student`, as `autokd retrain` does, into `out` (default: retrain/ next to the generator file). Settings: the
@@ -127,18 +126,16 @@ def retrain(generator: str | Path | None = None, *, student: str | None = None, 
                                     else Path("runs") / f"retrain-{student}")
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--out {folder} is a file; give a folder")
-    if ray_address and executor == "local":
-        raise UserError("--ray-address goes with --executor ray (or no --executor)")
-    kind = executor or ("ray" if ray_address else "local")
-    if kind == "ray":
+    if st.ray_address and st.executor == "local":
+        raise UserError("--ray-address goes with --executor ray (or auto, the default)")
+    if st.executor_kind() == "ray":
         from autokd.ray_cluster import join
 
-        join(ray_address)  # checked in seconds and joined before anything is written
+        join(st.ray_address)  # checked in seconds and joined before anything is written
     own = board is None
     board = board or Board(quiet=True)
     try:
-        return run_retrain(gen, st, folder, board, executor=kind, gpus_per_trial=gpus_per_trial,
-                           ray_address=ray_address) | {"out": str(folder)}
+        return run_retrain(gen, st, folder, board) | {"out": str(folder)}
     finally:
         if own:
             board.close()

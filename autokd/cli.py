@@ -350,8 +350,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     board = Board(quiet=args.json)
     try:
         summary = retrain(args.generator, out=args.out, preset=args.preset, experiment=args.experiment,
-                          no_kd=args.no_kd, executor=args.executor, ray_address=args.ray_address,
-                          gpus_per_trial=args.gpus_per_trial, board=board,
+                          no_kd=args.no_kd, board=board,
                           **given_settings(args, args.setting_names))
     finally:
         board.close()
@@ -478,10 +477,6 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--no-kd", action="store_true", help="train without the teacher (α = 0)")
     rt.add_argument("--preset", choices=tuple(PRESETS), help="retrain recipe (default: the search's "
                     "preset from its run.json, else paper)")
-    rt.add_argument("--executor", choices=("local", "ray"), help="ray trains samples in parallel on GPUs")
-    rt.add_argument("--ray-address", help="join this Ray cluster (HOST:PORT or auto) and train the samples there")
-    rt.add_argument("--gpus-per-trial", type=_typed("float", above=0, max=64), default=1.0,
-                    help="fraction of a GPU per sample with --executor ray")
     rt.set_defaults(setting_names=add_setting_flags(rt, RetrainSettings))
     rt.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     rt.set_defaults(func=cmd_retrain)

@@ -21,6 +21,11 @@ from autokd.validate import Field, check_depth, check_object, check_value, setti
 
 _DEVICE_HELP = "use cpu, cuda, cuda:N or auto"
 _COUNT = Field("int", min=1, max=1024, nullable=True)
+# Where jobs run, for a search's trials and a retrain's samples alike (autokd.executors; `process` is `local` with
+# --workers > 1); a GPU share and a cluster address are Ray's
+_EXECUTOR = Field("str", choices=("auto", "local", "ray"))
+_GPU_SHARE = Field("float", above=0, max=64)
+_RAY_ADDRESS = Field("str", nullable=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,16 +74,14 @@ class SearchSettings(Recipe):
                                               "dimensions + 1)")
     random_fraction: float = setting(1 / 3, Field("float", min=0, max=1),
                                      "share of random proposals once the model exists (hpbandster 1/3)")
-    executor: str = setting("auto", Field("str", choices=("auto", "local", "ray")),
+    executor: str = setting("auto", _EXECUTOR,
                             "local: this machine (--workers processes); ray: a Ray cluster; auto: ray with CUDA or "
                             "--ray-address, else local")
     workers: int | None = setting(None, _COUNT, "trials at once on this machine (default: one single-thread worker "
                                   "per core on a CPU)")
     threads_per_trial: int | None = setting(None, _COUNT, "torch threads per trial (default: cores / workers)")
-    gpus_per_trial: float = setting(1.0, Field("float", above=0, max=64), "fraction of a GPU per trial (0.25: four "
-                                    "per GPU)")
-    ray_address: str | None = setting(None, Field("str", nullable=True), "join this Ray cluster (auto or "
-                                      "HOST:6379)")
+    gpus_per_trial: float = setting(1.0, _GPU_SHARE, "fraction of a GPU per trial (0.25: four per GPU)")
+    ray_address: str | None = setting(None, _RAY_ADDRESS, "join this Ray cluster (auto or HOST:6379)")
     param_limit: int | None = setting(None, Field("int", min=1000, max=10**9, nullable=True),
                                       "hard limit on student parameters (default 4M small images, 6M large; cpu "
                                       "100k)")
@@ -243,6 +246,15 @@ class RetrainSettings(Recipe):
     int8: bool = setting(True, Field("bool"), "also write student.int8.onnx (post-training static quantisation, "
                          "calibrated on 512 training images) with its test accuracy and latency against the fp32 file "
                          "(needs onnxruntime)")
+    executor: str = setting("auto", _EXECUTOR, "local: this machine (--workers processes); ray: Ray tasks, as many "
+                            "at once as the cluster fits; auto: ray with --ray-address, else local")
+    ray_address: str | None = setting(None, _RAY_ADDRESS, "join this Ray cluster (HOST:PORT or auto) and train the "
+                                      "samples there")
+    gpus_per_trial: float = setting(1.0, _GPU_SHARE, "fraction of a GPU per sample with --executor ray")
+
+    def executor_kind(self) -> str:
+        """local or ray: what `auto` means for a retrain (no GPU rule: a retrain's samples are few)."""
+        return self.executor if self.executor != "auto" else ("ray" if self.ray_address else "local")
 
 
 RETRAIN_FIELDS: dict[str, Field] = settings_table(RetrainSettings)

@@ -121,7 +121,8 @@ def sample_identity(index: int, gen_json: dict[str, Any] | None, st: dict[str, A
     teacher."""
     s = RetrainSettings(**st)
     recipe = identity(s, exclude=("samples", "workers", "threads_per_sample", "device", "logit_cache", "winner_seed",
-                                  "seed", "teacher", "baselines", "eval_batch_size", "int8"))
+                                  "seed", "teacher", "baselines", "eval_batch_size", "int8", "executor",
+                                  "ray_address", "gpus_per_trial"))
     return {"generator": {k: gen_json.get(k) for k in ("space", "generator", "kd", "param_limit", "merge_width")}
             if gen_json
             else None, "seed": sample_seed(s, index), "recipe": recipe, "teacher": teacher_fp}
@@ -421,8 +422,8 @@ def _groups(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path) -> lis
     return groups
 
 
-def run_retrain(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path, board: Board | None = None,
-                executor: str = "local", gpus_per_trial: float = 1.0, ray_address: str | None = None) -> dict[str, Any]:
+def run_retrain(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path,
+                board: Board | None = None) -> dict[str, Any]:
     from autokd.data.dataset import load_dataset
 
     board = board or Board()
@@ -448,16 +449,16 @@ def run_retrain(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path, bo
         if todo:
             family_todo = sum(t.group == FAMILY for t in todo)
             extra = len(todo) - family_todo
-            at_once = len(todo) if executor == "ray" else min(s.workers, len(todo))
+            at_once = len(todo) if s.executor_kind() == "ray" else min(s.workers, len(todo))
             board.line(f"retrain: {family_todo} sample(s)"
                        + (f" + {extra} of the baselines ({s.baselines})" if extra else "")
                        + f" × {s.epochs:g} epochs"
                        + (" (sample 0 is the search's winner)" if any(t.group == FAMILY and t.index == 0 for t in todo)
                           and s.winner_seed is not None else "")
-                       + (", as many at once as the Ray cluster fits" if executor == "ray"
+                       + (", as many at once as the Ray cluster fits" if s.executor_kind() == "ray"
                           else f", {at_once} at a time")
                        + _projection(gen, s, len(ds.train), len(todo), at_once) + f" → {out_dir}")
-        done = _run_samples(todo, s, board, executor, gpus_per_trial, ray_address, out_dir) if todo else {}
+        done = _run_samples(todo, s, board, out_dir) if todo else {}
         for task, r in done.items():
             results[task.group][task.index] = r
         linear = ds.info.linear_baseline
@@ -541,31 +542,30 @@ def _sample_line(board: Board, task: SampleTask, r: dict[str, Any]) -> None:
                f"{fmt_seconds(r.get('seconds'))}")
 
 
-def _sample_executor(todo: list[SampleTask], s: RetrainSettings, board: Board, kind: str, gpus_per_trial: float,
-                     ray_address: str | None) -> Executor:
+def _sample_executor(todo: list[SampleTask], s: RetrainSettings, board: Board) -> Executor:
     """The search's executors, running samples: one in this process, `workers` processes, or Ray tasks."""
     import os
 
-    if kind == "ray":
+    if s.executor_kind() == "ray":
         return make_executor("ray", sample_job, {}, threads=s.threads_per_sample or 1, board=board,
-                             gpus_per_job=gpus_per_trial, address=ray_address)
+                             gpus_per_job=s.gpus_per_trial, address=s.ray_address)
     workers = min(s.workers, len(todo))
     threads = s.threads_per_sample or (max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None)
     return make_executor("local", sample_job, {}, workers=workers, threads=threads, board=board)
 
 
-def _run_samples(todo: list[SampleTask], s: RetrainSettings, board: Board, kind: str, gpus_per_trial: float,
-                 ray_address: str | None, out_dir: Path) -> dict[SampleTask, dict[str, Any]]:
+def _run_samples(todo: list[SampleTask], s: RetrainSettings, board: Board,
+                 out_dir: Path) -> dict[SampleTask, dict[str, Any]]:
     """Every sample of `todo` through one executor: a sample whose worker died (out of memory, a lost Ray node) runs
     again, from its last saved training state, up to MAX_LOST_RETRIES times, then counts as failed; a sample that
     raised stops the retrain (the samples already finished keep their files: a rerun skips them)."""
     from autokd.ray_cluster import MAX_LOST_RETRIES
 
-    if kind == "ray":
+    if s.executor_kind() == "ray":
         from autokd.ray_cluster import log_errors_to
 
         log_errors_to(out_dir / "ray-errors.log")  # Ray's text of a dying node: there, not the terminal
-    ex = _sample_executor(todo, s, board, kind, gpus_per_trial, ray_address)
+    ex = _sample_executor(todo, s, board)
     by_key = {t.label: t for t in todo}
     pending, tries, results = list(todo), {t.label: 0 for t in todo}, {}
     try:
