@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from autokd.cli import main
+from autokd.space.spec import GraphSpec
 from tests.conftest import DEFAULT_THETA
 
 
@@ -95,3 +96,26 @@ def test_every_flag_has_help_and_version_prints(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0 and __version__ in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("graph", [GraphSpec(1, ()), GraphSpec(3, ((0, 1), (1, 2))), GraphSpec(3, ((0, 1), (0, 2)))])
+def test_a_panel_is_centred_on_its_nodes_even_when_they_share_one_row(graph):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from autokd.report.draw import _draw_graph, _layered_positions
+
+    fig, ax = plt.subplots()
+    try:
+        _draw_graph(ax, graph, ["#000000"] * graph.nodes, "g")
+        pos = _layered_positions(graph)
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        xs, ys = [x for x, _ in pos.values()], [y for _, y in pos.values()]
+        # every node inside, and the nodes' middle at the panel's middle (a one-row panel was drawn at its top)
+        assert x0 < min(xs) and max(xs) < x1 and y0 < min(ys) and max(ys) < y1
+        assert abs((x0 + x1) / 2 - (min(xs) + max(xs)) / 2) < 1e-9
+        assert abs((y0 + y1) / 2 - (min(ys) + max(ys)) / 2) < 1e-9
+    finally:
+        plt.close(fig)

@@ -33,6 +33,11 @@ def _draw_graph(ax, graph: GraphSpec, colours: list[str], title: str) -> None:
     pos = _layered_positions(graph)
     nx.draw_networkx(g, pos=pos, ax=ax, node_color=colours, node_size=420, font_size=8, font_color="white",
                      arrows=True, arrowsize=10, edge_color="#555555", connectionstyle="arc3,rad=0.12")
+    # explicit limits: autoscaling a panel whose nodes share one row (or are one node) leaves a zero data range,
+    # and matplotlib then drew the row at the panel's top edge
+    xs, ys = [x for x, _ in pos.values()], [y for _, y in pos.values()]
+    ax.set_xlim(min(xs) - 0.5, max(xs) + 0.5)
+    ax.set_ylim(min(min(ys), -1.0) - 0.5, max(max(ys), 1.0) + 0.5)
     ax.set_title(title, fontsize=10)
     ax.set_axis_off()
 
