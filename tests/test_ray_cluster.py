@@ -28,8 +28,11 @@ from autokd.hpo.journal import read_journal  # noqa: E402
 RAY = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
 # Token authentication (Ray's default for `ray start --head`) needs the token on every node and driver; a loopback
 # test cluster turns it off for all of them.
+# A dead node is noticed in ≈ 1.5 s, not Ray's default ≈ 15 s (5 missed health checks 3 s apart): the node-kill test
+# waited that long for the lost trials.
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1",
-       "RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "3", "RAY_health_check_timeout_ms": "1000"}
+       "RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "3",
+       "RAY_health_check_timeout_ms": "1000"}
 ENV.pop("RAY_ADDRESS", None)
 SEARCH = ["--dataset", "synthetic:1x16x16:3:2000", "--no-kd", "--preset", "smoke", "--subset", "1500",
           "--min-budget", "1", "--max-budget", "4", "--iterations", "1", "--executor", "ray"]
