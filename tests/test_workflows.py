@@ -245,8 +245,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
 
 
 def test_a_week_long_cpu_plan_stops_before_any_work_decided_by_the_quick_probe(tmp_path, capsys):
-    # far beyond the refusal line (the probe decides: the full measure, ≈ 12 s here, never runs); a plan near the
-    # line is measured in full (next test) and refused with the same sentence
+    # far beyond the refusal line, so the probe decides (the full measure, ≈ 12 s here, never runs); a plan near
+    # the line is measured in full (next test); the refusal is one check of the plan, whichever measure made it
     rc = main(["search", "--dataset", SYN, "--no-kd", "--param-limit", "4000000", "--iterations", "600",
                "--run-dir", str(tmp_path / "r")])
     err = capsys.readouterr().err
