@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from autokd.cli import main
 from autokd.config import apply_preset
 from autokd.hpo.journal import read_journal
 from autokd.hpo.run import run_search
@@ -44,7 +45,7 @@ def wait_for_results(run_dir: Path, proc: subprocess.Popen, at_least: int, timeo
         time.sleep(0.05)
 
 
-def test_repeated_kills_and_resumes_never_rerun_a_finished_evaluation(tmp_path):
+def test_repeated_kills_and_resumes_never_rerun_a_finished_evaluation(tmp_path, capsys):
     run_dir = tmp_path / "run"
     proc = start(run_dir, *TINY, "--iterations", "3")
     for k in range(4):  # kill, resume, kill again ... a finished evaluation must never run twice
@@ -59,23 +60,25 @@ def test_repeated_kills_and_resumes_never_rerun_a_finished_evaluation(tmp_path):
     assert len(counts) == 14 and set(counts.values()) == {1}, counts
     # resuming a completed run does nothing and says so
     size = (run_dir / "journal.jsonl").stat().st_size
-    p = subprocess.run([sys.executable, "-m", "autokd.cli", "search", "--run-dir", str(run_dir), "--resume"],
-                       capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0 and "already complete" in p.stderr
+    capsys.readouterr()
+    assert main(["search", "--run-dir", str(run_dir), "--resume"]) == 0
+    assert "already complete" in capsys.readouterr().err
     assert (run_dir / "journal.jsonl").stat().st_size == size
 
 
-def test_a_second_process_on_a_live_run_directory_is_refused(tmp_path):
+def test_a_second_process_on_a_live_run_directory_is_refused(tmp_path, capsys):
     run_dir = tmp_path / "run"
     first = start(run_dir, *TINY)
     wait_for_results(run_dir, first, at_least=1)
     assert first.poll() is None
     before = (run_dir / "run.json").read_bytes()
     for args in (["--resume"], TINY):  # a second resume, and a second fresh start on the same directory
-        p = subprocess.run([sys.executable, "-m", "autokd.cli", "search", "--run-dir", str(run_dir), *args],
-                           capture_output=True, text=True, timeout=120)
-        assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
-        assert "in use by another autokd process" in p.stderr or "already holds a run" in p.stderr
+        # the second process is this one (the search runs in `first`): no interpreter to start, ≈ 4 s each
+        capsys.readouterr()
+        rc = main(["search", "--run-dir", str(run_dir), *args])
+        err = capsys.readouterr().err
+        assert rc == 2 and len(err.strip().splitlines()) == 1, err
+        assert "in use by another autokd process" in err or "already holds a run" in err
     assert (run_dir / "run.json").read_bytes() == before
     assert first.wait(timeout=300) == 0
     counts = finished_per_evaluation(run_dir)
