@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from autokd.data.augment import Augment
 
 SCHEDULES = ("cosine", "step", "wsd")
+SPEEDS = ("auto", "eager", "channels_last", "compile")  # autokd.speed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,6 +75,10 @@ class Recipe:
     drop_path: float = setting(0.0, Field("float", min=0, max=1),
                                "final drop-path probability, ramped linearly over the epochs (DARTS: 0.2)", flag=False,
                                neutral=0.0)
+    speed: str = setting("auto", Field("str", choices=SPEEDS),
+                         "how a training step runs on a CPU, same fp32 arithmetic: auto (probe the memory layouts on "
+                         "this machine, and torch.compile too for runs of >= 1,500 steps, keeping the fastest), "
+                         "eager (the fused modules), channels_last, or compile", same_result=True)
     eval_batch_size: int = setting(1000, Field("int", min=1, max=1_000_000), "validation batch", flag=False)
 
     @property

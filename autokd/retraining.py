@@ -189,7 +189,7 @@ def retrain_sample(index: int, gen_json: dict[str, Any] | None, st: dict[str, An
               "params": r.params, "macs": r.macs, "seconds": r.seconds + r.prior_seconds, "epochs": s.epochs,
               "train_images": len(train), "test_images": len(ds.test), "peak_memory_mb": r.peak_memory_mb,
               "device": r.device, "error": r.error, "kd": kd, "history": r.history,
-              "resumed_from_epoch": r.resumed_from_epoch, "identity": identity}
+              "resumed_from_epoch": r.resumed_from_epoch, "speed": r.speed, "identity": identity}
     if r.status == "ok":
         result["activation_mb_per_image"] = round(activation_mb(model, ds.input_shape), 3)
         ckpt = {"format": STUDENT_FORMAT, "arch": arch_json,

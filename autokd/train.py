@@ -21,6 +21,7 @@ from autokd.data.readers import ImageSet
 from autokd.kd.loss import feature_kd_loss, kd_loss, loss_params, needs_features
 from autokd.nn.features import feature_maps
 from autokd.recipe import RECIPE_KEYS, SCHEDULES, KDConfig, Recipe
+from autokd.speed import plan_step
 
 __all__ = ["TrainConfig", "Trunk", "KDConfig", "EvalResult", "Checkpointing", "train_and_evaluate",
            "evaluate_accuracy", "pick_device", "parameter_groups", "lr_factor", "trunk_steps", "count_macs_of"]
@@ -108,6 +109,7 @@ class EvalResult:
     continued_from_step: int | None = None  # wsd: started from a lower budget's trunk, saved at this step
     prior_seconds: float = 0.0  # training seconds spent by earlier processes before that state was saved
     checkpoints: list[dict[str, float]] = field(default_factory=list)  # validation scores at cfg.eval_at
+    speed: dict[str, Any] | None = None  # how the steps ran (autokd.speed.StepPlan): layout, compiled, probe
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -225,19 +227,24 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
     cuda = dev.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)
-    model.to(dev, memory_format=torch.channels_last if cuda else torch.preserve_format)
+    model.to(dev)
     if result.macs is None:
         result.macs = count_macs_of(model, tuple(train.images.shape[1:]), dev)
     train_loader = DeviceLoader(train, cfg.batch_size, dev, mean, std, cfg.augment, shuffle=True, seed=cfg.seed,
-                                drop_last=len(train) > cfg.batch_size, channels_last=cuda)
-    val_loader = DeviceLoader(val, cfg.eval_batch_size, dev, mean, std, channels_last=cuda)
+                                drop_last=len(train) > cfg.batch_size)
     steps_per_epoch = len(train_loader)
     total_steps = max(1, round(cfg.epochs * steps_per_epoch))
+    use_kd = teacher is not None and kd is not None and kd.alpha > 0
+    feature_kd = use_kd and needs_features(cfg.kd_loss)  # attention transfer: both networks' feature maps per step
+    # the fastest way this machine runs the step, same arithmetic (autokd.speed); feature KD needs the module's hooks
+    step_model, plan = plan_step(model, tuple(train.images.shape[1:]), min(cfg.batch_size, len(train)),
+                                 int(train.labels.max()) + 1, dev, total_steps, cfg.speed, compile_ok=not feature_kd)
+    result.speed = plan.to_json()
+    train_loader.channels_last = plan.channels_last
+    val_loader = DeviceLoader(val, cfg.eval_batch_size, dev, mean, std, channels_last=plan.channels_last)
     opt = torch.optim.SGD(parameter_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s, total_steps, steps_per_epoch))
-    use_kd = teacher is not None and kd is not None and kd.alpha > 0
     loss_args = {k: getattr(cfg, k) for k in loss_params(cfg.kd_loss)}  # the named KD loss's own parameters
-    feature_kd = use_kd and needs_features(cfg.kd_loss)  # attention transfer: both networks' feature maps per step
     if feature_kd and not callable(getattr(teacher, "feature_maps", None)):
         raise ValueError(f"KD loss {cfg.kd_loss!r} needs the teacher's feature maps; the teacher-logit cache has none")
     gen = torch.Generator().manual_seed(cfg.seed + 7919)  # cutout positions
@@ -302,7 +309,7 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
             t_maps = teacher.feature_maps(batch) if feature_kd else None  # type: ignore[union-attr]
             x = cutout(batch.x, cfg.augment.cutout, gen) if cfg.augment.cutout > 0 else batch.x
             with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext():
-                out, s_maps = feature_maps(model, x) if feature_kd else (model(x), None)
+                out, s_maps = feature_maps(model, x) if feature_kd else (step_model(x), None)
             logits = _logits(out)
             hard = F.cross_entropy(logits.float(), batch.y, label_smoothing=cfg.label_smoothing)
             if feature_kd:

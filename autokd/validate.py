@@ -126,12 +126,14 @@ def check_depth(obj: Any, where: str, limit: int = 32) -> None:
 _UNSET: Any = object()
 
 
-def setting(default: Any, check: "Field", help: str, *, flag: bool = True, neutral: Any = _UNSET) -> Any:
+def setting(default: Any, check: "Field", help: str, *, flag: bool = True, neutral: Any = _UNSET,
+            same_result: bool = False) -> Any:
     """A dataclass field that declares a setting: default, what it may hold, help for its flag. `flag=False` keeps
     it out of the command line (set by presets, experiment files and code only). `neutral`: a setting added after
     results were first recorded, and the value that reproduces the behaviour from before; a record that lacks it
-    means that value (see `identity`)."""
-    meta = {"check": check, "help": help, "flag": flag}
+    means that value (see `identity`). `same_result`: how a result is computed, never what (speed, placement), so
+    never part of a result's identity."""
+    meta = {"check": check, "help": help, "flag": flag, "same_result": same_result}
     if neutral is not _UNSET:
         meta["neutral"] = neutral
     return dataclasses.field(default=default, metadata=meta)
@@ -147,7 +149,7 @@ def identity(obj: Any, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
     at their `neutral` value: a result recorded before such a setting existed still matches."""
     out = {}
     for f in dataclasses.fields(obj):
-        if f.name in exclude:
+        if f.name in exclude or f.metadata.get("same_result"):
             continue
         value = getattr(obj, f.name)
         if "neutral" in f.metadata and value == f.metadata["neutral"]:

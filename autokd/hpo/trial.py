@@ -276,6 +276,8 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = No
         result.update(status=r.status, val_acc=r.eval_acc, params=r.params, macs=r.macs,
                       peak_memory_mb=r.peak_memory_mb, error=r.error, train_loss=r.train_loss, val_loss=r.eval_loss,
                       steps=r.steps, history=r.history, checkpoints=r.checkpoints)
+        if r.speed and (r.speed["probe_ms"] or r.speed["layout"] != "contiguous" or r.speed["compiled"]):
+            result["extra"]["speed"] = r.speed  # a run that probed or left the default (autokd.speed)
         if r.continued_from_step is not None:
             result["extra"]["continued_from_step"] = r.continued_from_step
         result["extra"].update(device=r.device, train_images=len(train), val_images=len(val))
