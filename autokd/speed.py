@@ -137,6 +137,10 @@ def _try_compile(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: lis
     _set_reference(model)
     xl = x.contiguous(memory_format=torch.channels_last) if plan.channels_last else x
     try:
+        import torch._inductor.config as inductor_config
+
+        # dropout's masks from torch's own generator, as the eager step draws them (inductor's are other numbers)
+        inductor_config.fallback_random = True
         compiled = torch.compile(model, dynamic=False)
         plan.probe_ms["compile"] = _time_steps(compiled, xl, y, params)
     except Exception as exc:  # no C++ compiler, an operator inductor cannot lower: the eager step it is

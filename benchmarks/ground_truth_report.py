@@ -1,0 +1,128 @@
+"""How well each candidate fidelity predicts the retrain target (issue 35), from the committed ground-truth table.
+
+Reads the table (docs/ground-truth/config-NNN.json, benchmarks/ground_truth.py) and every fidelity measured on the
+same configurations:
+- the rank study's from-scratch runs (docs/study-cpu/scratch/rank/{kd,nokd}-scratch: cosine annealed to 1.8 and
+  5.4 epochs of 10,000 images, with KD at the configuration's τ/α and without);
+- the cpu preset's rungs as its search trains them (docs/ground-truth/fidelity/preset-rungs: wsd, continued);
+- training-free scores at initialisation (docs/ground-truth/fidelity/zero-cost.json).
+For each: Spearman ρ with the target over the configurations both have, a 95% percentile-bootstrap interval
+(10,000 resamples of configurations), and its cost in core-seconds per configuration. Then the successive-halving
+replay (benchmarks/sh_replay.py) of the ladders those fidelities allow.
+
+    python benchmarks/ground_truth_report.py [--table docs/ground-truth] [--out docs/ground-truth/report.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import ConstantInputWarning, spearmanr
+
+REPO = Path(__file__).resolve().parent.parent
+RESAMPLES = 10_000
+RESNET8 = 0.9278  # the ResNet-8's 7-epoch retrain, mean of 3 (docs/results.md, claim 3)
+
+
+def rho(a: np.ndarray, b: np.ndarray) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantInputWarning)
+        r = spearmanr(a, b).statistic
+    return float(r) if np.isfinite(r) else 0.0
+
+
+def rho_ci(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float, float]:
+    rng = np.random.default_rng(seed)
+    n = len(a)
+    draws = np.array([rho(a[i], b[i]) for i in (rng.integers(0, n, n) for _ in range(resamples))])
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    return rho(a, b), float(lo), float(hi)
+
+
+def load_table(folder: Path) -> dict[int, dict[str, Any]]:
+    rows = {}
+    for path in sorted(folder.glob("config-*.json")):
+        d = json.loads(path.read_text())
+        if d.get("status") == "ok" and d.get("test_acc") is not None:
+            rows[int(d["config"])] = d
+    return rows
+
+
+def load_fidelities(repo: Path, table: Path) -> dict[str, dict[int, tuple[float, float]]]:
+    """name → config → (score, core-seconds to obtain it)."""
+    out: dict[str, dict[int, tuple[float, float]]] = {}
+    rank = repo / "docs" / "study-cpu" / "scratch" / "rank"
+    for arm, label in (("kd-scratch", "KD"), ("nokd-scratch", "no KD")):
+        for path in sorted((rank / arm).glob("config-*.json")):
+            d = json.loads(path.read_text())
+            for b, r in d.get("results", {}).items():
+                if r.get("val_acc") is not None:
+                    out.setdefault(f"scratch cosine {float(b):g} ep, {label}", {})[int(d["config"])] = \
+                        (r["val_acc"], r["seconds"])
+    rungs = table / "fidelity" / "preset-rungs" / "rank" / "kd-continue"
+    for path in sorted(rungs.glob("config-*.json")):
+        d = json.loads(path.read_text())
+        spent = 0.0
+        for b, r in sorted(d.get("results", {}).items(), key=lambda kv: float(kv[0])):
+            spent += r.get("seconds") or 0.0  # a continued rung costs its own steps plus the chain below it
+            if r.get("val_acc") is not None:
+                out.setdefault(f"preset rung {float(b):g} ep (wsd, continued), KD", {})[int(d["config"])] = \
+                    (r["val_acc"], spent)
+    zc = table / "fidelity" / "zero-cost.json"
+    if zc.is_file():
+        for row in json.loads(zc.read_text())["rows"]:
+            for key in ("naswot", "relation", "params", "macs"):
+                out.setdefault(f"zero-cost: {key}", {})[int(row["config"])] = (row[key], row["seconds"])
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--table", default=str(REPO / "docs" / "ground-truth"))
+    ap.add_argument("--out", default=None, help="also write the report here (markdown)")
+    ap.add_argument("--resamples", type=int, default=RESAMPLES)
+    args = ap.parse_args()
+    table = Path(args.table)
+    rows = load_table(table)
+    if not rows:
+        print(f"no finished configurations under {table}", file=sys.stderr)
+        return 2
+    target = {i: r["test_acc"] for i, r in rows.items()}
+    accs = sorted(target.values())
+    seconds = [r["seconds"] for r in rows.values()]
+    lines = [f"# Ground truth: {len(rows)} configurations at the retrain target", "",
+             f"Target: `autokd retrain --preset cpu` of each configuration's architecture (7 epochs of 60,000 "
+             f"images, KD at its τ/α from the VGG7), test accuracy on 10,000 images. Code "
+             f"{sorted({str(r.get('code')) for r in rows.values()})}.", "",
+             f"Spread: best {100 * accs[-1]:.2f}%, median {100 * statistics.median(accs):.2f}%, worst "
+             f"{100 * accs[0]:.2f}% (ResNet-8 {100 * RESNET8:.2f}%, mean of 3); configurations above the ResNet-8: "
+             f"{sum(a > RESNET8 for a in accs)} of {len(accs)}. Retrain seconds per configuration (one thread): "
+             f"median {statistics.median(seconds):.0f}, range {min(seconds):.0f}–{max(seconds):.0f}.", "",
+             f"| fidelity | n | Spearman ρ with the target | 95% CI ({args.resamples:,} resamples) | "
+             f"core-s per configuration |", "|---|---|---|---|---|"]
+    fids = load_fidelities(REPO, table)
+    for name, scores in fids.items():
+        common = sorted(set(scores) & set(target))
+        if len(common) < 4:
+            continue
+        a = np.array([scores[i][0] for i in common])
+        b = np.array([target[i] for i in common])
+        r, lo, hi = rho_ci(a, b, args.resamples)
+        cost = statistics.mean(scores[i][1] for i in common)
+        lines.append(f"| {name} | {len(common)} | {r:+.2f} | [{lo:+.2f}, {hi:+.2f}] | {cost:.1f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

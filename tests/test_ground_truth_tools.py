@@ -1,0 +1,37 @@
+"""The issue-35 tools that decide budgets without training: the successive-halving replay and the table reader."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+from ground_truth_report import load_table, rho_ci  # noqa: E402
+from sh_replay import replay  # noqa: E402
+
+
+def test_replay_of_a_perfect_fidelity_always_picks_the_best_and_an_inverted_one_never_the_top_three():
+    target = np.random.default_rng(3).normal(size=30)
+    perfect = replay(np.stack([target, target], 1), target, k=20, eta=3, draws=300)
+    inverted = replay(np.stack([-target, -target], 1), target, k=20, eta=3, draws=300)
+    assert perfect["top3"] == 1.0 and perfect["mean_target"] > perfect["random_mean_target"]
+    assert inverted["top3"] == 0.0 and inverted["mean_target"] < inverted["random_mean_target"]
+    assert abs(perfect["random_top3"] - 3 / 20) < 1e-9
+
+
+def test_replay_promotes_on_the_lower_rung_only():
+    """A lowest rung that inverts the target hides the best configurations from a perfect top rung."""
+    target = np.arange(30, dtype=float)
+    r = replay(np.stack([-target, target], 1), target, k=27, eta=3, draws=200)
+    assert r["top3"] == 0.0
+
+
+def test_table_reader_keeps_finished_rows_and_the_bootstrap_brackets_rho(tmp_path: Path):
+    for i, (status, acc) in enumerate([("ok", 0.9), ("ok", 0.91), ("failed", None), ("ok", 0.92)]):
+        (tmp_path / f"config-{i:03d}.json").write_text(json.dumps({"config": i, "status": status, "test_acc": acc}))
+    assert sorted(load_table(tmp_path)) == [0, 1, 3]
+    a = np.arange(12.0)
+    r, lo, hi = rho_ci(a, a + np.random.default_rng(0).normal(scale=3, size=12), resamples=500)
+    assert lo <= r <= hi and -1 <= lo and hi <= 1
