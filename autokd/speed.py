@@ -23,8 +23,9 @@ from torch import nn
 
 from autokd.recipe import SPEEDS  # declared with the setting
 
-# auto: probe the layouts once a run has at least this many steps (the probe costs about 8 steps) ...
-PROBE_MIN_STEPS = 300
+# auto: probe the layouts once a run has at least this many steps (the probe costs about 8 steps; a layout 1.3×
+# faster repays it after about 35): the search's 1.8- and 5.4-epoch rungs of 10,000 images (140, 421 steps) ...
+PROBE_MIN_STEPS = 100
 # ... and also try compiling once it has this many: compiling took 15–45 s on a 2-core machine for the cpu space's
 # students, which a 7-epoch retrain (≈ 3,300 steps of 0.2–0.35 s) repays many times and a search trial does not
 COMPILE_MIN_STEPS = 1500

@@ -125,12 +125,14 @@ def plain_rates(cfg: dict[str, Any], steps: int) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------------------ (b) autokd
-def autokd_rates(cfg: dict[str, Any], steps: int, threads: int) -> dict[str, float]:
+def autokd_rates(cfg: dict[str, Any], steps: int, threads: int, trial_steps: float = 100.0,
+                 speed: str = "auto") -> dict[str, Any]:
     from autokd.data.augment import Augment
     from autokd.data.loader import DeviceLoader
     from autokd.kd.cache import CachedTeacher, load_or_build
     from autokd.kd.loss import kd_loss
     from autokd.kd.teacher import resolve_teacher
+    from autokd.speed import plan_step
     from autokd.train import evaluate_accuracy, parameter_groups, TrainConfig
 
     torch.set_num_threads(threads)
@@ -140,40 +142,47 @@ def autokd_rates(cfg: dict[str, Any], steps: int, threads: int) -> dict[str, flo
     logits, _ = load_or_build(resolve_teacher("vgg7", ds, device="cpu"), train, aug, ds.info.mean, ds.info.std, cpu,
                               quiet=True)
     teacher = CachedTeacher(logits, train, train.image_ids(), cpu)
-    model, macs = student(cfg, "fused")
+    model, macs = student(cfg, "auto")
+    # the product's choice for a mean trial of this many steps (autokd.speed): its probe is part of the trial's cost
+    run, plan = plan_step(model, (1, 28, 28), 128, 10, cpu, round(trial_steps), speed)
     opt = torch.optim.SGD(parameter_groups(model, TrainConfig(epochs=1, weight_decay=5e-4)), lr=0.1, momentum=0.9)
     loader = DeviceLoader(train, 128, cpu, ds.info.mean, ds.info.std, aug, shuffle=True, seed=cfg["seed"],
-                          drop_last=True)
+                          drop_last=True, channels_last=plan.channels_last)
     batches = loader.epoch(0)
     done, t0 = 0, 0.0
     for step in range(steps + 2):
         if step == 2:
             t0, done = time.perf_counter(), 0
         b = next(batches)
-        loss = kd_loss(model(b.x), b.y, teacher(b), cfg["temperature"], cfg["alpha"])
+        loss = kd_loss(run(b.x), b.y, teacher(b), cfg["temperature"], cfg["alpha"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         done += b.x.shape[0]
     train_rate = done / (time.perf_counter() - t0)
     t0 = time.perf_counter()
-    evaluate_accuracy(model, DeviceLoader(val, 1000, cpu, ds.info.mean, ds.info.std))
-    return {"train_img_s": train_rate, "eval_s": time.perf_counter() - t0, "macs": macs}
+    evaluate_accuracy(model, DeviceLoader(val, 1000, cpu, ds.info.mean, ds.info.std,
+                                          channels_last=plan.channels_last))
+    return {"train_img_s": train_rate, "eval_s": time.perf_counter() - t0 + plan.probe_seconds, "macs": macs,
+            "plan": plan.to_json()}
 
 
-def _autokd_worker(indices: list[int], configs: list[dict], steps: int, threads: int, out: Any) -> None:
+def _autokd_worker(indices: list[int], configs: list[dict], steps: int, threads: int, trial_steps: float,
+                   speed: str, out: Any) -> None:
     from autokd.executors import configure_process
 
     configure_process(threads)
     for i in indices:
-        out.put((i, autokd_rates(configs[i], steps, threads)))
+        out.put((i, autokd_rates(configs[i], steps, threads, trial_steps, speed)))
 
 
-def autokd_parallel(configs: list[dict], steps: int, workers: int) -> dict[int, dict[str, float]]:
+def autokd_parallel(configs: list[dict], steps: int, workers: int, trial_steps: float = 100.0,
+                    speed: str = "auto") -> dict[int, dict[str, Any]]:
     """Each worker takes every workers-th configuration, all at once, as the search's workers do."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=_autokd_worker, args=(list(range(w, len(configs), workers)), configs, steps, 1, q))
+    procs = [ctx.Process(target=_autokd_worker, args=(list(range(w, len(configs), workers)), configs, steps, 1,
+                                                       trial_steps, speed, q))
              for w in range(workers)]
     for p in procs:
         p.start()
@@ -226,8 +235,13 @@ def main() -> None:
     ap.add_argument("--trial-images", type=float, help="training images per trial (default: the cpu preset's mean)")
     ap.add_argument("--levers", action="store_true", help="measure each lever alone instead")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--configs", default=str(HERE / "cpu_configs_small.json"),
+                    help="configurations (default: the cpu preset's current space, nago-small; cpu_configs.json: the "
+                    "previous cpu space, for the figures recorded with it)")
+    ap.add_argument("--speed", default="auto", choices=("auto", "eager", "channels_last", "compile"),
+                    help="autokd's step plan (autokd.speed; eager: the fused path as before the probe)")
     args = ap.parse_args()
-    configs = json.loads((HERE / "cpu_configs.json").read_text())["configs"]
+    configs = json.loads(Path(args.configs).read_text())["configs"]
     if args.levers:
         from levers import measure_levers  # benchmarks/levers.py
 
@@ -237,10 +251,10 @@ def main() -> None:
     t_start = time.time()
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} "
           f"default threads; commit {commit()}; trial = {trial_images:,.0f} training images + {VAL_IMAGES:,} "
-          f"validation images", flush=True)
+          f"validation images; configurations {Path(args.configs).name}; speed {args.speed}", flush=True)
     cnn = plain_cnn_gflops()
     plain = {i: plain_rates(c, args.steps) for i, c in enumerate(configs)}
-    fast = autokd_parallel(configs, args.steps, args.workers)
+    fast = autokd_parallel(configs, args.steps, args.workers, trial_images / 128, args.speed)
     rows, ratios = [], []
     for i, c in enumerate(configs):
         p, f = plain[i], fast[i]
@@ -253,10 +267,11 @@ def main() -> None:
         rows.append({"config": i, "ops": c["ops"], "plain_img_s": p["train_img_s"], "autokd_img_s_per_worker":
                      f["train_img_s"], "plain_eval_s": p["eval_s"], "autokd_eval_s": f["eval_s"],
                      "plain_trials_per_hour": p_tph, "autokd_trials_per_hour": f_tph, "ratio": f_tph / p_tph,
-                     "plain_gflops": p_gf, "autokd_gflops": f_gf})
+                     "plain_gflops": p_gf, "autokd_gflops": f_gf, "plan": f.get("plan")})
         print(f"config {i} ({c['ops']} ops): plain {p['train_img_s']:.0f} img/s, eval {p['eval_s']:.1f}s → "
               f"{p_tph:.1f} trials/h | autokd {args.workers}×{f['train_img_s']:.0f} img/s, eval {f['eval_s']:.1f}s → "
-              f"{f_tph:.1f} trials/h | ratio {f_tph / p_tph:.2f} | student GFLOP/s {p_gf:.1f} → {f_gf:.1f}",
+              f"{f_tph:.1f} trials/h | ratio {f_tph / p_tph:.2f} | student GFLOP/s {p_gf:.1f} → {f_gf:.1f} | "
+              f"{f['plan']['layout']}{' compiled' if f['plan']['compiled'] else ''}",
               flush=True)
     mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
     print(f"\nmean: plain {mean('plain_trials_per_hour'):.1f} trials/h, autokd {mean('autokd_trials_per_hour'):.1f} "
