@@ -372,6 +372,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         verdict = (summary.get("comparison") or {}).get("verdict")
         if verdict:
             print(f"retrain: {verdict}")
+        kd_verdict = (summary.get("kd_ablation") or {}).get("verdict")
+        if kd_verdict:
+            print(f"retrain: {kd_verdict}")
     return EXIT_OK if summary["ok"] == summary["samples"] else EXIT_FAILED
 
 

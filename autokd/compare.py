@@ -83,3 +83,73 @@ def against_baselines(family_accs: Sequence[float], baselines: dict[str, Sequenc
     best = max(diffs.values(), key=lambda d: d.mean_b)
     return {"differences": {k: v.to_json() for k, v in diffs.items()}, "best_baseline": best.name_b,
             "verdict": verdict(best)}
+
+
+# ------------------------------------------------------------------------------------------------ does KD pay?
+@dataclass(frozen=True)
+class PairedDifference:
+    """mean(with − without) over pairs trained alike but for one thing (same architecture, seed, data order and
+    recipe; KD on or off), in points, with the paired t-interval and two-sided test."""
+
+    name: str
+    n: int
+    mean_with: float  # points
+    mean_without: float
+    diff: float  # points
+    std_diff: float | None
+    ci_low: float | None  # None with fewer than 2 pairs
+    ci_high: float | None
+    p_value: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def paired_difference(name: str, with_accs: Sequence[float], without_accs: Sequence[float]) -> PairedDifference:
+    """Paired t on the per-pair differences; accuracies are fractions, the result in points."""
+    if len(with_accs) != len(without_accs) or not with_accs:
+        raise ValueError("paired accuracies: the same positive number on each side")
+    d = [100.0 * (a - b) for a, b in zip(with_accs, without_accs)]
+    mean = statistics.mean(d)
+    sd = statistics.stdev(d) if len(d) > 1 else None
+    low = high = p = None
+    if sd is not None:
+        from scipy import stats
+
+        se = sd / math.sqrt(len(d))
+        if se > 0:
+            t = stats.t.ppf(0.5 + CONFIDENCE / 2, len(d) - 1)
+            low, high = mean - t * se, mean + t * se
+            p = float(2 * stats.t.sf(abs(mean) / se, len(d) - 1))
+        else:
+            low = high = mean
+            p = 0.0 if mean != 0 else 1.0
+    return PairedDifference(name, len(d), 100.0 * statistics.mean(with_accs), 100.0 * statistics.mean(without_accs),
+                            mean, sd, low, high, p)
+
+
+def kd_verdict(d: PairedDifference) -> str:
+    """One sentence: did distillation pay, by how much, with its 95% CI and test."""
+    if d.ci_low is None:
+        return (f"Distillation: {d.diff:+.2f} points with KD ({d.name}, 1 pair: no CI; retrain with --samples 2 or "
+                f"more).")
+    stats_text = (f"{d.diff:+.2f} points [{d.ci_low:+.2f}, {d.ci_high:+.2f}] (95% CI, paired t-test p = "
+                  f"{d.p_value:.3g}, {d.n} pairs: same architectures and seeds with and without KD; {d.name})")
+    if d.ci_low > 0:
+        return f"Distillation paid: {stats_text}."
+    if d.ci_high < 0:
+        return f"Distillation cost accuracy: {stats_text}; retrain with --no-kd, or try another teacher or --kd-loss."
+    return f"Distillation did not measurably pay: {stats_text}; not told apart at this number of pairs."
+
+
+def kd_ablation(pairs: dict[str, tuple[Sequence[float], Sequence[float]]]) -> dict[str, Any]:
+    """Per group (the family, each baseline) and pooled over every pair: KD − no KD, and the pooled verdict."""
+    groups = {name: paired_difference(name, w, wo) for name, (w, wo) in pairs.items() if w}
+    if not groups:
+        return {"groups": {}, "pooled": None, "verdict": None}
+    with_all = [a for w, _ in pairs.values() for a in w]
+    without_all = [a for _, wo in pairs.values() for a in wo]
+    pooled = paired_difference("pooled over " + ", ".join(groups) if len(groups) > 1 else next(iter(groups)),
+                               with_all, without_all)
+    return {"groups": {k: v.to_json() for k, v in groups.items()}, "pooled": pooled.to_json(),
+            "verdict": kd_verdict(pooled)}

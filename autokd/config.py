@@ -243,6 +243,10 @@ class RetrainSettings(Recipe):
                                     "hand-designed students trained next to the family under the same limit, teacher "
                                     "and recipe, comma-separated (resnet, cnn), or none; the summary says whether the "
                                     "family beats the best of them (default: the preset's: cpu resnet, paper none)")
+    ablate_kd: bool = setting(False, Field("bool"),
+                              "also train every architecture (the family's and each baseline's) without distillation, "
+                              "same seeds, data order and recipe; the summary says whether KD paid, per group and "
+                              "pooled, with a 95% CI (doubles the samples)", same_result=True)
     int8: bool = setting(True, Field("bool"), "also write student.int8.onnx (post-training static quantisation, "
                          "calibrated on 512 training images) with its test accuracy and latency against the fp32 file "
                          "(needs onnxruntime)")

@@ -309,6 +309,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         lines += ["", "Each baseline is the widest of its shape under the same parameter limit, trained with the same "
                   "data, teacher, epochs and recipe (its own folder `baseline-NAME/` holds its samples). Welch's "
                   "t-interval on the samples' test accuracies; with few samples the interval is wide by design.", ""]
+    lines += kd_ablation_markdown(summary.get("kd_ablation"))
     lines += ["| reference | test top-1 |", "|---|---|"]
     if t and t.get("test_acc") is not None:
         lines.append(f"| teacher {t['arch']} ({t.get('params') or 0:,} params) | {100 * t['test_acc']:.2f}% |")
@@ -335,6 +336,23 @@ def summary_markdown(summary: dict[str, Any]) -> str:
               "the backward pass). Students are scored on the whole test set. `student.onnx` takes float images in "
               "[0, 1] (pixel / 255) and normalises inside the graph; see docs/usage.md to load `student.pt`."]
     return "\n".join(lines) + "\n"
+
+
+def kd_ablation_markdown(ablation: dict[str, Any] | None) -> list[str]:
+    """The "does distillation pay?" section: the pooled verdict and one row per group of pairs."""
+    if not ablation or not ablation.get("verdict"):
+        return []
+    lines = ["## Does distillation pay?", "", f"**{ablation['verdict']}**", "",
+             "| architectures | pairs | with KD | without KD | KD − no KD (points, 95% CI) | paired t p |",
+             "|---|---|---|---|---|---|"]
+    rows = list(ablation["groups"].values()) + ([ablation["pooled"]] if len(ablation["groups"]) > 1 else [])
+    for d in rows:
+        ci = f"{d['diff']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]" if d["ci_low"] is not None \
+            else f"{d['diff']:+.2f}"
+        p = f"{d['p_value']:.3g}" if d["p_value"] is not None else "-"
+        lines.append(f"| {d['name']} | {d['n']} | {d['mean_with']:.2f}% | {d['mean_without']:.2f}% | {ci} | {p} |")
+    return lines + ["", "Each pair is one architecture trained twice with the same seed, data order and recipe, once "
+                    "with the teacher and once without (α = 0): `no-kd/` beside each group's samples.", ""]
 
 
 def deploy_table(samples: list[dict[str, Any]]) -> list[str]:
@@ -394,7 +412,9 @@ class SampleTask:
 
     @property
     def label(self) -> str:
-        return f"sample {self.index}" if self.group == FAMILY else f"{self.group} sample {self.index}"
+        if self.group.startswith(FAMILY):  # "sample 3", "sample 3 without KD"
+            return f"sample {self.index}{self.group.removeprefix(FAMILY)}"
+        return f"{self.group.replace(NO_KD, '')} sample {self.index}{NO_KD if self.group.endswith(NO_KD) else ''}"
 
 
 FAMILY = "family"
@@ -411,15 +431,36 @@ def _job(task: SampleTask) -> Job:
                                         "out_dir": task.out_dir})
 
 
+NO_KD = " without KD"  # the suffix of an ablation group's name: "family without KD", "resnet without KD"
+
+
 def _groups(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path) -> list[tuple[str, Any, RetrainSettings,
                                                                                       Path]]:
     """(group, generator JSON, settings, folder): the family (or the one hand-designed student) first, then each
-    baseline in its own folder `baseline-NAME/`."""
+    baseline in its own folder `baseline-NAME/`; with --ablate-kd, then each of those that distils again without
+    KD (same architectures, seeds and recipe; α = 0, no teacher) in `FOLDER/no-kd/`."""
     gen_json = gen.to_json() if gen else None
     groups = [(FAMILY, gen_json, s, out_dir)]
     for name in baseline_names(s.baselines):
         groups.append((name, None, baseline_settings(s, name), out_dir / f"baseline-{name}"))
+    if s.ablate_kd:
+        groups += [(group + NO_KD, gj, replace(gs, alpha=0.0, temperature=None, teacher=None), folder / "no-kd")
+                   for group, gj, gs, folder in list(groups) if _teacher_kd(gs, gj) is not None]
     return groups
+
+
+def kd_pairs(results: dict[str, dict[int, dict[str, Any]]]) -> dict[str, tuple[list[float], list[float]]]:
+    """group → (test accuracies with KD, without), over the sample indices finished ok in both."""
+    pairs = {}
+    for group, without in results.items():
+        if not group.endswith(NO_KD):
+            continue
+        base = group.removesuffix(NO_KD)
+        with_kd = results.get(base, {})
+        both = sorted(i for i in with_kd if i in without and with_kd[i].get("status") == "ok"
+                      and without[i].get("status") == "ok")
+        pairs[base] = ([with_kd[i]["test_acc"] for i in both], [without[i]["test_acc"] for i in both])
+    return pairs
 
 
 def run_retrain(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path,
@@ -448,10 +489,12 @@ def run_retrain(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path,
             _prepare_cache(s, groups[0][1], board)
         if todo:
             family_todo = sum(t.group == FAMILY for t in todo)
-            extra = len(todo) - family_todo
+            ablation = sum(t.group.endswith(NO_KD) for t in todo)
+            extra = len(todo) - family_todo - ablation
             at_once = len(todo) if s.executor_kind() == "ray" else min(s.workers, len(todo))
             board.line(f"retrain: {family_todo} sample(s)"
                        + (f" + {extra} of the baselines ({s.baselines})" if extra else "")
+                       + (f" + {ablation} without KD (--ablate-kd)" if ablation else "")
                        + f" × {s.epochs:g} epochs"
                        + (" (sample 0 is the search's winner)" if any(t.group == FAMILY and t.index == 0 for t in todo)
                           and s.winner_seed is not None else "")
@@ -464,15 +507,22 @@ def run_retrain(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path,
         linear = ds.info.linear_baseline
         summaries = {}
         for group, _gen_json, gs, folder in groups:
-            summaries[group] = summarise(list(results[group].values()), teacher, gs, gen if group == FAMILY else None,
+            summaries[group] = summarise(list(results[group].values()), teacher if gs.teacher else None, gs,
+                                         gen if group.startswith(FAMILY) else None,
                                          linear, ds.num_classes)
         summary = summaries[FAMILY]
         if len(groups) > 1:
             for group, _gen_json, _gs, folder in groups[1:]:
                 write_json(folder / "summary.json", summaries[group])
                 write_atomic(folder / "summary.md", summary_markdown(summaries[group]))
-            summary["baselines"] = {g: _brief(summaries[g]) for g, *_ in groups[1:]}
-            summary["comparison"] = compare_to_baselines(summary)
+            baselines = [g for g, *_ in groups[1:] if not g.endswith(NO_KD)]
+            if baselines:
+                summary["baselines"] = {g: _brief(summaries[g]) for g in baselines}
+                summary["comparison"] = compare_to_baselines(summary)
+            if s.ablate_kd:
+                from autokd.compare import kd_ablation
+
+                summary["kd_ablation"] = kd_ablation(kd_pairs(results))
         write_json(out_dir / "summary.json", summary)
         write_atomic(out_dir / "summary.md", summary_markdown(summary))
     return summary

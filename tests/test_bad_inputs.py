@@ -231,7 +231,7 @@ CASES: list[tuple[str, Callable[[Path, Path], list]]] = [
                           ("merge-width", "widest"), ("search-space", "nago-huge"),
                           ("macs-limit", "-5"), ("objective", "latency"),
                           ("macs-limit", "0"), ("memory-limit", "-1"), ("memory-limit", "nan"),
-                          ("latency-limit", "0"), ("latency-limit", "inf")]],
+                          ("latency-limit", "0"), ("latency-limit", "inf"), ("speed", "fast")]],
     ("search-latency-limit-no-architecture-meets", lambda t, b: [*S, "--latency-limit", "1e-9", "--run-dir", t / "r"]),
     ("search-macs-limit-no-architecture-meets", lambda t, b: [*S, "--macs-limit", "10", "--run-dir", t / "r"]),
     ("search-memory-limit-no-architecture-meets", lambda t, b: [*S, "--memory-limit", "1e-6", "--run-dir", t / "r"]),
@@ -252,7 +252,8 @@ CASES: list[tuple[str, Callable[[Path, Path], list]]] = [
     *[(f"retrain-{flag}-{value}", lambda t, b, f=flag, v=value: ["retrain", "--generator", b / "best.json", f"--{f}",
                                                                 v, "--out", t / "o"])
       for flag, value in [("epochs", "0"), ("epochs", "-3"), ("samples", "0"), ("alpha", "5"), ("seed", "-1"),
-                          ("workers", "0"), ("baselines", "vit"), ("baselines", "resnet,,vgg99")]],
+                          ("workers", "0"), ("baselines", "vit"), ("baselines", "resnet,,vgg99"),
+                          ("speed", "turbo"), ("ablate-kd", "yes")]],
     ("retrain-ray-address-not-host-port", lambda t, b: ["retrain", "--generator", b / "best.json", "--ray-address",
                                                         "nowhere", "--out", t / "o"]),
     ("retrain-ray-address-unreachable", lambda t, b: ["retrain", "--generator", b / "best.json", "--ray-address",

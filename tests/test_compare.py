@@ -34,3 +34,22 @@ def test_the_verdict_is_against_the_best_baseline_by_mean():
     assert out["best_baseline"] == "resnet" and set(out["differences"]) == {"cnn", "resnet"}
     assert "is worse than the best hand-designed student (resnet" in out["verdict"]
     assert out["differences"]["cnn"]["ci_low"] > 0
+
+
+def test_paired_kd_difference_matches_a_paired_t_test_and_its_verdict_follows_the_ci():
+    from scipy import stats
+
+    from autokd.compare import kd_ablation, paired_difference
+
+    with_kd, without = [0.931, 0.929, 0.935, 0.930], [0.927, 0.926, 0.930, 0.928]
+    d = paired_difference("family", with_kd, without)
+    t = stats.ttest_rel([100 * a for a in with_kd], [100 * b for b in without])
+    assert d.p_value == pytest.approx(t.pvalue) and d.ci_low > 0 and d.diff == pytest.approx(0.35)
+    ab = kd_ablation({"family": (with_kd, without), "resnet": (without, with_kd)})
+    assert ab["pooled"]["n"] == 8 and ab["pooled"]["diff"] == pytest.approx(0.0)
+    assert ab["verdict"].startswith("Distillation did not measurably pay")
+    assert kd_ablation({"family": (with_kd, without)})["verdict"].startswith("Distillation paid")
+    assert kd_ablation({"family": (without, with_kd)})["verdict"].startswith("Distillation cost accuracy")
+    assert "no CI" in kd_ablation({"family": ([0.9], [0.8])})["verdict"]
+    with pytest.raises(ValueError):
+        paired_difference("x", [0.9], [0.8, 0.7])

@@ -201,6 +201,36 @@ def test_retrain_trains_the_baselines_next_to_the_family_and_compares(generator_
     assert "cnn sample 1 already done" in capsys.readouterr().err
 
 
+def test_ablate_kd_trains_every_architecture_again_without_kd_and_says_whether_it_paid(generator_with_source, tmp_path,
+                                                                                       capsys):
+    """--ablate-kd: the family and each baseline again with α = 0 (same architectures and seeds) in no-kd/; the
+    summary pairs them (paired t), prints the verdict, and the report carries it; a rerun reuses every sample."""
+    out = tmp_path / "retrain"
+    args = ["retrain", "--generator", str(generator_with_source), "--samples", "2", "--epochs", "0.5",
+            "--baselines", "cnn", "--ablate-kd", "--workers", "2", "--out", str(out)]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    for folder, kd_folder in ((out / "no-kd", out), (out / "baseline-cnn" / "no-kd", out / "baseline-cnn")):
+        nokd = json.loads((folder / "summary.json").read_text())
+        kd = json.loads((kd_folder / "summary.json").read_text())
+        assert nokd["ok"] == 2 and nokd["teacher"] is None
+        assert [r["arch_id"] for r in nokd["per_sample"]] == [r["arch_id"] for r in kd["per_sample"]]
+        assert [r["seed"] for r in nokd["per_sample"]] == [r["seed"] for r in kd["per_sample"]]
+        assert all(r["kd"] is None for r in nokd["per_sample"]) and all(r["kd"] for r in kd["per_sample"])
+    assert set(summary["baselines"]) == {"cnn"}  # the ablation groups are not baselines
+    ablation = summary["kd_ablation"]
+    assert set(ablation["groups"]) == {"family", "cnn"} and ablation["pooled"]["n"] == 4
+    fam = ablation["groups"]["family"]
+    nokd_accs = [r["test_acc"] for r in json.loads((out / "no-kd" / "summary.json").read_text())["per_sample"]]
+    assert fam["diff"] == pytest.approx(100 * (summary["test_acc_mean"] - np.mean(nokd_accs)))
+    assert ablation["verdict"].startswith("Distillation")
+    printed = capsys.readouterr()
+    assert ablation["verdict"] in printed.out and "2 without KD" not in printed.err
+    assert "Does distillation pay?" in (out / "summary.md").read_text()
+    assert main(args) == 0
+    assert "sample 1 without KD already done" in capsys.readouterr().err
+
+
 def test_an_unknown_baseline_is_refused_before_anything_is_written(generator_with_source, tmp_path, capsys):
     out = tmp_path / "retrain"
     assert main(["retrain", "--generator", str(generator_with_source), "--baselines", "resnet,vgg99",

@@ -167,6 +167,16 @@ def _retrain_section(run: RunData) -> list[str]:
                              f"({b['ok']} samples); family − {name} {d['diff']:+.2f} points{ci}")
     else:
         lines.append("No hand-designed baseline was trained next to it (`autokd retrain --baselines resnet,cnn`).")
+    ablation = summary.get("kd_ablation") or {}
+    if ablation.get("verdict"):
+        lines += ["", "**Does distillation pay?** " + ablation["verdict"]]
+        for d in ablation.get("groups", {}).values():
+            ci = f" [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]" if d.get("ci_low") is not None else ""
+            lines.append(f"- {d['name']}: {d['mean_with']:.2f}% with KD, {d['mean_without']:.2f}% without "
+                         f"({d['n']} pairs): {d['diff']:+.2f} points{ci}")
+    elif summary.get("teacher"):
+        lines += ["", "Whether distillation paid was not measured (`autokd retrain --ablate-kd` trains every "
+                  "architecture also without KD, same seeds)."]
     return lines + ["", f"Details: `{path.parent / 'summary.md'}`.", ""]
 
 
