@@ -336,10 +336,25 @@ def cmd_search(args: argparse.Namespace) -> int:
                   f"τ={best['kd']['temperature']:.2f} α={best['kd']['alpha']:.2f} → {outcome.run_dir / 'best.json'}")
         if outcome.summary:
             print(outcome.summary)
+        for line in _budget_lines(outcome.run_dir):
+            print(line)
     else:
         print(f"search done: every one of {outcome.failed} trials failed; see {outcome.run_dir}/journal.jsonl",
               file=sys.stderr)
     return EXIT_OK if best else EXIT_FAILED
+
+
+def _budget_lines(run_dir: Path) -> list[str]:
+    """The search's budget diagnosis from its own journal (autokd.report.diagnosis): a rung at chance, a rung that
+    did not predict the next, and what to change; one line when the ladder held."""
+    from autokd.report.data import load_run_data
+    from autokd.report.diagnosis import closing_lines, diagnose
+
+    try:
+        run = load_run_data(run_dir)
+        return closing_lines(diagnose(run.events, int(run.run["num_classes"])))
+    except Exception as exc:  # the diagnosis must not fail a finished search; say why it is missing
+        return [f"budgets: not diagnosed ({type(exc).__name__}: {exc}); `autokd report {run_dir}` retries"]
 
 
 # ---------------------------------------------------------------- retrain / report / trials / export

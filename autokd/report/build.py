@@ -308,6 +308,10 @@ def build_report(run_dirs: str | Path | Sequence[str | Path], out_dir: str | Pat
         write_atomic(out / "report.md", "\n".join(lines) + "\n")
         return out
     lines += _kd_section(main, other)
+    if len(main) == 1 and lead.run.get("num_classes"):
+        from autokd.report.diagnosis import diagnose, diagnosis_markdown
+
+        lines += diagnosis_markdown(diagnose(lead.events, int(lead.run["num_classes"])))
     lines += _correlation_section(groups, out)
     figures.accuracy_strips(groups, out / "accuracy_by_budget.png")
     figures.best_so_far(groups, out / "best_so_far.png")
