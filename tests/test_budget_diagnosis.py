@@ -59,3 +59,15 @@ def test_a_search_made_to_fail_says_its_lowest_rung_is_at_chance_and_the_report_
     report = (run / "report" / "report.md").read_text()
     assert "## Budget diagnosis" in report and "rung 0.01 epochs:" in report
     assert json.loads((run / "run.json").read_text())["num_classes"] == 10
+
+
+def test_dry_run_probes_the_lowest_rung_and_warns_when_it_is_at_chance(tmp_path, capsys):
+    from autokd.hpo.rung_probe import RungProbe
+
+    assert RungProbe(0.2, [0.148, 0.356], 0.1, 1.0).warning().startswith("warning: the lowest rung (0.2 epochs)")
+    assert RungProbe(0.2, [0.25, 0.356], 0.1, 1.0).warning() is None
+    base = ["search", "--dataset", "synthetic:1x8x8:10:400", "--no-kd", "--preset", "smoke", "--dry-run",
+            "--run-dir", str(tmp_path / "run")]
+    assert main([*base, "--min-budget", "0.01", "--max-budget", "0.04"]) == 0
+    assert "warning: the lowest rung (0.01 epochs) looks at chance" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # a dry run writes nothing

@@ -147,6 +147,12 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
     board.line(plan.describe(), force=True)
     projected = plan.seconds()
     if dry_run:
+        from autokd.hpo.rung_probe import probe_lowest_rung
+
+        rung = probe_lowest_rung(settings, limit, ds.num_classes, threads=plan.threads)
+        board.line(rung.warning() or f"lowest rung ({rung.budget:g} epochs): {len(rung.accuracies)} probe "
+                   f"configuration(s) scored {rung.scores()} (chance {100 * rung.chance:.0f}%): above chance "
+                   f"({rung.seconds:.0f}s probe)", force=True)
         return None
     if (device.type != "cuda" and projected is not None and projected > CPU_REFUSE_HOURS * 3600 and not yes):
         raise UserError(f"this search is projected to take {fmt_seconds(projected)} on this CPU; use --preset cpu "

@@ -16,15 +16,10 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from autokd.hpo.rung_probe import chance_bar
 from autokd.report.correlation import accuracies_by_budget, pair_from
 
 MIN_CONFIGS = 5  # configurations in common before a rung pair's agreement is judged
-
-
-def chance_bar(chance: float) -> float:
-    """The accuracy below which an evaluation has learnt next to nothing: 2 × chance, at most chance + (1 − chance)/9
-    (the two agree at 10 classes: 20%)."""
-    return min(2.0 * chance, chance + (1.0 - chance) / 9.0)
 
 
 @dataclass(frozen=True)
