@@ -242,7 +242,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         emit_json(out)
     elif out["status"] == "ok":
         print(f"arch {out['arch_id']} (seed {out['seed']}, {out['seed_from']}): val_acc {out['val_acc']:.4f} ± "
-              f"{out['val_acc_se']:.4f} (val loss {out['val_loss']:.4f}) after {args.epochs:g} epochs on "
+              f"{out['val_acc_se']:.4f} (val loss {out['val_loss']:.4f}) after {out['epochs']:g} epochs on "
               f"{out['train_images']:,} images, {out['params']:,} params, {out['seconds']:.1f}s")
     else:
         print(f"arch {out['arch_id']}: failed: {out['error']}", file=sys.stderr)
@@ -532,20 +532,22 @@ def build_parser() -> argparse.ArgumentParser:
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--generator", help="generator file to sample the student from")
     src.add_argument("--arch", help="architecture file (autokd.arch/1)")
-    e.add_argument("--dataset", required=True, help="dataset name (see `autokd datasets`)")
+    e.add_argument("--dataset", help="dataset name (see `autokd datasets`; default: the generator's source.dataset)")
     e.add_argument("--teacher", help="built-in name, checkpoint, TorchScript/export file or module:callable")
     e.add_argument("--teacher-weights", help="state dict for a module:callable teacher")
-    e.add_argument("--epochs", type=EPOCHS, default=1.0, help="training budget in epochs")
+    e.add_argument("--epochs", type=EPOCHS, help="training budget in epochs (default: the budget best.json was scored "
+                   "at, else 1)")
     e.add_argument("--subset", type=_typed("int", min=2, max=10**9), help="train on N images (validate on N/5)")
     e.add_argument("--seed", type=SEED, help="architecture seed (default: the generator's winner, else 0); also "
                    "seeds the split and training")
     e.add_argument("--param-limit", type=LIMIT, help="default: the generator's, else 4M / 6M")
     e.add_argument("--temperature", type=TEMPERATURE, help="KD temperature (default: generator file, else 4)")
     e.add_argument("--alpha", type=ALPHA, help="KD weight (default: generator file, else 0.9)")
-    e.add_argument("--batch-size", type=_typed("int", min=1, max=65_536), default=128, help="training batch")
-    e.add_argument("--lr", type=LR, default=0.1, help="SGD learning rate")
-    e.add_argument("--lr-schedule", choices=("cosine", "step", "wsd"), default="cosine",
-                   help="see docs/training.md")
+    e.add_argument("--batch-size", type=_typed("int", min=1, max=65_536),
+                   help="training batch (default: the search's recipe in best.json, else 128)")
+    e.add_argument("--lr", type=LR, help="SGD learning rate (default: the search's, else 0.1)")
+    e.add_argument("--lr-schedule", choices=("cosine", "step", "wsd"),
+                   help="default: the search's, else cosine; see docs/training.md")
     e.add_argument("--preset", choices=("smoke", "paper"), default="paper", help="teacher size when one is trained")
     e.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     e.add_argument("--data-dir", help="look for the dataset's files here first")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import torch
@@ -12,36 +12,52 @@ from autokd.errors import UserError
 from autokd.progress import Board
 
 
-def evaluate_one(dataset: str, board: Board, *, generator: str | None = None, arch: str | None = None,
-                 teacher: str | None = None, teacher_weights: str | None = None, epochs: float = 1.0,
+def evaluate_one(dataset: str | None, board: Board, *, generator: str | None = None, arch: str | None = None,
+                 teacher: str | None = None, teacher_weights: str | None = None, epochs: float | None = None,
                  subset: int | None = None, seed: int | None = None, param_limit: int | None = None,
-                 temperature: float | None = None, alpha: float | None = None, batch_size: int = 128,
-                 lr: float = 0.1, lr_schedule: str = "cosine", preset: str = "paper", device: str | None = None,
-                 data_dir: str | None = None) -> dict[str, Any]:
+                 temperature: float | None = None, alpha: float | None = None, batch_size: int | None = None,
+                 lr: float | None = None, lr_schedule: str | None = None, preset: str = "paper",
+                 device: str | None = None, data_dir: str | None = None) -> dict[str, Any]:
     """Sample (from a generator file) or load (an architecture file) one student, train it for `epochs` on a
     seeded split of `dataset`, with KD from `teacher` when given, and score it on the validation part. Returns the
-    training result with the architecture, seed and split sizes; a training failure is status "failed"."""
+    training result with the architecture, seed and split sizes; a training failure is status "failed".
+
+    A generator file written by a search (best.json: `source.recipe`, `source.split_seed`) is reproduced as its
+    trial ran: the search's dataset, split, recipe, budget, teacher, architecture seed and KD loss (a space that
+    searched the loss records it in `kd`); each argument given overrides its part."""
     from autokd.data.dataset import load_dataset, train_val_split
     from autokd.kd.teacher import OnTheFlyTeacher, resolve_teacher
     from autokd.nn.student import build_student
     from autokd.space.genfile import default_param_limit, load_generator
     from autokd.space.generator import sample_architecture
     from autokd.space.plan import count_macs
-    from autokd.recipe import DEFAULT_KD
+    from autokd.recipe import DEFAULT_KD, RECIPE_KEYS, Recipe
     from autokd.space.spec import load_arch
     from autokd.train import KDConfig, TrainConfig, train_and_evaluate
 
-    ds = load_dataset(dataset, data_dir)
+    gen = load_generator(generator) if generator else None
+    src = (gen.source or {}) if gen else {}
+    searched = src.get("recipe") if isinstance(src.get("recipe"), dict) else None  # the search's own trial
+    dataset = dataset or src.get("dataset")
+    if not dataset:
+        raise UserError("give --dataset NAME (the generator file names none in source.dataset)")
+    ds = load_dataset(dataset, data_dir or src.get("data_dir"))
     kd_settings = asdict(DEFAULT_KD)
+    recipe = Recipe(**{k: searched[k] for k in RECIPE_KEYS if k in searched}) if searched else Recipe()
     given_seed = seed
     seed, seed_from = (given_seed, "--seed") if given_seed is not None else (0, "default")
-    if generator:
-        gen = load_generator(generator)
-        kd_settings = dict(gen.kd)
-        if given_seed is None and gen.source.get("seed") is not None:
-            seed, seed_from = int(gen.source["seed"]), "the search's winner"
+    if gen is not None:
+        kd_settings = {k: gen.kd[k] for k in ("temperature", "alpha")}
+        loss = {k: v for k, v in gen.kd.items() if k not in ("temperature", "alpha")}
+        if loss:  # the searched KD loss and its parameters: {"loss": "dkd", "dkd_beta": 8.0, ...}
+            recipe = replace(recipe, kd_loss=loss.pop("loss", recipe.kd_loss),
+                             **{k: v for k, v in loss.items() if k in RECIPE_KEYS})
+        if given_seed is None and src.get("seed") is not None:
+            seed, seed_from = int(src["seed"]), "the search's winner"
         limit = param_limit or gen.param_limit or default_param_limit(ds.input_shape)
         spec = sample_architecture(gen.generator, seed, ds.input_shape, ds.num_classes, limit, merge=gen.merge_width)
+        if teacher is None and src.get("teacher"):
+            teacher, teacher_weights = src["teacher"], teacher_weights or src.get("teacher_weights")
     else:
         spec = load_arch(arch)
         seed_from = "--seed" if given_seed is not None else "default"
@@ -49,6 +65,11 @@ def evaluate_one(dataset: str, board: Board, *, generator: str | None = None, ar
             raise UserError(f"architecture {arch} is for inputs {tuple(spec.input_shape)} and "
                             f"{spec.num_classes} classes, but {dataset} has {tuple(ds.input_shape)} and "
                             f"{ds.num_classes}; sample one for this dataset")
+    overrides = {k: v for k, v in (("batch_size", batch_size), ("lr", lr), ("lr_schedule", lr_schedule))
+                 if v is not None}
+    recipe = replace(recipe, **overrides)
+    if epochs is None:
+        epochs = float(searched["budget_epochs"]) if searched and searched.get("budget_epochs") else 1.0
     for key, value in (("temperature", temperature), ("alpha", alpha)):
         if value is not None:
             kd_settings[key] = value
@@ -59,10 +80,14 @@ def evaluate_one(dataset: str, board: Board, *, generator: str | None = None, ar
                             progress=board.reporter("teacher", f"teacher {teacher}"))
         board.done("teacher")
         teacher_fn = OnTheFlyTeacher(t, ds.info.mean, ds.info.std)
-    train, val = train_val_split(ds.train, seed=seed, subset=subset)
+    if searched:  # the search's split: its seed, size and subset (a given --subset overrides the subset)
+        train, val = train_val_split(ds.train, searched.get("val_fraction", 0.1), int(src.get("split_seed") or 0),
+                                     subset or searched.get("subset"), searched.get("val_images"))
+    else:
+        train, val = train_val_split(ds.train, seed=seed, subset=subset)
     torch.manual_seed(seed)
     model = build_student(spec)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, seed=seed)
+    cfg = TrainConfig.of(recipe, epochs, seed=seed)
     kd = KDConfig(**kd_settings) if teacher_fn is not None else None
     report = board.reporter("student", f"arch {spec.arch_id}")
     try:
@@ -77,4 +102,6 @@ def evaluate_one(dataset: str, board: Board, *, generator: str | None = None, ar
             "seed_from": seed_from,
             "dataset": dataset, "train_images": len(train), "val_images": len(val), "val_acc_se": se,
             "teacher": teacher if teacher_fn is not None else None,
-            "kd": kd_settings if teacher_fn is not None else None}
+            "kd": kd_settings if teacher_fn is not None else None, "kd_loss": cfg.kd_loss if teacher_fn is not None
+            else None, "recipe_from": "the search's best.json" if searched else "defaults and flags",
+            "epochs": epochs}

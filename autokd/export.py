@@ -45,8 +45,10 @@ def _picked(run_dir: Path, best: dict, pick: str) -> dict:
            "trial_id": chosen["trial_id"], "seed": started["seed"], "macs": chosen.get("macs"),
            "activation_mb": chosen.get("activation_mb"), "picked": pick,
            "recipe": {**best["source"].get("recipe", {}), "budget_epochs": chosen["budget"]}}
-    return {**best, "generator": dict(started["theta"]),
-            "kd": {"temperature": float(started["temperature"]), "alpha": float(started["alpha"])}, "source": src}
+    kd = {"temperature": float(started["temperature"]), "alpha": float(started["alpha"])}
+    if started.get("kd_loss"):  # the space searched the loss: the pick retrains with the one it was scored with
+        kd.update({"loss": started["kd_loss"], **(started.get("kd_params") or {})})
+    return {**best, "generator": dict(started["theta"]), "kd": kd, "source": src}
 
 
 def export_winner(run_dir: str | Path, out: str | Path, pick: str = "best") -> Path:

@@ -245,6 +245,7 @@ CASES: list[tuple[str, Callable[[Path, Path], list]]] = [
     ("search-promotion-eager", lambda t, b: [*S, "--promotion", "eager", "--run-dir", t / "r"]),
     ("search-rung-training-resume", lambda t, b: [*S, "--rung-training", "resume", "--run-dir", t / "r"]),
     ("search-no-dataset", lambda t, b: ["search", "--run-dir", t / "r"]),
+    ("evaluate-generator-naming-no-dataset", lambda t, b: ["evaluate", "--generator", gen(t), "--epochs", "0.1"]),
     *[(f"evaluate-{flag}-{value}", lambda t, b, f=flag, v=value: [*E, "--generator", gen(t), f"--{f}", v])
       for flag, value in [("epochs", "0"), ("epochs", "-3"), ("epochs", "inf"), ("epochs", "nan"), ("alpha", "3"),
                           ("alpha", "-0.1"), ("temperature", "0.5"), ("temperature", "11"), ("seed", "-1"),
