@@ -145,6 +145,11 @@ def _winner_seed(gen: Any, given: int | None) -> tuple[int, str]:
 def _check_output_file(flag: str, path: Path) -> None:
     """An output file path a write can succeed at: not a folder, a name the file system takes, a folder that exists
     or can be made and is writable. Checked before any work, so a bad path costs nothing."""
+    try:
+        str(path).encode()
+    except UnicodeEncodeError:  # a byte that is not UTF-8 (the shell passed it through): records could not name it
+        raise UserError(f"{flag}: the path {os.fsencode(path)!r} is not valid UTF-8 text; choose a UTF-8 file "
+                        "name") from None
     if len(path.name.encode()) > 255:  # first: stat() of such a name is itself an error
         raise UserError(f"{flag}: the file name is {len(path.name.encode())} bytes, over the 255 a file system "
                         "allows; choose a shorter name")
@@ -587,7 +592,7 @@ def _log_internal_error(command: str) -> Path:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"autokd-{stamp}-{os.getpid()}.log"
-            path.write_text(text)
+            path.write_text(text, errors="backslashreplace")  # an argument's non-UTF-8 bytes must not lose the log
             return path
         except OSError:
             continue

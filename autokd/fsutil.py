@@ -85,3 +85,23 @@ def read_json(path: str | Path, what: str) -> Any:
         raise UserError(f"{what} {p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
     except RecursionError:
         raise UserError(f"{what} {p} is nested too deeply; not a file autokd writes") from None
+
+
+def make_output_dir(path: Path, flag: str = "--out") -> Path:
+    """Create an output folder (and its parents), or stop with a one-line UserError that says why and what to do:
+    a path that is a file, a folder that cannot be created (read-only, /proc, permissions), a name not UTF-8."""
+
+    try:
+        str(path).encode()
+    except UnicodeEncodeError:
+        raise UserError(f"{flag}: the path {os.fsencode(path)!r} is not valid UTF-8 text; choose a UTF-8 name") from None
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file; give a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{flag} {path}: cannot create this folder ({exc.strerror or exc}); choose a writable "
+                        "folder") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path} is not writable; choose a writable folder")
+    return path

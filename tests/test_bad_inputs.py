@@ -5,6 +5,7 @@ byte-identical afterwards. A few cases also run as real subprocesses."""
 from __future__ import annotations
 
 import gzip
+import os
 import json
 import pickle
 import shutil
@@ -384,6 +385,9 @@ CASES: list[tuple[str, Callable[[Path, Path], list]]] = [
     ("run-dir-not-empty", lambda t, b: [*S, "--run-dir", _raw(t, "d/other.txt", b"x").parent]),
     ("retrain-out-is-a-file", lambda t, b: ["retrain", "--generator", b / "best.json", "--out", _raw(t, "o", b"x")]),
     ("report-out-is-a-file", lambda t, b: ["report", b, "--out", _raw(t, "o", b"x")]),
+    ("report-out-cannot-be-created", lambda t, b: ["report", b, "--out", "/proc/autokd-report"]),
+    ("sample-out-not-utf8", lambda t, b: ["sample", "--generator", gen(t), "--dataset", "cifar10", "--out",
+                                          os.fsdecode(bytes(t) + b"/arch\xff.json")]),
     ("export-out-is-a-file", lambda t, b: ["export", b, "--out", _raw(t, "o", b"x")]),
     ("export-pick-unknown", lambda t, b: ["export", b, "--pick", "fastest", "--out", t / "o"]),
     ("export-pick-unknown-cost", lambda t, b: ["export", b, "--pick", "under:watts=3", "--out", t / "o"]),

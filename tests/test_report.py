@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 from scipy import stats
@@ -142,3 +143,18 @@ def test_the_front_is_every_point_no_other_dominates_and_the_knee_is_its_bend():
     bend = [{"trial_id": i, "macs": m, "val_acc": a}
             for i, (m, a) in enumerate([(1e5, 0.50), (1e6, 0.88), (1e7, 0.90), (1e8, 0.91)])]
     assert knee(pareto_front(bend, "macs"), "macs")["macs"] == 1e6
+
+
+def test_a_corrupt_best_json_is_named_and_the_winner_rebuilt_from_the_journal(tmp_path):
+    """The previous release's finished run with its best.json torn: the report says so and still names the winner
+    the journal holds (the best evaluation at the highest budget)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(Path(__file__).resolve().parent / "data" / "previous-release" / "complete", run)
+    good = json.loads((run / "best.json").read_text())
+    (run / "best.json").write_text('{"generator": ')
+    assert main(["report", str(run)]) == 0
+    text = (run / "report" / "report.md").read_text()
+    assert "best.json is unreadable" in text and "rebuilt from the journal" in text
+    assert f"Configuration {tuple(good['source']['config_id'])}" in text

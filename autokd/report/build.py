@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from autokd.errors import UserError
-from autokd.fsutil import write_atomic
+from autokd.fsutil import make_output_dir, write_atomic
 from autokd.report import figures
 from autokd.report.pareto import front_budget, front_lines, handmade_costs
 from autokd.report.correlation import BudgetPair, budget_correlations, correlation_csv
@@ -99,7 +99,7 @@ def _winner(run: RunData, out: Path) -> list[str]:
     se = standard_error(src.get("val_acc") or 0.0, n_val)
     top = run.by_budget().get(float(src.get("budget", 0)), {})
     ranked = sorted(top.values(), key=lambda e: -e["val_acc"])
-    lines = ["## Which family won", "",
+    lines = ["## Which family won", "", *([f"**Note: {run.best_note}.**", ""] if run.best_note else []),
              f"Configuration {tuple(src.get('config_id', []))}: **{pct(src.get('val_acc'), se)}** validation accuracy "
              f"at {src.get('budget', 0):g} epochs, {src.get('params') or 0:,} parameters, τ = "
              f"{best['kd']['temperature']:.2f}, α = {best['kd']['alpha']:.2f} (architecture seed "
@@ -283,9 +283,7 @@ def build_report(run_dirs: str | Path | Sequence[str | Path], out_dir: str | Pat
                         "or compare two runs with RUN --compare OTHER")
     out = Path(out_dir) if out_dir else (main[0].run_dir / "report" if len(main) == 1
                                          else main[0].run_dir.resolve().parent / "report")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out)
     groups = [(_group_label(main), main)] + ([(_group_label(other), other)] if other else [])
     lead = main[0]
     lines = _header(lead) if len(main) == 1 else [

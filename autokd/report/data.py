@@ -18,6 +18,7 @@ class RunData:
     run: dict[str, Any]
     events: list[dict[str, Any]]
     best: dict[str, Any] | None
+    best_note: str | None = None  # why the winner was rebuilt from the journal (best.json missing or unreadable)
 
     @property
     def name(self) -> str:
@@ -135,14 +136,37 @@ def load_run_data(run_dir: str | Path) -> RunData:
             run = obj if isinstance(obj, dict) else {}
         except UserError:
             run = {}  # the journal alone still makes a report
-    best = None
+    best, note = None, None
     if (d / "best.json").is_file():
         try:
             obj = read_json(d / "best.json", "best file")
             best = obj if isinstance(obj, dict) and isinstance(obj.get("generator"), dict) else None
-        except UserError:
-            best = None
-    return RunData(d, run, events, best)
+            note = None if best is not None else "is not a generator file"
+        except UserError as exc:
+            note = f"is unreadable ({exc})"
+        if best is None:
+            best = winner_from_journal(events)
+            note = (f"{d / 'best.json'} {note}; the winner below was rebuilt from the journal "
+                    f"(delete it and run `autokd search --run-dir {d} --resume` to write it again)" if best else None)
+    return RunData(d, run, events, best, note)
+
+
+def winner_from_journal(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """best.json's content from the journal alone: the best finished evaluation at the highest budget (the
+    search's incumbent rule), its θ, τ/α (and searched KD loss) and architecture seed from its started record."""
+    done = [e for e in events if e["event"] == "finished" and e.get("status") == "ok" and e.get("val_acc") is not None]
+    if not done:
+        return None
+    top = max(done, key=lambda e: (float(e["budget"]), float(e["val_acc"])))
+    started = next((e for e in events if e["event"] == "started" and e.get("trial_id") == top.get("trial_id")), {})
+    kd = {"temperature": float(started.get("temperature") or top.get("temperature") or 4.0),
+          "alpha": float(started.get("alpha") if started.get("alpha") is not None else top.get("alpha") or 0.0)}
+    if started.get("kd_loss"):
+        kd.update({"loss": started["kd_loss"], **(started.get("kd_params") or {})})
+    return {"generator": dict(started.get("theta") or top.get("theta") or {}), "kd": kd,
+            "source": {"config_id": top.get("config_id"), "budget": top["budget"], "val_acc": top["val_acc"],
+                       "params": top.get("params"), "arch_id": top.get("arch_id"), "trial_id": top.get("trial_id"),
+                       "seed": started.get("seed"), "rebuilt_from_journal": True}}
 
 
 def standard_error(acc: float, n: int | None) -> float | None:
