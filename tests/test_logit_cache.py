@@ -50,8 +50,25 @@ def test_cache_is_reused_and_invalidated_when_a_key_part_changes(tmp_path):
     assert p5 == p4 and logits.shape[0] == len(ds.train)
 
 
-def test_search_trial_trains_from_the_cache(tmp_path):
+def test_search_trial_trains_from_the_cache(tmp_path, monkeypatch):
+    """Every step's teacher logits come from the cache: a teacher forward would fail the trial, and the cache
+    answers once per training step."""
     from autokd.hpo.trial import TrialContext, TrialSpec, run_trial
+    from autokd.kd import cache as cache_module
+    from autokd.kd import teacher as teacher_module
+
+    def no_forward(self, batch):
+        raise AssertionError("a teacher forward during training: the cache was bypassed")
+
+    calls = []
+    served = cache_module.CachedTeacher.__call__
+
+    def counting(self, batch):
+        calls.append(batch.x.shape[0])
+        return served(self, batch)
+
+    monkeypatch.setattr(teacher_module.OnTheFlyTeacher, "__call__", no_forward)
+    monkeypatch.setattr(cache_module.CachedTeacher, "__call__", counting)
     ds = load_dataset("synthetic:1x8x8:3:100")
     ckpt, _ = train_teacher("wrn-40-2", ds, epochs=0.2, smoke=True)
     save_checkpoint(tmp_path / "t.pt", ckpt)
@@ -61,3 +78,4 @@ def test_search_trial_trains_from_the_cache(tmp_path):
                        recipe=Recipe(batch_size=16, lr=0.05, weight_decay=1e-4), device="cpu", logit_cache=True)
     r = run_trial(TrialSpec(0, (0, 0, 0), theta, 4.0, 0.9, 0.5, 0), ctx)
     assert r.status == "ok", r.error
+    assert len(calls) == r.steps > 0 and all(n == 16 for n in calls)

@@ -90,6 +90,9 @@ def test_a_search_with_a_torchscript_teacher(scripted, tmp_path):
     assert run_json["teacher"]["kind"] == "torchscript" and run_json["teacher"]["test_acc"] == 0.9
     _, events, _ = read_journal(run / "journal.jsonl")
     assert all(e["event"] == "finished" for e in events if e["event"] in ("finished", "failed"))
+    assert main(["report", str(run)]) == 0
+    header = next(line for line in (run / "report" / "report.md").read_text().splitlines() if "| teacher |" in line)
+    assert path.name in header  # the user's file, not only "torchscript"
 
 
 def test_a_search_distils_with_the_kd_loss_named_on_the_command_line(scripted, tmp_path, monkeypatch):

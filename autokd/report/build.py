@@ -67,6 +67,7 @@ def _header(run: RunData) -> list[str]:
              + (" (ParEGO per bracket: the front below is what it spreads)" if st.get("objective", "accuracy")
                 != "accuracy" else "") + " |",
              f"| teacher | {teacher.get('arch', 'none')}"
+             + (f" (`{teacher['path']}`)" if teacher.get("path") else "")  # a user's TorchScript file by its name
              + (f", {pct(teacher.get('test_acc'), digits=2)} test accuracy" if teacher.get("test_acc") is not None
                 else "") + " |",
              f"| budgets | {'/'.join(f'{b:g}' for b in run.planned_budgets())} epochs, η = {st.get('eta', '?')}, "
