@@ -119,6 +119,9 @@ def _target_shape(args: argparse.Namespace) -> tuple[tuple[int, int, int], int]:
         from autokd.data.registry import dataset_info
 
         info = dataset_info(args.dataset)
+        if 0 in info.input_shape and not args.input_shape:
+            raise UserError(f"dataset {args.dataset} takes its image shape from its files; pass --input-shape C,H,W "
+                            "and --num-classes K")
         classes = args.num_classes or info.num_classes
         if not classes:
             raise UserError(f"dataset {args.dataset} has no fixed class count; pass --num-classes")

@@ -96,6 +96,35 @@ def test_image_folder_tree_is_read_and_resized(tmp_path):
     assert ds.num_classes == 3 and ds.input_shape == (3, 32, 32)
     assert ds.train.images.shape == (9, 3, 32, 32) and ds.test.images.shape == (6, 3, 32, 32)
     assert ds.train.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert load_dataset("imagefolder:24", tmp_path).input_shape == (3, 24, 24)  # the name's SIZE resizes too
+    with pytest.raises(DatasetError, match="imagefolder:SIZE"):  # at native size, mixed sizes are refused
+        load_dataset("imagefolder", tmp_path)
+
+
+def write_gray_folder(root, size=28, classes=("shirt", "shoe", "bag"), n=(4, 2)):
+    """Fashion-MNIST's shape written as 8-bit grayscale PNG class folders."""
+    from PIL import Image
+    rng = np.random.default_rng(1)
+    for split, count in zip(("train", "test"), n):
+        for cls in classes:
+            (root / split / cls).mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8), mode="L").save(
+                    root / split / cls / f"{i}.png")
+    return root
+
+
+def test_grayscale_image_folders_are_read_at_their_native_size_and_channel_count(tmp_path):
+    """28×28 grayscale PNGs are 1×28×28 tensors (once read as 3×224×224: 192× the pixels), normalised with one
+    channel's statistics; imagefolder:SIZE resizes them and keeps their one channel."""
+    from PIL import Image
+    d = write_gray_folder(tmp_path)
+    ds = load_dataset("imagefolder", d)
+    assert ds.input_shape == (1, 28, 28) and ds.train.images.shape == (12, 1, 28, 28)
+    assert len(ds.info.mean) == len(ds.info.std) == 1
+    with Image.open(d / "train" / "bag" / "0.png") as im:  # classes in sorted order: bag first
+        assert np.array_equal(ds.train.images[0, 0].numpy(), np.asarray(im))  # the pixels as stored
+    assert load_dataset("imagefolder:14", d).input_shape == (1, 14, 14)
 
 
 def test_idx_reader_and_truncation(tmp_path):

@@ -36,14 +36,29 @@ def load_dataset(name: str, data_dir: str | Path | None = None, image_size: int 
     info = dataset_info(name)
     if image_size is not None:
         if info.reader != "imagefolder":
-            raise DatasetError(f"--image-size applies to image-folder datasets, not {name}")
-        info = replace(info, input_shape=(3, int(image_size), int(image_size)))
+            raise DatasetError(f"an image size applies to image-folder datasets, not {name}")
+        info = replace(info, input_shape=(info.input_shape[0], int(image_size), int(image_size)))
 
     def read() -> Dataset:
         train, test, classes = read_dataset(info, resolve(name, data_dir))
-        return Dataset(replace(info, num_classes=classes) if info.num_classes == 0 else info, train, test, classes)
+        found = info if info.num_classes else replace(info, num_classes=classes)
+        if 0 in info.input_shape:  # an image folder as its files are: their channels and size
+            shape = tuple(int(x) for x in train.images.shape[1:])
+            found = replace(found, input_shape=shape, **_statistics_for(shape[0], info))
+        return Dataset(found, train, test, classes)
 
     return DATASETS.get((info.name, info.input_shape, str(data_dir)), read)
+
+
+# ImageNet's per-channel statistics, and their luminance (ITU-R 601 weights) for a one-channel image folder
+_GRAY_MEAN = 0.299 * 0.485 + 0.587 * 0.456 + 0.114 * 0.406
+_GRAY_STD = 0.299 * 0.229 + 0.587 * 0.224 + 0.114 * 0.225
+
+
+def _statistics_for(channels: int, info: DatasetInfo) -> dict[str, tuple[float, ...]]:
+    if channels == len(info.mean):
+        return {}
+    return {"mean": (_GRAY_MEAN,) * channels, "std": (_GRAY_STD,) * channels}
 
 
 def train_val_split(train: ImageSet, val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0,

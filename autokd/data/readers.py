@@ -114,9 +114,16 @@ def _cifar(paths: list[Path], label_key: bytes) -> ImageSet:
                     torch.from_numpy(np.concatenate([p[1] for p in parts])))
 
 
-def _image_folder(root: Path, classes: list[str], size: tuple[int, int]) -> ImageSet:
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")  # PIL modes read as one channel at native size
+
+
+def _image_folder(root: Path, classes: list[str], shape: tuple[int, int, int]) -> ImageSet:
+    """Every image of root/<class>/ as uint8 (C, H, W). `shape` (C, H, W) with 0 for "as the files are": channels
+    0 keeps grayscale files at one channel (colour at three), height and width 0 keep the files' size (they must all
+    share it); a given size resizes the shorter side to it and centre-crops, keeping the aspect ratio."""
     from PIL import Image  # pillow: only image-folder datasets need it
 
+    channels, size = shape[0], tuple(shape[1:])
     images, labels = [], []
     for label, cls in enumerate(classes):
         cdir = root / cls
@@ -130,20 +137,28 @@ def _image_folder(root: Path, classes: list[str], size: tuple[int, int]) -> Imag
                     if im.width * im.height > MAX_IMAGE_PIXELS:
                         raise DatasetError(f"{f}: {im.width}×{im.height} pixels is too large to be a training "
                                            f"image (a decompression bomb?); remove it")
-                    # Resize the shorter side to the target, then centre-crop: keeps the aspect ratio.
-                    im = im.convert("RGB")
-                    w, h = im.size
-                    scale = max(size[1] / w, size[0] / h)
-                    im = im.resize((max(size[1], round(w * scale)), max(size[0], round(h * scale))),
-                                   Image.BILINEAR)
-                    left, top = (im.size[0] - size[1]) // 2, (im.size[1] - size[0]) // 2
-                    im = im.crop((left, top, left + size[1], top + size[0]))
-                    images.append(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy())
+                    gray = channels == 1 or (channels == 0 and im.mode in GRAY_MODES)
+                    im = im.convert("L" if gray else "RGB")
+                    if size != (0, 0):  # resize the shorter side to the target, then centre-crop
+                        w, h = im.size
+                        scale = max(size[1] / w, size[0] / h)
+                        im = im.resize((max(size[1], round(w * scale)), max(size[0], round(h * scale))),
+                                       Image.BILINEAR)
+                        left, top = (im.size[0] - size[1]) // 2, (im.size[1] - size[0]) // 2
+                        im = im.crop((left, top, left + size[1], top + size[0]))
+                    a = np.asarray(im, dtype=np.uint8)
+                    images.append((a[None] if a.ndim == 2 else a.transpose(2, 0, 1)).copy())
             except (OSError, ValueError, Image.DecompressionBombError) as exc:
                 raise DatasetError(f"{f}: cannot read image ({type(exc).__name__}); remove or replace it") from None
+            if images[-1].shape[1:] != images[0].shape[1:]:
+                raise DatasetError(f"{f} is {images[-1].shape[2]}×{images[-1].shape[1]} pixels but {files[0]} is "
+                                   f"{images[0].shape[2]}×{images[0].shape[1]}: images of one dataset share a size; "
+                                   f"use --dataset imagefolder:SIZE to resize them all to SIZE×SIZE")
             labels.append(label)
     if not images:
         raise DatasetError(f"{root}: no images found (expected {root}/<class>/*.jpg)")
+    if len({a.shape[0] for a in images}) > 1:  # grayscale and colour files mixed: colour wins
+        images = [np.repeat(a, 3, axis=0) if a.shape[0] == 1 else a for a in images]
     return ImageSet(torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64))
 
 
@@ -183,8 +198,11 @@ def read_dataset(info: DatasetInfo, d: Path) -> tuple[ImageSet, ImageSet, int]:
             missing = sorted(set(classes) - set(test_classes)) or sorted(set(test_classes) - set(classes))
             raise DatasetError(f"{d}: train/ and {test_dir.name}/ hold different classes ({', '.join(missing[:5])}); "
                                f"give both the same class folders")
-        train = _image_folder(d / "train", classes, info.input_shape[1:])
-        test = _image_folder(test_dir, classes, info.input_shape[1:])
+        train = _image_folder(d / "train", classes, info.input_shape)
+        test = _image_folder(test_dir, classes, info.input_shape)
+        if train.images.shape[1:] != test.images.shape[1:]:
+            raise DatasetError(f"{d}: train/ images are {tuple(train.images.shape[1:])} but {test_dir.name}/ images "
+                               f"are {tuple(test.images.shape[1:])}; use --dataset imagefolder:SIZE to resize both")
         if info.num_classes and len(classes) != info.num_classes:
             raise DatasetError(f"{d}: {info.name} has {info.num_classes} classes, found {len(classes)} folders")
         return train, test, len(classes)

@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from autokd.errors import DatasetError
@@ -88,9 +88,11 @@ DATASETS: dict[str, DatasetInfo] = {
         archive="cifar-100-python.tar.gz", archive_md5="eb9058c3a382ffc7106e4002c42a8d85",
         train_size=50000, test_size=10000,
         help="put cifar-100-python/ (the official python version) in --data-dir"),
+    # images as the files are (channels and size: 0, read from them); `imagefolder:SIZE` resizes to SIZE×SIZE
     "imagefolder": DatasetInfo(
-        "imagefolder", (3, 224, 224), 0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "imagefolder",
-        subdirs=("",), help="--data-dir DIR with DIR/train/<class>/*.jpg and DIR/test/<class>/*.jpg"),
+        "imagefolder", (0, 0, 0), 0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "imagefolder",
+        subdirs=("",), help="--data-dir DIR with DIR/train/<class>/*.png|jpg and DIR/test/<class>/*; read at the "
+        "files' own size and channels (imagefolder:SIZE resizes to SIZE×SIZE)"),
     "mit67": DatasetInfo(
         "mit67", (3, 224, 224), 67, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "imagefolder",
         subdirs=("mit67", "MIT67", ""),
@@ -102,6 +104,7 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 _SYNTH = re.compile(r"^synthetic(?::(\d+)x(\d+)x(\d+))?(?::(\d+))?(?::(\d+))?$")
+_FOLDER = re.compile(r"^imagefolder:(\d+)$")  # an image folder resized to SIZE×SIZE
 
 
 def cache_root() -> Path:
@@ -121,6 +124,12 @@ def dataset_info(name: str) -> DatasetInfo:
         c = shape[0]
         return DatasetInfo(name, shape, classes, (0.5,) * c, (0.25,) * c, "synthetic",
                            train_size=train, test_size=max(2, train // 5), help=base.help)
+    folder = _FOLDER.match(name)
+    if folder:
+        size = int(folder.group(1))
+        if not 4 <= size <= 1024:
+            raise DatasetError(f"dataset {name!r}: SIZE must be 4..1024 pixels")
+        return replace(DATASETS["imagefolder"], name=name, input_shape=(0, size, size))
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)} (see `autokd datasets`)")
     return DATASETS[name]
