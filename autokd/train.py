@@ -21,6 +21,7 @@ from autokd.data.readers import ImageSet
 from autokd.kd.loss import feature_kd_loss, kd_loss, loss_params, needs_features
 from autokd.nn.features import feature_maps
 from autokd.recipe import RECIPE_KEYS, SCHEDULES, KDConfig, Recipe
+from autokd.errors import is_programming_error
 from autokd.speed import plan_step
 
 __all__ = ["TrainConfig", "Trunk", "KDConfig", "EvalResult", "Checkpointing", "train_and_evaluate",
@@ -211,7 +212,9 @@ def train_and_evaluate(model: nn.Module, train: ImageSet, val: ImageSet, mean: t
         result.error = f"out of memory: {str(exc).splitlines()[0]}"
     except FloatingPointError as exc:
         result.error = str(exc)
-    except Exception as exc:  # a trial's failure is data for the search, never a crash of the caller
+    except Exception as exc:  # a trial's failure is data for the search, never a crash of the caller ...
+        if is_programming_error(exc):
+            raise  # ... unless the code is at fault (TypeError, AttributeError, ...): that stops the run
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
         result.seconds = time.perf_counter() - t0

@@ -200,3 +200,22 @@ def test_continued_rungs_start_from_the_lower_trunk_and_leave_no_state_behind(tm
         below = low[(tuple(e["config_id"]), started[e["trial_id"]]["continue_from"])]
         assert e["extra"]["continued_from_step"] == min(round(0.8 * below["steps"]), below["steps"] - 1)
     assert not list((run_dir / "states").glob("*.pt"))  # every bracket complete: its trunks deleted
+
+
+def test_a_programming_error_in_a_trial_stops_the_search_with_exit_1_and_a_log(tmp_path, capsys, monkeypatch):
+    """Told to the optimizer, a bug would read as a run of bad configurations; it stops the search instead, with
+    the log's path, and the journal keeps what finished (a --resume after the fix continues)."""
+    from autokd.cli import main
+    from autokd.hpo import trial
+
+    def broken(*_args, **_kwargs):  # a bug inside a trial (after the plan, which builds students too, has passed)
+        raise TypeError("over_limits() got an unexpected keyword argument 'width'")
+
+    monkeypatch.setattr(trial, "over_limits", broken)
+    run = tmp_path / "run"
+    rc = main(["search", "--dataset", "synthetic:1x8x8:3:200", "--no-kd", "--preset", "smoke", "--iterations", "1",
+               "--run-dir", str(run), "--quiet"])
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # after the plan's lines: one line naming the log
+    assert rc == 1 and "TypeError" in last and "internal error" in last and ".log" in last
+    assert (run / "journal.jsonl").is_file()

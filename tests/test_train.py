@@ -65,6 +65,23 @@ def test_exception_in_the_model_is_a_failed_result():
     assert r.status == "failed" and "RuntimeError: boom" in r.error
 
 
+def test_a_programming_error_in_training_propagates_instead_of_failing_the_trial():
+    """A TypeError is the code's fault, not the configuration's: it must not become a 'failed trial' with
+    infinite loss that the optimizer learns from."""
+    class Buggy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(1))
+
+        def forward(self, x):
+            return self.w.no_such_method(x)
+
+    ds = load_dataset("synthetic:1x8x8:3:64")
+    train, val = train_val_split(ds.train, seed=0)
+    with pytest.raises(AttributeError, match="no_such_method"):
+        train_and_evaluate(Buggy(), train, val, ds.info.mean, ds.info.std, TrainConfig(epochs=1), macs=1)
+
+
 def test_kd_uses_the_teacher_for_every_batch_and_changes_training():
     ds = load_dataset("synthetic:1x8x8:3:256")
     train, val = train_val_split(ds.train, seed=0)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from autokd.executors import DONE, LOST, Executor, Job, Outcome, make_executor
+from autokd.errors import names_programming_error
+from autokd.executors import DONE, ERROR, LOST, Executor, Job, Outcome, RemoteTraceback, make_executor
 from autokd.hpo.trial import Status, TrialContext, TrialResult, TrialSpec, run_trial
 from autokd.progress import Board
 
@@ -63,6 +64,8 @@ class TrialRunner:
         if o.status == DONE:
             assert o.value is not None
             return TrialResult.from_json(o.value).with_extra(**o.where)
+        if o.status == ERROR and names_programming_error(o.error):  # the code's fault: stop the search
+            raise RuntimeError(f"{trial_label(spec)}: {o.error}") from RemoteTraceback(o.trace or "")
         status = Status.LOST if o.status == LOST else Status.FAILED  # ERROR, CRASHED: the configuration's failure
         return TrialResult(spec.trial_id, spec.config_id, spec.budget, status, error=o.error).with_extra(**o.where)
 

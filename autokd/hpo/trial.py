@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import torch
 
-from autokd.errors import DatasetError, InvalidGenerator, TeacherError
+from autokd.errors import DatasetError, InvalidGenerator, TeacherError, is_programming_error
 from autokd.kd.loss import needs_features
 from autokd.memo import Memo
 from autokd.recipe import Recipe, recipe_of
@@ -286,7 +286,9 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = No
         elif r.error and _device_lost(r.error):
             result["status"] = Status.ENVIRONMENT
     except Exception as exc:  # an invalid generator (the configuration's), a teacher/dataset problem (not), or
-        #                       anything else: a trial's failure must not stop the search
+        #                       anything else: a trial's failure must not stop the search ...
+        if is_programming_error(exc):
+            raise  # ... but a fault of the code does (exit 1 with a log), not told to the optimizer as infinite loss
         result["error"] = f"{type(exc).__name__}: {exc}"
         if _is_environment_error(exc):
             result["status"] = Status.ENVIRONMENT
