@@ -23,7 +23,7 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +87,10 @@ def main() -> int:
     work = Path(args.work) if args.work else out.parent / "ground-truth-work"
     todo = [c for c in configs[args.first:args.configs] if not (out / f"config-{c['index']:03d}.json").is_file()]
     print(f"ground truth: {len(todo)} configuration(s) to train, {args.workers} at a time", flush=True)
-    with ThreadPoolExecutor(args.workers) as pool:
-        for line in pool.map(lambda c: run_config(c, st, work, out, 1 if args.workers > 1 else os.cpu_count() or 1),
-                             todo):
-            print(time.strftime("%H:%M:%S"), line, flush=True)
+    threads = 1 if args.workers > 1 else os.cpu_count() or 1
+    with ThreadPoolExecutor(args.workers) as pool:  # a line per configuration as it lands, not in index order
+        for future in as_completed([pool.submit(run_config, c, st, work, out, threads) for c in todo]):
+            print(time.strftime("%H:%M:%S"), future.result(), flush=True)
     return 0
 
 
