@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
+from autokd.optim import OPTIMIZERS
 from autokd.validate import Field, setting
 
 if TYPE_CHECKING:
@@ -26,7 +27,10 @@ SPEEDS = ("auto", "eager", "channels_last", "compile")  # autokd.speed
 @dataclass(frozen=True, kw_only=True)
 class Recipe:
     batch_size: int = setting(128, Field("int", min=1, max=65_536), "training batch")
-    lr: float = setting(0.1, Field("float", above=0, max=100), "SGD learning rate")
+    opt: str = setting("sgd", Field("str", choices=tuple(OPTIMIZERS)),
+                       "training optimizer (autokd/optim.py): sgd with momentum (the reference), or adamw (give it "
+                       "--lr about 1e-3)", neutral="sgd")
+    lr: float = setting(0.1, Field("float", above=0, max=100), "learning rate (SGD's 0.1; AdamW's about 1e-3)")
     momentum: float = setting(0.9, Field("float", min=0, max=0.999), "SGD momentum", flag=False)
     nesterov: bool = setting(False, Field("bool"), "Nesterov momentum", flag=False, neutral=False)
     weight_decay: float = setting(1e-4, Field("float", min=0, max=1),

@@ -22,6 +22,7 @@ from autokd.kd.loss import feature_kd_loss, kd_loss, loss_params, needs_features
 from autokd.nn.features import feature_maps
 from autokd.recipe import RECIPE_KEYS, SCHEDULES, KDConfig, Recipe
 from autokd.errors import is_programming_error
+from autokd.optim import make_optimizer
 from autokd.speed import plan_step
 
 __all__ = ["TrainConfig", "Trunk", "KDConfig", "EvalResult", "Checkpointing", "train_and_evaluate",
@@ -197,7 +198,7 @@ def train_and_evaluate(model: nn.Module, train: ImageSet, val: ImageSet, mean: t
                        std: tuple[float, ...], cfg: TrainConfig, device: torch.device | str | None = None,
                        teacher: TeacherFn | None = None, kd: KDConfig | None = None, macs: int | None = None,
                        progress: Progress | None = None, checkpointing: Checkpointing | None = None) -> EvalResult:
-    """Train `model` for `cfg.epochs` with SGD and a cosine schedule annealed to exactly that budget, then score it
+    """Train `model` for `cfg.epochs` with the recipe's optimizer (SGD by default) and schedule, then score it
     on `val`. With a teacher and kd, the loss is the KD loss; otherwise cross entropy. On CUDA: bf16 autocast and
     channels_last; on CPU: fp32. NaN/inf loss, out-of-memory and any exception return status "failed" with the
     reason (KeyboardInterrupt still propagates)."""
@@ -245,7 +246,7 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
     result.speed = plan.to_json()
     train_loader.channels_last = plan.channels_last
     val_loader = DeviceLoader(val, cfg.eval_batch_size, dev, mean, std, channels_last=plan.channels_last)
-    opt = torch.optim.SGD(parameter_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    opt = make_optimizer(cfg.opt, parameter_groups(model, cfg), cfg)  # autokd/optim.py: sgd, adamw
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s, total_steps, steps_per_epoch))
     loss_args = {k: getattr(cfg, k) for k in loss_params(cfg.kd_loss)}  # the named KD loss's own parameters
     if feature_kd and not callable(getattr(teacher, "feature_maps", None)):
