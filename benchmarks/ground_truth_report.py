@@ -4,7 +4,9 @@ Reads the table (docs/ground-truth/config-NNN.json, benchmarks/ground_truth.py) 
 same configurations:
 - the rank study's from-scratch runs (docs/study-cpu/scratch/rank/{kd,nokd}-scratch: cosine annealed to 1.8 and
   5.4 epochs of 10,000 images, with KD at the configuration's τ/α and without);
-- the cpu preset's rungs as its search trains them (docs/ground-truth/fidelity/preset-rungs: wsd, continued);
+- every rung ladder run into docs/ground-truth/fidelity/NAME by benchmarks/study.py (experiments/gt-*.yaml): the
+  cpu preset's rungs as its search trains them (preset-rungs: wsd, continued), the same without KD
+  (preset-rungs-nokd), the same steps on a quarter of the images (data-fraction);
 - training-free scores at initialisation (docs/ground-truth/fidelity/zero-cost.json).
 For each: Spearman ρ with the target over the configurations both have, a 95% percentile-bootstrap interval
 (10,000 resamples of configurations), and its cost in core-seconds per configuration. Then the successive-halving
@@ -66,15 +68,18 @@ def load_fidelities(repo: Path, table: Path) -> dict[str, dict[int, tuple[float,
                 if r.get("val_acc") is not None:
                     out.setdefault(f"scratch cosine {float(b):g} ep, {label}", {})[int(d["config"])] = \
                         (r["val_acc"], r["seconds"])
-    rungs = table / "fidelity" / "preset-rungs" / "rank" / "kd-continue"
-    for path in sorted(rungs.glob("config-*.json")):
-        d = json.loads(path.read_text())
-        spent = 0.0
-        for b, r in sorted(d.get("results", {}).items(), key=lambda kv: float(kv[0])):
-            spent += r.get("seconds") or 0.0  # a continued rung costs its own steps plus the chain below it
-            if r.get("val_acc") is not None:
-                out.setdefault(f"preset rung {float(b):g} ep (wsd, continued), KD", {})[int(d["config"])] = \
-                    (r["val_acc"], spent)
+    # every rung fidelity run with benchmarks/study.py into table/fidelity/NAME (experiments/gt-*.yaml)
+    for arm_dir in sorted((table / "fidelity").glob("*/rank/*")):
+        if not arm_dir.is_dir():
+            continue
+        for path in sorted(arm_dir.glob("config-*.json")):
+            d = json.loads(path.read_text())
+            spent = 0.0
+            for b, r in sorted(d.get("results", {}).items(), key=lambda kv: float(kv[0])):
+                spent += r.get("seconds") or 0.0  # a continued rung costs its own steps plus the chain below it
+                if r.get("val_acc") is not None:
+                    name = f"{arm_dir.parent.parent.name} {float(b):g} ep ({arm_dir.name})"
+                    out.setdefault(name, {})[int(d["config"])] = (r["val_acc"], spent)
     zc = table / "fidelity" / "zero-cost.json"
     if zc.is_file():
         for row in json.loads(zc.read_text())["rows"]:
@@ -103,8 +108,8 @@ def main() -> int:
              f"{sorted({str(r.get('code')) for r in rows.values()})}.", "",
              f"Spread: best {100 * accs[-1]:.2f}%, median {100 * statistics.median(accs):.2f}%, worst "
              f"{100 * accs[0]:.2f}% (ResNet-8 {100 * RESNET8:.2f}%, mean of 3); configurations above the ResNet-8: "
-             f"{sum(a > RESNET8 for a in accs)} of {len(accs)}. Retrain seconds per configuration (one thread): "
-             f"median {statistics.median(seconds):.0f}, range {min(seconds):.0f}–{max(seconds):.0f}.", "",
+             f"{sum(a > RESNET8 for a in accs)} of {len(accs)}. Retrain seconds per configuration (wall seconds of a "
+             f"one-thread process that shared 2 cores with two others while the table was built): median {statistics.median(seconds):.0f}, range {min(seconds):.0f}–{max(seconds):.0f}.", "",
              f"| fidelity | n | Spearman ρ with the target | 95% CI ({args.resamples:,} resamples) | "
              f"core-s per configuration |", "|---|---|---|---|---|"]
     fids = load_fidelities(REPO, table)

@@ -27,14 +27,20 @@ from ground_truth_report import REPO, load_fidelities, load_table  # noqa: E402
 
 # ladders: rung fidelities, lowest first (names from ground_truth_report.load_fidelities)
 LADDERS = {
-    "today's preset (0.2/0.6/1.8/5.4 ep, wsd continued, η 3)": [
-        f"preset rung {b} ep (wsd, continued), KD" for b in ("0.2", "0.6", "1.8", "5.4")],
-    "today's top two rungs (1.8/5.4 ep, wsd continued, η 3)": [
-        f"preset rung {b} ep (wsd, continued), KD" for b in ("1.8", "5.4")],
-    "scratch cosine 1.8/5.4 ep, KD (η 3)": ["scratch cosine 1.8 ep, KD", "scratch cosine 5.4 ep, KD"],
-    "scratch cosine 1.8/5.4 ep, no KD (η 3)": ["scratch cosine 1.8 ep, no KD", "scratch cosine 5.4 ep, no KD"],
+    "today's preset (0.2/0.6/1.8/5.4 ep, wsd continued, KD, η 3)": [
+        f"preset-rungs {b} ep (kd-continue)" for b in ("0.2", "0.6", "1.8", "5.4")],
+    "lowest rung raised out of chance (0.6/1.8/5.4 ep, wsd continued, KD)": [
+        f"preset-rungs {b} ep (kd-continue)" for b in ("0.6", "1.8", "5.4")],
+    "today's top two rungs (1.8/5.4 ep, wsd continued, KD)": [
+        f"preset-rungs {b} ep (kd-continue)" for b in ("1.8", "5.4")],
+    "today's rungs without KD (0.2/0.6/1.8/5.4 ep, wsd continued)": [
+        f"preset-rungs-nokd {b} ep (nokd-continue)" for b in ("0.2", "0.6", "1.8", "5.4")],
+    "data fraction (2,500 images, 0.8/2.4/7.2/21.6 ep, same steps, KD)": [
+        f"data-fraction {b} ep (kd-continue)" for b in ("0.8", "2.4", "7.2", "21.6")],
+    "scratch cosine 1.8/5.4 ep, KD": ["scratch cosine 1.8 ep, KD", "scratch cosine 5.4 ep, KD"],
+    "scratch cosine 1.8/5.4 ep, no KD": ["scratch cosine 1.8 ep, no KD", "scratch cosine 5.4 ep, no KD"],
     "scratch cosine 5.4 ep, KD (one rung)": ["scratch cosine 5.4 ep, KD"],
-    "zero-cost naswot → scratch 5.4 ep, KD (η 3)": ["zero-cost: naswot", "scratch cosine 5.4 ep, KD"],
+    "zero-cost naswot → scratch 5.4 ep, KD": ["zero-cost: naswot", "scratch cosine 5.4 ep, KD"],
 }
 
 

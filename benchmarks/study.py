@@ -37,6 +37,7 @@ ARMS = {  # name → (KD on, lr schedule)
     "nokd-step": (False, "step"),
     # the cpu preset's rungs: wsd, each budget continuing the lower budget's undecayed trunk (rung_training continue)
     "kd-continue": (True, "wsd"),
+    "nokd-continue": (False, "wsd"),  # issue 35: the same rungs without the teacher (α = 0)
     # issue 25: the paper's protocol: every budget trained from scratch (cosine annealed to it) with its own training
     # seed, the architecture the configuration's; the top budget's run is also scored at the lower budgets on the way
     # (recorded apart, as "prefix", for the secondary analysis)
