@@ -215,7 +215,7 @@ class RetrainSettings(Recipe):
     teacher: str | None = setting(None, Field("str", nullable=True), "default: the generator's source.teacher")
     param_limit: int = setting(None, Field("int", min=1000, max=10**9), "default: the generator's, else 4M / 6M")
     samples: int = setting(8, Field("int", min=1, max=1000), "architectures to train (default: the search preset's: "
-                           "paper 8, cpu 3)")
+                           "paper 8, cpu 3)", same_result=True)
     epochs: float = setting(600.0, Field("float", above=0, max=100_000), "epochs per sample (default: the preset's: "
                             "paper 600, cpu 7)")
     seed: int = setting(0, _SEED, "fresh sample i uses seed + i")
@@ -234,27 +234,27 @@ class RetrainSettings(Recipe):
                                   "KD weight (default: the generator's; 0 trains without KD)")
     student: str | None = setting(None, Field("str", nullable=True), "a hand-designed student instead (resnet, "
                                   "cnn), the widest under the limit")
-    workers: int = setting(1, Field("int", min=1, max=256), "samples trained at once on this machine")
+    workers: int = setting(1, Field("int", min=1, max=256), "samples trained at once on this machine", same_result=True)
     threads_per_sample: int | None = setting(None, Field("int", min=1, max=256, nullable=True),
-                                             "torch threads per sample", flag=False)
+                                             "torch threads per sample", flag=False, same_result=True)
     logit_cache: str = setting("auto", Field("str", choices=("auto", "on", "off")),
-                               "on, off, auto (on with CUDA, or on a CPU when the views are few)", flag=False)
+                               "on, off, auto (on with CUDA, or on a CPU when the views are few)", flag=False, same_result=True)
     baselines: str | None = setting(None, Field("str", nullable=True),
                                     "hand-designed students trained next to the family under the same limit, teacher "
                                     "and recipe, comma-separated (resnet, cnn), or none; the summary says whether the "
-                                    "family beats the best of them (default: the preset's: cpu resnet, paper none)")
+                                    "family beats the best of them (default: the preset's: cpu resnet, paper none)", same_result=True)
     ablate_kd: bool = setting(False, Field("bool"),
                               "also train every architecture (the family's and each baseline's) without distillation, "
                               "same seeds, data order and recipe; the summary says whether KD paid, per group and "
                               "pooled, with a 95% CI (doubles the samples)", same_result=True)
     int8: bool = setting(True, Field("bool"), "also write student.int8.onnx (post-training static quantisation, "
                          "calibrated on 512 training images) with its test accuracy and latency against the fp32 file "
-                         "(needs onnxruntime)")
+                         "(needs onnxruntime)", same_result=True)
     executor: str = setting("auto", _EXECUTOR, "local: this machine (--workers processes); ray: Ray tasks, as many "
-                            "at once as the cluster fits; auto: ray with --ray-address, else local")
+                            "at once as the cluster fits; auto: ray with --ray-address, else local", same_result=True)
     ray_address: str | None = setting(None, _RAY_ADDRESS, "join this Ray cluster (HOST:PORT or auto) and train the "
-                                      "samples there")
-    gpus_per_trial: float = setting(1.0, _GPU_SHARE, "fraction of a GPU per sample with --executor ray")
+                                      "samples there", same_result=True)
+    gpus_per_trial: float = setting(1.0, _GPU_SHARE, "fraction of a GPU per sample with --executor ray", same_result=True)
 
     def executor_kind(self) -> str:
         """local or ray: what `auto` means for a retrain (no GPU rule: a retrain's samples are few)."""

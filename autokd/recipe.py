@@ -83,7 +83,8 @@ class Recipe:
                          "how a training step runs on a CPU, same fp32 arithmetic: auto (probe the memory layouts on "
                          "this machine, and torch.compile too for runs of >= 1,500 steps, keeping the fastest), "
                          "eager (the fused modules), channels_last, or compile", same_result=True)
-    eval_batch_size: int = setting(1000, Field("int", min=1, max=1_000_000), "validation batch", flag=False)
+    eval_batch_size: int = setting(1000, Field("int", min=1, max=1_000_000), "validation batch", flag=False,
+                                   same_result=True)
 
     @property
     def augment(self) -> Augment:

@@ -120,9 +120,9 @@ def sample_identity(index: int, gen_json: dict[str, Any] | None, st: dict[str, A
     """What a sample's result must match to be reused: generator (or hand-made student), seed, recipe, data,
     teacher."""
     s = RetrainSettings(**st)
-    recipe = identity(s, exclude=("samples", "workers", "threads_per_sample", "device", "logit_cache", "winner_seed",
-                                  "seed", "teacher", "baselines", "eval_batch_size", "int8", "executor",
-                                  "ray_address", "gpus_per_trial"))
+    # settings that never change a sample's result are declared so (same_result=True, autokd.config); these are
+    # recorded apart: the seed (below), the teacher (by its fingerprint), the device (its arithmetic differs)
+    recipe = identity(s, exclude=("seed", "winner_seed", "teacher", "device"))
     return {"generator": {k: gen_json.get(k) for k in ("space", "generator", "kd", "param_limit", "merge_width")}
             if gen_json
             else None, "seed": sample_seed(s, index), "recipe": recipe, "teacher": teacher_fp}

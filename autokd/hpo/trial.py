@@ -220,7 +220,7 @@ def _trunk(spec: TrialSpec, ctx: TrialContext, arch_id: str, n_train: int) -> An
     seed, recipe, KD, data size), so a state of anything else is never continued."""
     from autokd.train import Trunk
 
-    recipe = json.dumps(identity(ctx.recipe, exclude=("eval_batch_size",)), sort_keys=True)
+    recipe = json.dumps(identity(ctx.recipe), sort_keys=True)  # without the same_result settings
     key = "|".join(map(str, (arch_id, spec.training_seed, spec.temperature, spec.alpha, recipe, n_train,
                              ctx.teacher_path)))
     load = trunk_path(ctx, spec.config_id, spec.continue_from) if spec.continue_from is not None else None
