@@ -17,6 +17,7 @@ import yaml
 from autokd.errors import UserError
 from autokd.recipe import Recipe
 from autokd.resources import resource_dir
+from autokd.rungs import RUNG_TRAININGS, rungs_of
 from autokd.validate import Field, check_depth, check_object, check_value, setting, settings_table
 
 _DEVICE_HELP = "use cpu, cuda, cuda:N or auto"
@@ -63,7 +64,7 @@ class SearchSettings(Recipe):
                              "sync: a rung is chosen once the rung below is complete (the paper's); async: a "
                              "configuration moves up as soon as it is in the top 1/eta of its rung so far (ASHA), so "
                              "workers do not wait at rung barriers")
-    rung_training: str = setting("scratch", Field("str", choices=("scratch", "continue")),
+    rung_training: str = setting("scratch", Field("str", choices=tuple(RUNG_TRAININGS)),
                                  "scratch: each budget trains from the start (the paper's); continue: a promoted "
                                  "configuration continues its lower rung's constant-rate trunk (needs --lr-schedule "
                                  "wsd; docs/training.md)")
@@ -144,9 +145,9 @@ class SearchSettings(Recipe):
             raise UserError(f"--min-budget {self.min_budget:g} and --max-budget {self.max_budget:g} at eta "
                             f"{self.eta} make {rungs} rungs; use at most 12 (raise --min-budget)")
         check_device(self.device)
-        if self.rung_training == "continue" and self.lr_schedule != "wsd":
-            raise UserError(f"--rung-training continue needs --lr-schedule wsd (a constant-rate trunk a higher budget "
-                            f"can continue), not {self.lr_schedule}")
+        problem = rungs_of(self).check(self.lr_schedule)
+        if problem:
+            raise UserError(problem)
         if self.ray_address and self.executor == "local":
             raise UserError("--ray-address names a Ray cluster; it needs --executor ray (or auto), not local")
         return self

@@ -10,6 +10,7 @@ from autokd.hpo.bohb import BOHBDriver
 from autokd.hpo.hyperband import plan_bracket, promote, schedule_summary
 from autokd.hpo.trial import TrialResult
 from autokd.space.configspace import load_space
+from autokd.rungs import RUNG_TRAININGS
 
 BUDGETS = [30.0, 60.0, 120.0]
 
@@ -266,7 +267,7 @@ def test_async_replay_keeps_the_early_promotions_and_never_reruns_an_evaluation(
 
 
 def test_continued_rungs_name_the_trunk_they_continue_and_the_plan_counts_only_new_epochs():
-    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 1, seed=0, rung_training="continue")
+    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 1, seed=0, rungs=RUNG_TRAININGS["continue"])
     order = run(d)
     for s in order:
         r = d.brackets[0].budgets.index(s.budget)

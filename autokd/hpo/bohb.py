@@ -25,6 +25,7 @@ from autokd.hpo.proposers import make_proposer
 from autokd.hpo.hyperband import Bracket, ConfigId, plan_bracket, promote
 from autokd.hpo.trial import TrialResult, TrialSpec
 from autokd.space.configspace import SearchSpace, config_to_plain, kd_of, theta_of
+from autokd.rungs import RUNG_TRAININGS, RungTraining
 
 Key = tuple[ConfigId, float]  # (configuration, budget): one evaluation
 
@@ -40,12 +41,12 @@ class BOHBDriver:
     def __init__(self, space: SearchSpace, budgets: list[float], eta: int, iterations: int, seed: int,
                  optimizer: str = "bohb", rounding: str = "hyperband", refill_failed: bool = True,
                  min_points_in_model: int | None = None, random_fraction: float = 1 / 3,
-                 promotion: str = "sync", rung_training: str = "scratch", objective: Objective = Objective()) -> None:
+                 promotion: str = "sync", rungs: RungTraining = RUNG_TRAININGS["scratch"], objective: Objective = Objective()) -> None:
         if promotion not in PROMOTIONS:
             raise ValueError(f"promotion must be one of {PROMOTIONS}, got {promotion!r}")
         self.promotion = promotion
         self.objective = objective
-        self.rung_training = rung_training
+        self.rungs = rungs  # how a promoted configuration trains at its next rung (autokd.rungs)
         self.space = space
         self.budgets = list(budgets)
         self.eta = eta
@@ -107,13 +108,10 @@ class BOHBDriver:
 
     def _spec(self, config_id: ConfigId, budget: float) -> TrialSpec:
         cfg = self.configs[config_id]
-        continue_from, keep_trunk = None, False
-        if self.rung_training == "continue":  # the trunk of the rung below, if this configuration ran there
-            b = self.brackets[config_id[0]]
-            r = b.budgets.index(float(budget))
-            if r > 0 and (config_id, b.budgets[r - 1]) in self.results:
-                continue_from = b.budgets[r - 1]
-            keep_trunk = r < len(b.budgets) - 1
+        b = self.brackets[config_id[0]]
+        r = b.budgets.index(float(budget))
+        continue_from, keep_trunk = self.rungs.links(b.budgets, r,  # the trunk of the rung below, if it ran there
+                                                     r > 0 and (config_id, b.budgets[r - 1]) in self.results)
         spec = TrialSpec(self.next_trial_id, config_id, theta_of(cfg),
                          float(cfg.get("temperature", DEFAULT_KD.temperature)), float(cfg.get("alpha", 0.0)),
                          float(budget),

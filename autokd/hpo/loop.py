@@ -26,6 +26,7 @@ from autokd.hpo.start import Prepared, executor_kind, make_executor, prepare_log
 from autokd.hpo.summary import closing_line
 from autokd.hpo.trial import TrialContext, TrialResult
 from autokd.space.configspace import theta_of
+from autokd.rungs import rungs_of
 
 EvaluationKey = tuple[tuple[int, ...], float]  # (configuration id, budget)
 
@@ -134,7 +135,7 @@ class SearchLoop:
         s = self.settings
         self.driver = BOHBDriver(searched_space(self.run), s.budgets(), s.eta, s.iterations, s.seed,
                                  optimizer=s.optimizer, rounding=s.bracket_rounding, promotion=s.promotion,
-                                 rung_training=s.rung_training, refill_failed=s.refill_failed,
+                                 rungs=rungs_of(s), refill_failed=s.refill_failed,
                                  min_points_in_model=s.min_points_in_model, random_fraction=s.random_fraction,
                                  objective=Objective(s.objective, tuple(self.run["objective_bounds"])
                                                      if self.run.get("objective_bounds") else None))
@@ -144,7 +145,7 @@ class SearchLoop:
         self.done = sum(r.status == "ok" for r in self.results)
         self.failed = len(self.results) - self.done
         self.best = incumbent(self.results)
-        self.states = run_dir / "states"  # rung_training continue: the trunks promoted configurations continue
+        self.states = run_dir / "states"  # continued rungs: the trunks promoted configurations continue
         self.env_failure: TrialResult | None = None
         self.lost_tries: dict[EvaluationKey, int] = {}  # reruns after lost nodes, per (configuration, budget)
 
@@ -188,7 +189,7 @@ class SearchLoop:
         ctx = TrialContext.from_settings(self.settings, self.run.get("teacher_path"), int(self.run["param_limit"]),
                                          self.settings.device, use_logit_cache(self.settings),
                                          self.run.get("threads_per_trial"))
-        if self.settings.rung_training == "continue":
+        if self.driver.rungs.continues:
             ctx = replace(ctx, state_dir=str(self.states.resolve()))
         if self.executor is not None:
             return self.executor
@@ -242,7 +243,7 @@ class SearchLoop:
         """The configuration's own result (ok or failed): told to the model, journaled, counted."""
         self.driver.tell(r)
         self.journal.append("finished" if r.status == "ok" else "failed", **record)
-        if self.settings.rung_training == "continue":
+        if self.driver.rungs.continues:
             drop_finished_trunks(self.driver, self.states)
         self.results.append(r)
         self.outcome.results.append(r)
@@ -269,7 +270,7 @@ class SearchLoop:
         self.journal.close()
 
     def _finish(self, clock: EpochClock) -> SearchOutcome:
-        if self.settings.rung_training == "continue" and self.driver.done():
+        if self.driver.rungs.continues and self.driver.done():
             drop_finished_trunks(self.driver, self.states)  # the last bracket's rungs: chosen by the final ask()
         self._counts()
         self.outcome.seconds = clock.elapsed()

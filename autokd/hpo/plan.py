@@ -14,6 +14,7 @@ from autokd.config import SearchSettings
 from autokd.errors import UserError
 from autokd.ray_cluster import ClusterShape
 from autokd.hpo.hyperband import schedule_summary
+from autokd.rungs import rungs_of
 
 # Aggregate speed of k single-thread worker processes relative to k × one worker alone (memory bandwidth is
 # shared). Measured on the 2-core machines (docs/benchmarks.md: 2 workers gave 1.7× one).
@@ -147,8 +148,8 @@ class Plan:
 
 
 def trunk_share(settings: SearchSettings) -> float | None:
-    """The share of a budget a higher rung continues (rung training `continue`), else None (from scratch)."""
-    return 1.0 - settings.lr_decay_fraction if settings.rung_training == "continue" else None
+    """The share of a budget a higher rung continues (continued rungs), else None (from scratch)."""
+    return rungs_of(settings).trunk_share(settings.lr_decay_fraction)
 
 
 def split_sizes(settings: SearchSettings, n_train: int) -> tuple[int, int]:

@@ -6,7 +6,7 @@ halving discards configurations at random on it (the README's run once had 18 of
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 PROBE_CONFIGS = 2  # configurations trained by the probe (each about one lowest-rung trial)
@@ -54,8 +54,7 @@ def probe_lowest_rung(settings: Any, param_limit: int, num_classes: int, threads
     from autokd.space.configspace import config_to_plain, load_space, theta_of
 
     t0 = time.perf_counter()
-    ctx = TrialContext.from_settings(replace(settings, rung_training="scratch"), None, param_limit, settings.device,
-                                     False, threads)
+    ctx = TrialContext.from_settings(settings, None, param_limit, settings.device, False, threads)  # no trunks
     cs = load_space(settings.space).with_max_nodes(settings.max_nodes).to_configspace(seed=settings.seed + 4242)
     budget = settings.budgets()[0]
     accs: list[float] = []

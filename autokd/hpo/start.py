@@ -28,6 +28,7 @@ from autokd.hpo.rundir import (RUN_FORMAT, check_empty, check_run_dir_path, gpu_
 from autokd.hpo.trial import TrialContext
 from autokd.space.configspace import load_space
 from autokd.space.genfile import default_param_limit
+from autokd.rungs import journal_fields, rungs_of
 
 @dataclass
 class Prepared:
@@ -137,7 +138,7 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
     board.line(f"autokd search: {settings.dataset}, preset {settings.preset}, teacher "
                f"{settings.teacher if not settings.no_kd else 'none (no KD)'}, budgets "
                f"{'/'.join(f'{b:g}' for b in settings.budgets())} epochs (eta {settings.eta}), "
-               f"{settings.optimizer} ({settings.promotion} promotion, rungs trained {settings.rung_training}, lr "
+               f"{settings.optimizer} ({settings.promotion} promotion, rungs trained {rungs_of(settings).name}, lr "
                f"{settings.lr_schedule}), space {settings.space}, parameter limit "
                f"{limit:,}" + (f", objective {settings.objective}" if settings.objective != "accuracy" else "")
                + "".join(f", {flag} {value:g}" for flag, value in (("--macs-limit", settings.macs_limit),
@@ -188,7 +189,7 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
     write_atomic(run_dir / "space.json", cs_json.write(space_cs) + "\n")
     journal = Journal.create(run_dir / "journal.jsonl", {"created": run["created"], "space": settings.space,
                                                          "promotion": settings.promotion,
-                                                         "rung_training": settings.rung_training})
+                                                         **journal_fields(settings)})
     return Prepared(settings, run, [], journal, plan, False)
 
 

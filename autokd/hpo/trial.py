@@ -40,8 +40,8 @@ class TrialSpec:
     alpha: float
     budget: float  # epochs
     seed: int  # architecture and training seed (the same for every budget of a configuration)
-    continue_from: float | None = None  # rung_training continue: the lower budget whose trunk this one continues
-    keep_trunk: bool = False  # rung_training continue: save this budget's trunk for the next rung
+    continue_from: float | None = None  # continued rungs: the lower budget whose trunk this one continues
+    keep_trunk: bool = False  # continued rungs: save this budget's trunk for the next rung
     # The seed of the weights' initialisation and the data order; None: `seed`. A study that trains every budget
     # from scratch with its own seed (the paper's protocol) sets it; the architecture always comes from `seed`.
     train_seed: int | None = None
@@ -78,7 +78,7 @@ class TrialContext:
     teacher_weights: str | None = None
     val_images: int | None = None
     recipe: Recipe = Recipe()  # how every trial trains (autokd.recipe: each setting declared there)
-    state_dir: str | None = None  # rung_training continue: where trunk states live (RUN_DIR/states)
+    state_dir: str | None = None  # continued rungs: where trunk states live (RUN_DIR/states)
     threads: int | None = None  # torch threads for the trial; None leaves torch's choice
     merge_width: str = "cell"
     eval_at: tuple[float, ...] = ()  # also score at these lower epochs on the way (a step schedule's prefixes)

@@ -20,6 +20,7 @@ from autokd.report.pareto import front_budget, front_lines, handmade_costs
 from autokd.report.correlation import BudgetPair, budget_correlations, correlation_csv
 from autokd.report.data import RunData, load_run_data, pct, standard_error
 from autokd.space.configspace import OPTIONAL_THETA_KEYS, THETA_KEYS
+from autokd.rungs import rungs_of
 
 
 def _group_label(runs: list[RunData]) -> str:
@@ -72,7 +73,7 @@ def _header(run: RunData) -> list[str]:
                 else "") + " |",
              f"| budgets | {'/'.join(f'{b:g}' for b in run.planned_budgets())} epochs, η = {st.get('eta', '?')}, "
              f"{st.get('iterations', '?')} bracket(s), {st.get('optimizer', 'bohb')} with "
-             f"{st.get('promotion', 'sync')} promotion, rungs trained {st.get('rung_training', 'scratch')}, "
+             f"{st.get('promotion', 'sync')} promotion, rungs trained {rungs_of(st).name}, "
              f"lr schedule "
              f"{st.get('lr_schedule', 'cosine')} |",
              f"| trials | {len(run.finished)} finished, {len(run.failed)} failed |",
