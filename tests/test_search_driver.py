@@ -6,7 +6,7 @@ import pytest
 
 from autokd.config import SearchSettings
 from autokd.errors import UserError
-from autokd.hpo.bohb import BOHBDriver
+from autokd.hpo.brackets import BracketDriver
 from autokd.hpo.hyperband import plan_bracket, promote, schedule_summary
 from autokd.hpo.trial import TrialResult
 from autokd.space.configspace import load_space
@@ -57,7 +57,7 @@ def test_budgets_from_settings():
 
 
 def test_one_cycle_runs_exactly_the_planned_evaluations_and_promotes_the_best():
-    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 3, seed=0)
+    d = BracketDriver(load_space("nago"), BUDGETS, 2, 3, seed=0)
     order = run(d)
     assert [(s.budget) for s in order].count(30) == 4 and len(order) == 14
     assert len(d.results) == 14 and d.told == 14
@@ -69,7 +69,7 @@ def test_one_cycle_runs_exactly_the_planned_evaluations_and_promotes_the_best():
 
 
 def test_parallel_out_of_order_results_lose_nothing_and_open_new_brackets():
-    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 6, seed=1)
+    d = BracketDriver(load_space("nago"), BUDGETS, 2, 6, seed=1)
     order = run(d, max_parallel=5)
     assert len(order) == schedule_summary(BUDGETS, 2, 6)["evaluations"] == 28
     assert len({(s.config_id, s.budget) for s in order}) == 28  # nothing ran twice
@@ -77,13 +77,13 @@ def test_parallel_out_of_order_results_lose_nothing_and_open_new_brackets():
 
 
 def test_same_seed_same_proposals_and_the_model_starts_proposing():
-    a = run(BOHBDriver(load_space("nago"), BUDGETS, 2, 12, seed=3))
-    b = run(BOHBDriver(load_space("nago"), BUDGETS, 2, 12, seed=3))
-    c = run(BOHBDriver(load_space("nago"), BUDGETS, 2, 12, seed=4))
+    a = run(BracketDriver(load_space("nago"), BUDGETS, 2, 12, seed=3))
+    b = run(BracketDriver(load_space("nago"), BUDGETS, 2, 12, seed=3))
+    c = run(BracketDriver(load_space("nago"), BUDGETS, 2, 12, seed=4))
     assert [s.theta for s in a] == [s.theta for s in b]
     assert [s.theta for s in a] != [s.theta for s in c]
     # hpbandster fits its KDE once a budget has > 2·(dims+1) = 22 results: 7 cycles give 28 at 30 epochs.
-    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 24, seed=3)
+    d = BracketDriver(load_space("nago"), BUDGETS, 2, 24, seed=3)
     run(d)
     picks = [d.proposal_info[cid].get("model_based_pick") for cid in sorted(d.proposal_info)]
     assert not any(picks[:20]) and any(picks)
@@ -95,7 +95,7 @@ def test_failures_are_told_as_infinite_loss_and_never_promoted():
             return TrialResult(spec.trial_id, spec.config_id, spec.budget, "failed", error="boom")
         return objective(spec)
 
-    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 3, seed=0)
+    d = BracketDriver(load_space("nago"), BUDGETS, 2, 3, seed=0)
     run(d, flaky)
     b0 = d.brackets[0]
     assert all(cid[2] % 2 == 1 for cid in b0.rungs[1])
@@ -107,7 +107,7 @@ def broken(spec):
 
 
 def test_all_failed_bracket_ends_without_refill():
-    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 1, seed=0, refill_failed=False)
+    d = BracketDriver(load_space("nago"), BUDGETS, 2, 1, seed=0, refill_failed=False)
     order = run(d, broken)
     assert len(order) == 4 and d.done()
 
@@ -115,7 +115,7 @@ def test_all_failed_bracket_ends_without_refill():
 def test_failed_slots_are_refilled_with_new_proposals_at_the_rung_budget():
     """As hpbandster's get_next_run: a rung left short by failures samples new configurations at its budget,
     numbered (bracket, stage, index)."""
-    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 1, seed=0)
+    d = BracketDriver(load_space("nago"), BUDGETS, 2, 1, seed=0)
     order = run(d, broken)
     assert d.done() and [(s.config_id, s.budget) for s in order][4:] == [((0, 1, 0), 60.0), ((0, 1, 1), 60.0),
                                                                          ((0, 2, 0), 120.0)]
@@ -123,14 +123,14 @@ def test_failed_slots_are_refilled_with_new_proposals_at_the_rung_budget():
     def half(spec):  # (0,0,0), (0,0,1) fail at 30: the two survivors fill rung 1, nothing to refill
         return broken(spec) if spec.config_id in ((0, 0, 0), (0, 0, 1)) else objective(spec)
 
-    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 1, seed=0)
+    d = BracketDriver(load_space("nago"), BUDGETS, 2, 1, seed=0)
     order = run(d, half)
     assert [s.config_id for s in order if s.budget == 60.0] == [(0, 0, 2), (0, 0, 3)]
 
     def three(spec):  # three of four fail at 30: one survivor, one refill at 60
         return objective(spec) if spec.config_id == (0, 0, 3) else broken(spec)
 
-    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 1, seed=0)
+    d = BracketDriver(load_space("nago"), BUDGETS, 2, 1, seed=0)
     order = run(d, three)
     assert sorted(s.config_id for s in order if s.budget == 60.0) == [(0, 0, 3), (0, 1, 0)]
     assert len({d.arch_seed(c) for c in d.configs}) == len(d.configs)  # refills get their own architectures
@@ -143,18 +143,18 @@ def test_hpbandster_rounding_gives_its_bracket_sizes():
 
 
 def test_random_search_proposes_without_a_model_in_the_same_brackets():
-    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 24, seed=3, optimizer="random")
+    d = BracketDriver(load_space("nago"), BUDGETS, 2, 24, seed=3, optimizer="random")
     order = run(d)
     assert len(order) == schedule_summary(BUDGETS, 2, 24)["evaluations"] and d.model is None
     assert d.model_based_proposals()[0] == 0
-    again = run(BOHBDriver(load_space("nago"), BUDGETS, 2, 24, seed=3, optimizer="random"))
+    again = run(BracketDriver(load_space("nago"), BUDGETS, 2, 24, seed=3, optimizer="random"))
     assert [s.theta for s in order] == [s.theta for s in again]
 
 
 def test_replay_never_reruns_an_evaluation_whatever_trial_id_carried_it():
     """A journal from repeated kills: the same evaluation started under several trial ids, finished under the
     last one. Replay runs it zero more times; an evaluation started twice and never finished runs once."""
-    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 1, seed=0)
+    d = BracketDriver(load_space("nago"), BUDGETS, 2, 1, seed=0)
     a, b = d.ask(), d.ask()
     theta = lambda s: {"theta": s.theta, "temperature": s.temperature, "alpha": s.alpha, "seed": s.seed}  # noqa
     events = []
@@ -163,7 +163,7 @@ def test_replay_never_reruns_an_evaluation_whatever_trial_id_carried_it():
                        "budget": spec.budget, **theta(spec)})
     events.append({"event": "finished", "trial_id": 4, "config_id": list(a.config_id), "budget": a.budget,
                    "val_acc": 0.5, "loss": 0.5, **theta(a)})
-    fresh = BOHBDriver(load_space("nago"), BUDGETS, 2, 1, seed=0)
+    fresh = BracketDriver(load_space("nago"), BUDGETS, 2, 1, seed=0)
     assert fresh.replay(events) == 1
     assert [(s.config_id, s.budget) for s in fresh.requeue] == [(b.config_id, b.budget)]
     order = run(fresh)
@@ -176,7 +176,7 @@ def test_promote_ignores_failures_and_breaks_ties_by_id():
 
 
 def test_nokd_space_proposes_alpha_zero():
-    d = BOHBDriver(load_space("nago-nokd"), BUDGETS, 2, 1, seed=0)
+    d = BracketDriver(load_space("nago-nokd"), BUDGETS, 2, 1, seed=0)
     spec = d.ask()
     assert spec.alpha == 0.0
 
@@ -200,8 +200,8 @@ def test_constants_are_left_out_of_the_model_so_it_engages_sooner_and_never_vari
     space = load_space("nago").with_max_nodes(4)
     dead = space.dead_dimensions()
     assert set(dead) == {"G1_K", "G3_K"}
-    full = BOHBDriver(space, BUDGETS, 2, 24, seed=3)
-    fixed = BOHBDriver(space.fixing(dead), BUDGETS, 2, 24, seed=3)
+    full = BracketDriver(space, BUDGETS, 2, 24, seed=3)
+    fixed = BracketDriver(space.fixing(dead), BUDGETS, 2, 24, seed=3)
     assert len(list(fixed.model_space.values())) == len(list(full.model_space.values())) - 2
     first_fixed = _first_model_pick(fixed)
     assert first_fixed is not None
@@ -236,7 +236,7 @@ def _journal_run(driver, max_parallel, stop_after=None, seed=0):
 
 def test_async_promotion_moves_a_configuration_up_before_its_rung_is_complete_with_the_same_plan():
     planned = schedule_summary(BUDGETS, 2, 6)["evaluations"]
-    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 6, seed=1, promotion="async")
+    d = BracketDriver(load_space("nago"), BUDGETS, 2, 6, seed=1, promotion="async")
     events = _journal_run(d, max_parallel=3)
     done = [(tuple(e["config_id"]), e["budget"]) for e in events if e["event"] == "finished"]
     assert len(done) == len(set(done)) == planned  # the same evaluations as sync, none twice
@@ -252,9 +252,9 @@ def test_async_promotion_moves_a_configuration_up_before_its_rung_is_complete_wi
 def test_async_replay_keeps_the_early_promotions_and_never_reruns_an_evaluation():
     planned = schedule_summary(BUDGETS, 2, 6)["evaluations"]
     for stop in (3, 7, 12, 20):
-        first = BOHBDriver(load_space("nago"), BUDGETS, 2, 6, seed=2, promotion="async")
+        first = BracketDriver(load_space("nago"), BUDGETS, 2, 6, seed=2, promotion="async")
         events = _journal_run(first, max_parallel=3, stop_after=stop)
-        fresh = BOHBDriver(load_space("nago"), BUDGETS, 2, 6, seed=2, promotion="async")
+        fresh = BracketDriver(load_space("nago"), BUDGETS, 2, 6, seed=2, promotion="async")
         fresh.replay(events)
         # what was started at a higher rung before the kill is still a member of that rung after it
         for e in events:
@@ -267,12 +267,12 @@ def test_async_replay_keeps_the_early_promotions_and_never_reruns_an_evaluation(
 
 
 def test_continued_rungs_name_the_trunk_they_continue_and_the_plan_counts_only_new_epochs():
-    d = BOHBDriver(load_space("nago"), BUDGETS, 2, 1, seed=0, rungs=RUNG_TRAININGS["continue"])
+    d = BracketDriver(load_space("nago"), BUDGETS, 2, 1, seed=0, rungs=RUNG_TRAININGS["continue"])
     order = run(d)
     for s in order:
         r = d.brackets[0].budgets.index(s.budget)
         assert s.continue_from == (BUDGETS[r - 1] if r else None) and s.keep_trunk == (r < 2)
-    scratch = BOHBDriver(load_space("nago"), BUDGETS, 2, 1, seed=0)
+    scratch = BracketDriver(load_space("nago"), BUDGETS, 2, 1, seed=0)
     assert all(s.continue_from is None and not s.keep_trunk for s in run(scratch))
     # one bracket of 9 @0.5 → 3 @1.5 → 1 @4.5 epochs: 13.5 from scratch; trunks of 80% continued: 11.1
     assert schedule_summary([0.5, 1.5, 4.5], 3, 1)["epochs"] == pytest.approx(13.5)
@@ -293,7 +293,7 @@ def test_a_cost_objective_promotes_by_each_brackets_tradeoff_and_accuracy_alone_
 
     mo = Objective("accuracy+macs", (1e5, 1e9))
     assert [round(mo.weight(b), 3) for b in range(4)] == [0.5, 0.118, 0.736, 0.354]
-    plain, multi = (BOHBDriver(load_space("nago"), BUDGETS, 2, 2, seed=0, objective=o)
+    plain, multi = (BracketDriver(load_space("nago"), BUDGETS, 2, 2, seed=0, objective=o)
                     for o in (Objective(), mo))
     run(plain, costly_is_better)
     run(multi, costly_is_better)
@@ -315,7 +315,7 @@ def test_tpe_proposes_from_its_model_deterministically_and_better_than_chance():
         acc = 0.2 + 0.7 * spec.theta["G1_P"]
         return TrialResult(spec.trial_id, spec.config_id, spec.budget, "ok", acc, 1 - acc)
 
-    runs = [BOHBDriver(load_space("nago"), BUDGETS, 2, 16, seed=s, optimizer="tpe") for s in (5, 5, 6)]
+    runs = [BracketDriver(load_space("nago"), BUDGETS, 2, 16, seed=s, optimizer="tpe") for s in (5, 5, 6)]
     orders = [run(d, smooth) for d in runs]
     assert [s.theta for s in orders[0]] == [s.theta for s in orders[1]] != [s.theta for s in orders[2]]
     d = runs[0]
@@ -348,7 +348,7 @@ def test_a_searched_kd_loss_reaches_every_trial_and_survives_a_replay(optimizer)
         acc = 0.4 + (0.3 if spec.kd_loss == "dkd" else 0.0) + spec.budget / 400
         return TrialResult(spec.trial_id, spec.config_id, spec.budget, "ok", acc, 1 - acc)
 
-    d = BOHBDriver(load_space("nago-small-losses"), BUDGETS, 2, 6, seed=2, optimizer=optimizer)
+    d = BracketDriver(load_space("nago-small-losses"), BUDGETS, 2, 6, seed=2, optimizer=optimizer)
     order = run(d, by_loss)
     assert {s.kd_loss for s in order} == {"hinton", "dkd", "dist"}
     for s in order:
@@ -359,7 +359,7 @@ def test_a_searched_kd_loss_reaches_every_trial_and_survives_a_replay(optimizer)
         events.append({"event": "started", "time": 0.0, **s.to_json()})
         r = by_loss(s)
         events.append({"event": "finished", "time": 0.0, **r.to_json()})
-    again = BOHBDriver(load_space("nago-small-losses"), BUDGETS, 2, 6, seed=2, optimizer=optimizer)
+    again = BracketDriver(load_space("nago-small-losses"), BUDGETS, 2, 6, seed=2, optimizer=optimizer)
     again.replay(events)
     again.settle()
     assert again.configs == d.configs and again.done() and again.ask() is None  # nothing runs twice

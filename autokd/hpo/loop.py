@@ -17,7 +17,7 @@ from autokd.fsutil import read_json
 from autokd.progress import Board, fmt_seconds
 from autokd.ray_cluster import MAX_LOST_RETRIES
 from autokd.hpo.objective import Objective
-from autokd.hpo.bohb import BOHBDriver
+from autokd.hpo.brackets import BracketDriver
 from autokd.hpo.executors import TrialRunner
 from autokd.hpo.hyperband import schedule_summary
 from autokd.hpo.plan import trunk_share
@@ -80,7 +80,7 @@ def incumbent(results: list[TrialResult]) -> TrialResult | None:
     return max(ok, key=lambda r: (r.budget, r.val_acc, -r.trial_id)) if ok else None
 
 
-def trial_line(r: TrialResult, driver: BOHBDriver, done: int, failed: int, best: TrialResult | None,
+def trial_line(r: TrialResult, driver: BracketDriver, done: int, failed: int, best: TrialResult | None,
                running: int, elapsed: float, eta: float | None) -> str:
     """One line per finished trial: where in the schedule, the result, counts, best so far, elapsed, projected."""
     b = driver.brackets[r.config_id[0]]
@@ -92,7 +92,7 @@ def trial_line(r: TrialResult, driver: BOHBDriver, done: int, failed: int, best:
             f"{fmt_seconds(elapsed)} elapsed, ~{fmt_seconds(eta)} left")
 
 
-def drop_finished_trunks(driver: BOHBDriver, states: Path) -> None:
+def drop_finished_trunks(driver: BracketDriver, states: Path) -> None:
     """Delete the trunk states of brackets that are complete (nothing will continue them): a paper-size student's
     state is tens of MB, and a search has hundreds of evaluations."""
     for b in driver.brackets:
@@ -133,7 +133,7 @@ class SearchLoop:
         self.prep, self.run_dir, self.board = prep, run_dir, board
         self.trial_fn, self.executor = trial_fn, executor
         s = self.settings
-        self.driver = BOHBDriver(searched_space(self.run), s.budgets(), s.eta, s.iterations, s.seed,
+        self.driver = BracketDriver(searched_space(self.run), s.budgets(), s.eta, s.iterations, s.seed,
                                  optimizer=s.optimizer, rounding=s.bracket_rounding, promotion=s.promotion,
                                  rungs=rungs_of(s), refill_failed=s.refill_failed,
                                  min_points_in_model=s.min_points_in_model, random_fraction=s.random_fraction,

@@ -1,4 +1,4 @@
-"""Where new configurations come from: the proposer seam of the search driver (autokd.hpo.bohb), one class and one
+"""Where new configurations come from: the proposer seam of the search driver (autokd.hpo.brackets), one class and one
 registration each. The driver owns the brackets (Hyperband bookkeeping, promotion, refills); a proposer only
 answers "a configuration for this budget" and hears every result.
 

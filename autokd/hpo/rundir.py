@@ -15,7 +15,7 @@ from autokd.errors import RunDirError, UserError
 from autokd.fsutil import read_json, write_json
 from autokd.recipe import DEFAULT_KD, RECIPE_KEYS
 from autokd.runlock import LOCK_NAME
-from autokd.hpo.bohb import BOHBDriver
+from autokd.hpo.brackets import BracketDriver
 from autokd.hpo.trial import TrialResult
 from autokd.space.configspace import BUILTIN_SPACES, kd_of, load_space, theta_of
 from autokd.space.genfile import GENERATOR_FORMAT
@@ -115,7 +115,7 @@ def _searched_loss(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"loss": kd["kd_loss"], **kd["kd_params"]} if kd else {}
 
 
-def write_best(run_dir: Path, driver: BOHBDriver, best: TrialResult, run: dict[str, Any]) -> dict[str, Any]:
+def write_best(run_dir: Path, driver: BracketDriver, best: TrialResult, run: dict[str, Any]) -> dict[str, Any]:
     """best.json: the winning generator, its τ/α, and the winning trial (architecture seed and recipe), so that
     `sample`, `evaluate`, `retrain` and the report rebuild the very network that won."""
     cfg = driver.configs[tuple(best.config_id)]

@@ -37,11 +37,16 @@ Key = tuple[ConfigId, float]  # (configuration, budget): one evaluation
 PROMOTIONS = ("sync", "async")
 
 
-class BOHBDriver:
+class BracketDriver:
+    """Hyperband's brackets of successive halving, whatever proposes their configurations: BOHB's KDE model,
+    uniform random draws or Optuna's TPE (autokd.hpo.proposers); promotion sync or async; rungs trained from scratch
+    or continued (autokd.rungs). Ask for evaluations, tell their results."""
+
     def __init__(self, space: SearchSpace, budgets: list[float], eta: int, iterations: int, seed: int,
                  optimizer: str = "bohb", rounding: str = "hyperband", refill_failed: bool = True,
                  min_points_in_model: int | None = None, random_fraction: float = 1 / 3,
-                 promotion: str = "sync", rungs: RungTraining = RUNG_TRAININGS["scratch"], objective: Objective = Objective()) -> None:
+                 promotion: str = "sync", rungs: RungTraining = RUNG_TRAININGS["scratch"],
+                 objective: Objective = Objective()) -> None:
         if promotion not in PROMOTIONS:
             raise ValueError(f"promotion must be one of {PROMOTIONS}, got {promotion!r}")
         self.promotion = promotion
