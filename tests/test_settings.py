@@ -116,3 +116,25 @@ def test_override_order_is_preset_then_experiment_then_flags(tmp_path):
     args = build_parser().parse_args(["search", "--experiment", str(exp), "--lr", "0.3"])
     s = search_settings(given_settings(args, args.setting_names), args.preset, args.experiment)
     assert (s.lr, s.label_smoothing, s.subset, s.preset) == (0.3, 0.05, PRESETS["cpu"]["subset"], "cpu")
+
+
+def test_every_choice_list_names_exactly_its_registry():
+    """A setting's choices are declared in autokd.config / autokd.recipe (below the registries in the layers), so
+    each list is held to the registry it names: adding a proposer, objective, space, loss, optimizer or rung
+    training without its choice (or the reverse) fails here."""
+    from autokd.config import SETTING_FIELDS
+    from autokd.hpo.brackets import PROMOTIONS
+    from autokd.hpo.objective import OBJECTIVES
+    from autokd.hpo.proposers import PROPOSERS
+    from autokd.kd.loss import KD_LOSSES
+    from autokd.optim import OPTIMIZERS
+    from autokd.resources import resource_dir
+    from autokd.rungs import RUNG_TRAININGS
+    from autokd.speed import SPEEDS
+
+    shipped = {p.stem for p in resource_dir("search_spaces").glob("*.yaml") if not p.stem.endswith("-nokd")}
+    expected = {"optimizer": set(PROPOSERS), "objective": set(OBJECTIVES), "promotion": set(PROMOTIONS),
+                "search_space": shipped, "kd_loss": set(KD_LOSSES), "opt": set(OPTIMIZERS),
+                "rung_training": set(RUNG_TRAININGS), "speed": set(SPEEDS)}
+    for name, registry in expected.items():
+        assert set(SETTING_FIELDS[name].choices) == registry, name
