@@ -42,10 +42,6 @@ class DatasetInfo:
     # measured (a teacher trained by autokd records its own)
     linear_baseline: float | None = None
 
-    @property
-    def large_images(self) -> bool:
-        return min(self.input_shape[1:]) > 64
-
 
 _IDX = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
         "t10k-labels-idx1-ubyte.gz")

@@ -10,7 +10,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from autokd.errors import RunDirError, UserError
 from autokd.validate import Field, check_object
@@ -129,7 +129,3 @@ def _plain(value: Any) -> Any:
         return value.item()
     raise TypeError(f"{type(value).__name__} is not JSON")
 
-
-def iter_results(events: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """finished and failed events, in order."""
-    return (e for e in events if e["event"] in ("finished", "failed"))

@@ -51,10 +51,6 @@ def tensor_sha256(t: torch.Tensor) -> str:
     return hashlib.sha256(t.contiguous().cpu().numpy().tobytes()).hexdigest()
 
 
-def cache_bytes(n_images: int, views: int, classes: int) -> int:
-    return n_images * views * classes * 2
-
-
 def free_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])

@@ -179,14 +179,6 @@ def accuracy_vs_params(groups: list[Group], path: Path) -> None:
     _save(fig, path)
 
 
-def correlation_scatter(low: dict[Any, float], high: dict[Any, float], low_b: float, high_b: float, label: str,
-                        ax: Any, colour: str) -> None:
-    common = sorted(set(low) & set(high))
-    ax.scatter([low[c] for c in common], [high[c] for c in common], s=18, alpha=0.8, color=colour, label=label)
-    ax.set_xlabel(f"validation accuracy at {low_b:g} epochs")
-    ax.set_ylabel(f"at {high_b:g} epochs")
-
-
 def pareto(run: RunData, budget: float, path: Path, handmade: dict[str, dict[str, float]]) -> None:
     """Validation accuracy against each cost at one budget: every evaluation, the front as a step line, the
     teacher (MACs panel: its MACs and test accuracy), the hand-designed baselines' costs as vertical lines."""

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from autokd.errors import UserError
-from autokd.fsutil import read_json, write_atomic
+from autokd.fsutil import read_json
 from autokd.validate import check_depth
 from autokd.space.configspace import BUILTIN_SPACES, load_space
 from autokd.space.generator import DEFAULT_PARAM_LIMIT
@@ -78,10 +77,6 @@ def load_generator(path: str | Path) -> GeneratorFile:
     obj = read_json(p, "generator file")
     check_depth(obj, f"generator file {p}")
     return generator_from_json(obj, f"generator file {p}")
-
-
-def save_generator(path: str | Path, gen: GeneratorFile) -> None:
-    write_atomic(path, json.dumps(gen.to_json(), indent=1, sort_keys=True) + "\n")
 
 
 def default_param_limit(input_shape: tuple[int, int, int]) -> int:
