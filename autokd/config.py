@@ -153,7 +153,7 @@ class SearchSettings(Recipe):
         return self
 
     def budgets(self) -> list[float]:
-        """Rung budgets from max down by factors of η: s_max = ⌊log_η(max/min)⌋ (REFERENCE §4)."""
+        """Rung budgets from max down by factors of η: s_max = ⌊log_η(max/min)⌋ (Hyperband, Li et al. 2017)."""
         s_max = int(math.floor(math.log(self.max_budget / self.min_budget, self.eta) + 1e-9))
         return [self.max_budget * self.eta ** (-s) for s in range(s_max, -1, -1)]
 
@@ -239,11 +239,13 @@ class RetrainSettings(Recipe):
     threads_per_sample: int | None = setting(None, Field("int", min=1, max=256, nullable=True),
                                              "torch threads per sample", flag=False, same_result=True)
     logit_cache: str = setting("auto", Field("str", choices=("auto", "on", "off")),
-                               "on, off, auto (on with CUDA, or on a CPU when the views are few)", flag=False, same_result=True)
+                               "on, off, auto (on with CUDA, or on a CPU when the views are few)", flag=False,
+                               same_result=True)
     baselines: str | None = setting(None, Field("str", nullable=True),
                                     "hand-designed students trained next to the family under the same limit, teacher "
                                     "and recipe, comma-separated (resnet, cnn), or none; the summary says whether the "
-                                    "family beats the best of them (default: the preset's: cpu resnet, paper none)", same_result=True)
+                                    "family beats the best of them (default: the preset's: cpu resnet, paper none)",
+                                    same_result=True)
     ablate_kd: bool = setting(False, Field("bool"),
                               "also train every architecture (the family's and each baseline's) without distillation, "
                               "same seeds, data order and recipe; the summary says whether KD paid, per group and "
@@ -255,7 +257,8 @@ class RetrainSettings(Recipe):
                             "at once as the cluster fits; auto: ray with --ray-address, else local", same_result=True)
     ray_address: str | None = setting(None, _RAY_ADDRESS, "join this Ray cluster (HOST:PORT or auto) and train the "
                                       "samples there", same_result=True)
-    gpus_per_trial: float = setting(1.0, _GPU_SHARE, "fraction of a GPU per sample with --executor ray", same_result=True)
+    gpus_per_trial: float = setting(1.0, _GPU_SHARE, "fraction of a GPU per sample with --executor ray",
+                                    same_result=True)
 
     def executor_kind(self) -> str:
         """local or ray: what `auto` means for a retrain (no GPU rule: a retrain's samples are few)."""
@@ -266,7 +269,7 @@ RETRAIN_FIELDS: dict[str, Field] = settings_table(RetrainSettings)
 
 
 # What `retrain` does after a search with each preset (the search's run.json names its preset). Every retrain preset
-# starts from the paper's, the DARTS-like final training (REFERENCE §3: weight decay 3e-4, gradient clip 5, cutout 16).
+# starts from the paper's, the DARTS-like final training (Liu et al. 2019: wd 3e-4, clip 5, cutout 16).
 RETRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"samples": 8, "epochs": 600.0, "weight_decay": 3e-4, "grad_clip": 5.0, "cutout": 16},
     # cpu: two samples side by side (one per core), flips only so the teacher's logits are cached (2 views); three

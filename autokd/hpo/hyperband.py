@@ -1,4 +1,4 @@
-"""Hyperband brackets and successive halving (REFERENCE §4), as plain bookkeeping.
+"""Hyperband brackets and successive halving (Hyperband, Li et al. 2017), as plain bookkeeping.
 
 Bracket i has s = s_max − (i mod (s_max+1)); it starts n configurations at budget b_max·η^−s, and each rung keeps
 the best ⌊n·η^−r⌋ (at least 1) by validation accuracy for the next budget. Two roundings of n:

@@ -1,6 +1,6 @@
 """Knowledge-distillation losses by name. From logits only (so the exact teacher-logit cache serves each one):
 
-    hinton  τ²·KL(softmax(t/τ) ‖ softmax(s/τ))                                   (Hinton et al. 2015; REFERENCE §1)
+    hinton  τ²·KL(softmax(t/τ) ‖ softmax(s/τ))                                   (Hinton et al. 2015)
     dkd     dkd_alpha·TCKD + dkd_beta·NCKD, each × τ²                              (Zhao et al., CVPR 2022)
     dist    τ²·(dist_beta·(1 − inter-class ρ) + dist_gamma·(1 − intra-class ρ))    (Huang et al., NeurIPS 2022)
 

@@ -1,4 +1,4 @@
-"""The DARTS (V2) evaluation network for CIFAR-sized images, used as a teacher (REFERENCE §3).
+"""The DARTS (V2) evaluation network for CIFAR-sized images, used as a teacher (DARTS: Liu et al. 2019).
 
 C=36, 20 cells, reductions at cells 6 and 13, stem conv3×3 → 3C, auxiliary head after cell 13 (training only),
 drop path ramped by the trainer through `drop_path_prob`. 3.349M parameters for 10 classes (aux head excluded).

@@ -1,4 +1,4 @@
-"""ArchSpec → nn.Module: the NAGO student (REFERENCE §2). Channels and merges come from `autokd.space.plan`."""
+"""ArchSpec → nn.Module: the NAGO student (NAGO, Ru et al. 2020). Channels and merges come from `autokd.space.plan`."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ class TeacherArch:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-# DARTS recipe (REFERENCE §3): 600 epochs, SGD 0.025, momentum 0.9, wd 3e-4, cosine, batch 96, clip 5,
+# DARTS recipe (DARTS: Liu et al. 2019): 600 epochs, SGD 0.025, momentum 0.9, wd 3e-4, cosine, batch 96, clip 5,
 # crop+flip+cutout 16, auxiliary weight 0.4, drop path 0.2.
 _DARTS_RECIPE = Recipe(batch_size=96, lr=0.025, momentum=0.9, weight_decay=3e-4, weight_decay_scope="all",
                        grad_clip=5.0, augment_pad=4, augment_flip=True, cutout=16, aux_weight=0.4, drop_path=0.2)

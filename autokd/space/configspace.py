@@ -41,7 +41,7 @@ def kd_loss_params() -> dict[str, str]:
     return {f.name: f.name.split("_", 1)[0] for f in fields(Recipe) if f.name.split("_", 1)[0] in names}
 # The built-in spaces (search_spaces/*.yaml): the paper's NAGO space, autokd's small-limit space, each without KD.
 BUILTIN_SPACES = ("nago", "nago-nokd", "nago-small", "nago-small-nokd", "nago-small-losses")
-DEFAULT_KD = asdict(KD_DEFAULTS)  # τ = 4, α = 0.9: the RepDistiller/CRD recipe (REFERENCE §1)
+DEFAULT_KD = asdict(KD_DEFAULTS)  # τ = 4, α = 0.9: the RepDistiller/CRD recipe (AutoKD, Eyono et al. 2021)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The NAGO hierarchical generator: θ + seed → ArchSpec (REFERENCE §2).
+"""The NAGO hierarchical generator: θ + seed → ArchSpec (NAGO, Ru et al. 2020).
 
 Top graph (Watts–Strogatz) of cells → each cell a mid graph (Erdős–Rényi) of modules → each module a bottom graph
 (Watts–Strogatz) of ReLU-Conv3×3-BN ops. Every sub-graph is drawn independently from one RNG seeded by the
@@ -17,7 +17,7 @@ from autokd.space.graphs import DEFAULT_MAX_REDRAWS, erdos_renyi, stage_of_nodes
 from autokd.space.plan import count_parameters
 from autokd.space.spec import HEAD_CHANNELS, ArchSpec, CellSpec
 
-DEFAULT_PARAM_LIMIT = 4_000_000  # small images (REFERENCE §1); 6M for large images such as MIT67
+DEFAULT_PARAM_LIMIT = 4_000_000  # small images (AutoKD, Eyono et al. 2021); 6M for large images such as MIT67
 MAX_WIDTH = 4096
 
 

@@ -1,4 +1,4 @@
-"""The generator file (`autokd.generator/1`): θ, KD settings, parameter limit and provenance (DESIGN.md)."""
+"""The generator file (`autokd.generator/1`): θ, KD settings, parameter limit and provenance (docs/file-formats.md)."""
 
 from __future__ import annotations
 
@@ -80,5 +80,5 @@ def load_generator(path: str | Path) -> GeneratorFile:
 
 
 def default_param_limit(input_shape: tuple[int, int, int]) -> int:
-    """4.0M for small images, 6.0M for large ones (REFERENCE §1)."""
+    """4.0M for small images, 6.0M for large ones (AutoKD, Eyono et al. 2021)."""
     return DEFAULT_PARAM_LIMIT if min(input_shape[1:]) <= 64 else 6_000_000

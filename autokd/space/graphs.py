@@ -11,7 +11,7 @@ import numpy as np
 from autokd.errors import InvalidGenerator
 from autokd.space.spec import GraphSpec
 
-# Bounded rejection sampling of connected graphs (REFERENCE §2 *choice*): sparse Erdős–Rényi graphs can be
+# Bounded rejection sampling of connected graphs (NAGO (Ru et al. 2020): node types): sparse Erdős–Rényi graphs can be
 # disconnected for most draws; after this many draws of one sub-graph the generator is declared invalid.
 DEFAULT_MAX_REDRAWS = 100
 
@@ -57,7 +57,7 @@ def erdos_renyi(nodes: int, p: float, rng: np.random.Generator, what: str,
 def stage_of_nodes(nodes: int, stages: int = 3) -> list[int]:
     """Equal-thirds stage assignment of top-level nodes by cumulative ratio: node i is in stage ⌊stages·i / nodes⌋.
 
-    REFERENCE §2 *choice*: n=4 → [0,0,1,2], 6 → [0,0,1,1,2,2], 8 → [0,0,0,1,1,1,2,2], 10 → [0,0,0,0,1,1,1,2,2,2].
+    NAGO (Ru et al. 2020): n=4 → [0,0,1,2], 6 → [0,0,1,1,2,2], 8 → [0,0,0,1,1,1,2,2], 10 → [0,0,0,0,1,1,1,2,2,2].
     """
     if nodes < stages:
         raise InvalidGenerator(f"the top graph needs at least {stages} nodes for {stages} stages, got {nodes}")
