@@ -37,7 +37,8 @@ class SearchSettings(Recipe):
     dataset: str = setting("fashion-mnist", Field("str"), "dataset name (see `autokd datasets`)")
     teacher: str | None = setting(None, Field("str", nullable=True),
                                   "built-in name (vgg7, darts, resnet18, wrn-40-2), an autokd checkpoint, a "
-                                  "TorchScript/export file with a PATH.json sidecar, or module:callable (default: the "
+                                  "TorchScript/export file with a PATH.json sidecar, or module:callable; several, comma-"
+                                  "separated: an ensemble, probabilities averaged (default: the "
                                   "dataset's default teacher: the shipped vgg7 for fashion-mnist, else darts)")
     teacher_weights: str | None = setting(None, Field("str", nullable=True), "state dict for a module:callable teacher")
     no_kd: bool = setting(False, Field("bool"), "the NAGO baseline: no teacher, alpha fixed at 0", flag=False)

@@ -167,7 +167,7 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
                                       check=True)
         finally:
             board.done("teacher")
-        teacher_path, teacher_meta = str(teacher.path.resolve()), teacher_summary(teacher)
+        teacher_path, teacher_meta = teacher.resolvable(), teacher_summary(teacher)
         warn_if_weak_teacher(teacher_meta, ds.info.name, board)
     lock.acquire()
     check_empty(run_dir)
@@ -248,7 +248,7 @@ def resume_search(run_dir: Path, overrides: dict[str, Any], board: Board, lock: 
         journal, _, events = Journal.resume(run_dir / "journal.jsonl")
     else:  # killed between run.json and the journal's header: nothing ran yet
         journal, events = Journal.create(run_dir / "journal.jsonl", {"created": run["created"]}), []
-    if run.get("teacher_path") and not settings.no_kd and not Path(run["teacher_path"]).is_file() \
-            and ":" not in str(settings.teacher):
+    gone = [p for p in str(run.get("teacher_path") or "").split(",") if p and not Path(p).is_file()]
+    if gone and not settings.no_kd and ":" not in str(settings.teacher):
         raise UserError(f"the run's teacher {run['teacher_path']} is gone; put it back, then resume")
     return Prepared(settings, run, events, journal, None, True)

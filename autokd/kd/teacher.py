@@ -8,7 +8,8 @@ gives a student batch.
 - a TorchScript file (`torch.jit.save`) or a `torch.export` program (`.pt2`), with a sidecar `PATH.json` that
   declares `num_classes`, `mean` and `std` (the input normalisation it was trained with);
 - `package.module:callable` returning an `nn.Module`, with `--teacher-weights STATE_DICT.pt` and a sidecar
-  `STATE_DICT.pt.json`.
+  `STATE_DICT.pt.json`;
+- several of the above, comma-separated: an ensemble whose class probabilities are averaged (autokd.kd.ensemble).
 Every teacher is checked against the dataset by a forward pass before a search starts.
 """
 
@@ -35,6 +36,7 @@ from autokd.data.loader import Batch
 from autokd.data.registry import cache_root
 from autokd.errors import TeacherError, UserError
 from autokd.fsutil import read_json, write_atomic
+from autokd.kd.ensemble import SEPARATOR, build_ensemble, is_ensemble, member_names
 from autokd.kd.loss import needs_features
 from autokd.nn.features import feature_maps, has_feature_maps
 from autokd.nn.teachers import TEACHERS, build_teacher, teacher_arch
@@ -62,7 +64,11 @@ class Teacher:
     meta: dict[str, Any]  # the checkpoint without the state dict (or the sidecar of a user's model)
     path: Path  # the file that defines it (the weights file for module:callable)
     fingerprint: str  # SHA-256 of everything that defines its function: the teacher-logit cache keys on it
-    kind: str = "autokd"  # autokd, torchscript, export, callable
+    kind: str = "autokd"  # autokd, torchscript, export, callable, ensemble
+    spec: str | None = None  # what resolves it again (run.json's teacher_path); None: the resolved `path`
+
+    def resolvable(self) -> str:
+        return self.spec or str(self.path.resolve())
 
 
 def file_sha256(path: str | Path) -> str:
@@ -312,6 +318,8 @@ def resolve_teacher(name_or_path: str, dataset: Dataset, smoke: bool = False, de
     (with `check`, by a forward pass too)."""
     dev = pick_device(device)
     kind = "autokd"
+    if is_ensemble(name_or_path):
+        return _resolve_ensemble(name_or_path, dataset, smoke, device, quiet, weights, progress, check)
     if name_or_path in TEACHERS:
         path = _built_in(name_or_path, dataset, smoke, device, quiet, progress)
     elif CALLABLE.match(name_or_path) and not Path(name_or_path).exists():
@@ -353,11 +361,46 @@ def _finish(module: nn.Module, meta: dict[str, Any], path: Path, fingerprint: st
     return Teacher(module, meta, path, hashlib.sha256(fingerprint.encode()).hexdigest(), kind)
 
 
+def _resolve_ensemble(spec: str, dataset: Dataset, smoke: bool, device: str | None, quiet: bool,
+                      weights: str | None, progress: Progress | None, check: bool) -> Teacher:
+    """Each member resolved (and checked against the dataset) as a teacher of its own, then averaged."""
+    names = member_names(spec)
+    if len(names) < 2:
+        raise TeacherError(f"teacher {spec!r}: an ensemble needs two or more teachers, comma-separated")
+    if weights:
+        raise TeacherError("--teacher-weights belongs to one module:callable teacher, not to an ensemble; save "
+                           "that member as TorchScript and list its file")
+    members = []
+    for name in names:
+        if CALLABLE.match(name) and not Path(name).exists():
+            raise TeacherError(f"ensemble member {name}: a module:callable teacher cannot be a member (it needs "
+                               "--teacher-weights); save it as TorchScript and list its file")
+        members.append(resolve_teacher(name, dataset, smoke=smoke, device=device, quiet=quiet, progress=progress,
+                                       check=check))
+    parts = build_ensemble(members, dataset.info.mean, dataset.info.std,
+                           (lambda m: _test_accuracy(m, dataset)) if check else None)
+    resolvable = SEPARATOR.join(m.resolvable() for m in members)
+    return Teacher(parts["module"], parts["meta"], members[0].path, parts["fingerprint"], "ensemble", resolvable)
+
+
+@torch.inference_mode()
+def _test_accuracy(module: nn.Module, dataset: Dataset, batch: int = 500) -> float:
+    """Top-1 accuracy on the dataset's test set of a module taking images normalised with the dataset's statistics."""
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    mean = torch.tensor(dataset.info.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(dataset.info.std, device=device).view(1, -1, 1, 1)
+    correct = 0
+    for i in range(0, len(dataset.test), batch):
+        x = (dataset.test.images[i:i + batch].to(device).float() / 255.0 - mean) / std
+        correct += int((module(x).argmax(1).cpu() == dataset.test.labels[i:i + batch]).sum())
+    return correct / len(dataset.test)
+
+
 def teacher_summary(t: Teacher) -> dict[str, Any]:
     """What run.json, summaries and reports record about a teacher."""
     keys = ("arch", "args", "dataset", "test_acc", "test_images", "params", "macs", "epochs", "smoke", "name",
             "linear_baseline")
-    return {**{k: t.meta.get(k) for k in keys}, "kind": t.kind, "path": str(t.path.resolve()),
+    return {**{k: t.meta.get(k) for k in keys}, "kind": t.kind, "path": t.resolvable(),
             "fingerprint": t.fingerprint[:16]}
 
 

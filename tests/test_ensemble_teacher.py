@@ -1,0 +1,76 @@
+"""Several teachers as one (`--teacher a.pt,b.pt`): the members' probabilities averaged, cached like one teacher
+with one fingerprint, in search and retrain; members that do not fit the dataset are refused in one line."""
+
+import json
+
+import pytest
+import torch
+
+from autokd.cli import main
+from autokd.data.dataset import load_dataset
+from autokd.errors import TeacherError
+from autokd.kd.teacher import resolve_teacher, save_checkpoint, train_teacher
+
+DATASET = "synthetic:1x8x8:3:300"
+
+
+@pytest.fixture(scope="module")
+def two_teachers(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ens")
+    ds = load_dataset(DATASET)
+    paths = []
+    for i, arch in enumerate(("wrn-40-2", "resnet18")):
+        torch.manual_seed(i)
+        ckpt, _ = train_teacher(arch, ds, epochs=0.25, smoke=True)
+        save_checkpoint(tmp / f"t{i}.pt", ckpt)
+        paths.append(tmp / f"t{i}.pt")
+    return paths
+
+
+def test_the_ensemble_averages_its_members_probabilities(two_teachers):
+    ds = load_dataset(DATASET)
+    a, b = (resolve_teacher(str(p), ds) for p in two_teachers)
+    ens = resolve_teacher(f"{two_teachers[0]},{two_teachers[1]}", ds, check=True)
+    x = (ds.test.images[:16].float() / 255 - torch.tensor(ds.info.mean).view(1, -1, 1, 1)) / \
+        torch.tensor(ds.info.std).view(1, -1, 1, 1)
+
+    def probs(t):  # a member sees its own normalisation
+        m, s = torch.tensor(t.meta["mean"]).view(1, -1, 1, 1), torch.tensor(t.meta["std"]).view(1, -1, 1, 1)
+        xd = x * torch.tensor(ds.info.std).view(1, -1, 1, 1) + torch.tensor(ds.info.mean).view(1, -1, 1, 1)
+        with torch.no_grad():
+            return torch.softmax(t.module((xd - m) / s), 1)
+
+    with torch.no_grad():
+        out = torch.softmax(ens.module(x), 1)
+    torch.testing.assert_close(out, (probs(a) + probs(b)) / 2, rtol=1e-4, atol=1e-5)
+    assert ens.kind == "ensemble" and ens.fingerprint not in (a.fingerprint, b.fingerprint)
+    swapped = resolve_teacher(f"{two_teachers[1]},{two_teachers[0]}", ds)
+    assert swapped.fingerprint == ens.fingerprint  # order-free: one cache entry
+    assert 0.0 <= ens.meta["test_acc"] <= 1.0 and ens.meta["arch"].startswith("ensemble(")
+
+
+def test_a_search_and_its_retrain_distil_from_the_ensemble(two_teachers, tmp_path):
+    spec = f"{two_teachers[0]},{two_teachers[1]}"
+    run = tmp_path / "run"
+    assert main(["search", "--dataset", DATASET, "--teacher", spec, "--preset", "smoke", "--iterations", "1",
+                 "--run-dir", str(run), "--quiet"]) == 0
+    run_json = json.loads((run / "run.json").read_text())
+    assert run_json["teacher"]["kind"] == "ensemble" and run_json["teacher_path"].count(",") == 1
+    out = tmp_path / "retrain"
+    assert main(["retrain", "--generator", str(run / "best.json"), "--samples", "1", "--epochs", "0.5",
+                 "--baselines", "none", "--no-int8", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["teacher"]["kind"] == "ensemble" and summary["per_sample"][0]["kd"] is not None
+
+
+def test_a_member_that_does_not_fit_the_dataset_is_refused(two_teachers, tmp_path, capsys):
+    other = load_dataset("synthetic:1x8x8:5:300")
+    ckpt, _ = train_teacher("wrn-40-2", other, epochs=0.1, smoke=True)
+    save_checkpoint(tmp_path / "five.pt", ckpt)
+    with pytest.raises(TeacherError, match="predicts 5 classes"):
+        resolve_teacher(f"{two_teachers[0]},{tmp_path / 'five.pt'}", load_dataset(DATASET))
+    with pytest.raises(TeacherError, match="two or more"):
+        resolve_teacher(f"{two_teachers[0]},", load_dataset(DATASET))
+    assert main(["search", "--dataset", DATASET, "--teacher", f"{two_teachers[0]},{tmp_path / 'five.pt'}",
+                 "--preset", "smoke", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "predicts 5 classes" in capsys.readouterr().err and not (tmp_path / "r").exists()
