@@ -120,8 +120,9 @@ def sample_identity(index: int, gen_json: dict[str, Any] | None, st: dict[str, A
     """What a sample's result must match to be reused: generator (or hand-made student), seed, recipe, data,
     teacher."""
     s = RetrainSettings(**st)
-    # settings that never change a sample's result are declared so (same_result=True, autokd.config); these are
-    # recorded apart: the seed (below), the teacher (by its fingerprint), the device (its arithmetic differs)
+    # settings that never change a sample's result are declared so (same_result=True, autokd.config); the seed and
+    # the teacher are recorded apart (below; the teacher by its fingerprint), and where a sample ran (device) is
+    # not part of what it is, as in every release before
     recipe = identity(s, exclude=("seed", "winner_seed", "teacher", "device"))
     return {"generator": {k: gen_json.get(k) for k in ("space", "generator", "kd", "param_limit", "merge_width")}
             if gen_json

@@ -1,7 +1,7 @@
 """How a training step runs fastest on this machine without changing what it computes: the memory layout
 (contiguous or channels_last) and whether the step is compiled (torch.compile, inductor). Chosen per architecture by a
 measured probe on the machine at hand, never assumed from the CPU's vendor (the same lever paid 1.65× on one CPU and
-0.7× on another: docs/benchmarks.md, "Retrain levers").
+0.7× on another: docs/benchmarks.md, "Today's students at the CPU's limit").
 
 Every candidate computes the same function in fp32 (the fused CPU arithmetic of autokd.nn.fused, the reference
 modules in either layout, the compiled reference): results differ only by floating-point reassociation, which is
