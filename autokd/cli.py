@@ -225,7 +225,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         emit_json({"datasets": rows})
         return EXIT_OK
     for r in rows:
-        shape = "x".join(map(str, r["input_shape"]))
+        shape = "x".join(map(str, r["input_shape"])) if all(r["input_shape"]) else "as files"  # an image folder
         classes = r["num_classes"] or "?"
         mark = "ok     " if r["available"] else "missing"
         print(f"{r['name']:<14} {shape:<10} {classes!s:>4} classes  {mark} {r['where']}")
