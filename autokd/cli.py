@@ -148,11 +148,9 @@ def _winner_seed(gen: Any, given: int | None) -> tuple[int, str]:
 def _check_output_file(flag: str, path: Path) -> None:
     """An output file path a write can succeed at: not a folder, a name the file system takes, a folder that exists
     or can be made and is writable. Checked before any work, so a bad path costs nothing."""
-    try:
-        str(path).encode()
-    except UnicodeEncodeError:  # a byte that is not UTF-8 (the shell passed it through): records could not name it
-        raise UserError(f"{flag}: the path {os.fsencode(path)!r} is not valid UTF-8 text; choose a UTF-8 file "
-                        "name") from None
+    from autokd.fsutil import require_utf8
+
+    require_utf8(path, flag)
     if len(path.name.encode()) > 255:  # first: stat() of such a name is itself an error
         raise UserError(f"{flag}: the file name is {len(path.name.encode())} bytes, over the 255 a file system "
                         "allows; choose a shorter name")

@@ -31,12 +31,12 @@ the dataset's mean {mean} and std {std} (per channel, pixels scaled to [0, 1]).
 def _picked(run_dir: Path, best: dict, pick: str) -> dict:
     """best.json's content for the evaluation `pick` names on the front (autokd.report.pareto): its θ, τ/α and
     architecture seed from the journal's started record, the rest (recipe, data, teacher) the run's."""
-    from autokd.report.data import load_run_data
+    from autokd.report.data import kd_of_started, load_run_data, started_record
     from autokd.report.pareto import pick as pick_on_front
 
     run = load_run_data(run_dir)
     chosen = pick_on_front(run, pick)
-    started = next((e for e in run.events if e["event"] == "started" and e["trial_id"] == chosen["trial_id"]), None)
+    started = started_record(run.events, chosen["trial_id"])
     if started is None or started.get("seed") is None:
         raise RunDirError(f"{run_dir}/journal.jsonl has no started record of trial {chosen['trial_id']}; cannot "
                           f"rebuild the picked network")
@@ -45,10 +45,7 @@ def _picked(run_dir: Path, best: dict, pick: str) -> dict:
            "trial_id": chosen["trial_id"], "seed": started["seed"], "macs": chosen.get("macs"),
            "activation_mb": chosen.get("activation_mb"), "picked": pick,
            "recipe": {**best["source"].get("recipe", {}), "budget_epochs": chosen["budget"]}}
-    kd = {"temperature": float(started["temperature"]), "alpha": float(started["alpha"])}
-    if started.get("kd_loss"):  # the space searched the loss: the pick retrains with the one it was scored with
-        kd.update({"loss": started["kd_loss"], **(started.get("kd_params") or {})})
-    return {**best, "generator": dict(started["theta"]), "kd": kd, "source": src}
+    return {**best, "generator": dict(started["theta"]), "kd": kd_of_started(started), "source": src}
 
 
 def export_winner(run_dir: str | Path, out: str | Path, pick: str = "best") -> Path:

@@ -87,14 +87,19 @@ def read_json(path: str | Path, what: str) -> Any:
         raise UserError(f"{what} {p} is nested too deeply; not a file autokd writes") from None
 
 
-def make_output_dir(path: Path, flag: str = "--out") -> Path:
-    """Create an output folder (and its parents), or stop with a one-line UserError that says why and what to do:
-    a path that is a file, a folder that cannot be created (read-only, /proc, permissions), a name not UTF-8."""
-
+def require_utf8(path: Path, flag: str) -> None:
+    """A path the records can name: a byte that is not UTF-8 (the shell passes such names through) is bad input."""
     try:
         str(path).encode()
     except UnicodeEncodeError:
         raise UserError(f"{flag}: the path {os.fsencode(path)!r} is not valid UTF-8 text; choose a UTF-8 name") from None
+
+
+def make_output_dir(path: Path, flag: str = "--out") -> Path:
+    """Create an output folder (and its parents), or stop with a one-line UserError that says why and what to do:
+    a path that is a file, a folder that cannot be created (read-only, /proc, permissions), a name not UTF-8."""
+
+    require_utf8(path, flag)
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag} {path} is a file; give a folder")
     try:

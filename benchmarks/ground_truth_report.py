@@ -41,11 +41,12 @@ def rho(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def rho_ci(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float, float]:
-    rng = np.random.default_rng(seed)
-    n = len(a)
-    draws = np.array([rho(a[i], b[i]) for i in (rng.integers(0, n, n) for _ in range(resamples))])
-    lo, hi = np.percentile(draws, [2.5, 97.5])
-    return rho(a, b), float(lo), float(hi)
+    """Spearman's ρ and its percentile-bootstrap 95% interval (autokd.report.correlation.bootstrap_ci: resamples
+    whose ranks are undefined are skipped; no interval reads as [−1, +1])."""
+    from autokd.report.correlation import bootstrap_ci
+
+    ci = bootstrap_ci(a, b, "spearman", n_boot=resamples, seed=seed)
+    return rho(a, b), *(ci or (-1.0, 1.0))
 
 
 def load_table(folder: Path) -> dict[int, dict[str, Any]]:

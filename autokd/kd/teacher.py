@@ -32,7 +32,7 @@ from torch import nn
 
 from autokd._version import __version__
 from autokd.data.dataset import Dataset, test_subset
-from autokd.data.loader import Batch
+from autokd.data.loader import Batch, DeviceLoader
 from autokd.data.registry import cache_root
 from autokd.errors import TeacherError, UserError
 from autokd.fsutil import read_json, write_atomic
@@ -40,7 +40,7 @@ from autokd.kd.ensemble import SEPARATOR, build_ensemble, is_ensemble, member_na
 from autokd.kd.loss import needs_features
 from autokd.nn.features import feature_maps, has_feature_maps
 from autokd.nn.teachers import TEACHERS, build_teacher, teacher_arch
-from autokd.train import EvalResult, Progress, TrainConfig, pick_device, train_and_evaluate
+from autokd.train import EvalResult, Progress, TrainConfig, evaluate_accuracy, pick_device, train_and_evaluate
 from autokd.validate import Field, check_object
 
 log = logging.getLogger(__name__)  # the CLI shows INFO on stderr; a library user's logging config decides
@@ -383,17 +383,10 @@ def _resolve_ensemble(spec: str, dataset: Dataset, smoke: bool, device: str | No
     return Teacher(parts["module"], parts["meta"], members[0].path, parts["fingerprint"], "ensemble", resolvable)
 
 
-@torch.inference_mode()
 def _test_accuracy(module: nn.Module, dataset: Dataset, batch: int = 500) -> float:
     """Top-1 accuracy on the dataset's test set of a module taking images normalised with the dataset's statistics."""
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
-    mean = torch.tensor(dataset.info.mean, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(dataset.info.std, device=device).view(1, -1, 1, 1)
-    correct = 0
-    for i in range(0, len(dataset.test), batch):
-        x = (dataset.test.images[i:i + batch].to(device).float() / 255.0 - mean) / std
-        correct += int((module(x).argmax(1).cpu() == dataset.test.labels[i:i + batch]).sum())
-    return correct / len(dataset.test)
+    return evaluate_accuracy(module, DeviceLoader(dataset.test, batch, device, dataset.info.mean, dataset.info.std))[0]
 
 
 def teacher_summary(t: Teacher) -> dict[str, Any]:

@@ -151,6 +151,21 @@ def load_run_data(run_dir: str | Path) -> RunData:
     return RunData(d, run, events, best, note)
 
 
+def started_record(events: list[dict[str, Any]], trial_id: Any) -> dict[str, Any] | None:
+    """The journal's started record of a trial (θ, τ/α, searched KD loss, architecture seed)."""
+    return next((e for e in events if e["event"] == "started" and e.get("trial_id") == trial_id), None)
+
+
+def kd_of_started(started: dict[str, Any]) -> dict[str, Any]:
+    """A trial's KD settings as a generator file's `kd`: τ/α, and the loss and its parameters where the space
+    searched them (so a retrain distils with the loss the trial was scored with)."""
+    kd = {"temperature": float(started["temperature"] if started.get("temperature") is not None else 4.0),
+          "alpha": float(started.get("alpha") or 0.0)}
+    if started.get("kd_loss"):
+        kd.update({"loss": started["kd_loss"], **(started.get("kd_params") or {})})
+    return kd
+
+
 def winner_from_journal(events: list[dict[str, Any]]) -> dict[str, Any] | None:
     """best.json's content from the journal alone: the best finished evaluation at the highest budget (the
     search's incumbent rule), its θ, τ/α (and searched KD loss) and architecture seed from its started record."""
@@ -158,12 +173,8 @@ def winner_from_journal(events: list[dict[str, Any]]) -> dict[str, Any] | None:
     if not done:
         return None
     top = max(done, key=lambda e: (float(e["budget"]), float(e["val_acc"])))
-    started = next((e for e in events if e["event"] == "started" and e.get("trial_id") == top.get("trial_id")), {})
-    kd = {"temperature": float(started.get("temperature") or top.get("temperature") or 4.0),
-          "alpha": float(started.get("alpha") if started.get("alpha") is not None else top.get("alpha") or 0.0)}
-    if started.get("kd_loss"):
-        kd.update({"loss": started["kd_loss"], **(started.get("kd_params") or {})})
-    return {"generator": dict(started.get("theta") or top.get("theta") or {}), "kd": kd,
+    started = started_record(events, top.get("trial_id")) or top  # a finished record holds θ and τ/α too
+    return {"generator": dict(started.get("theta") or top.get("theta") or {}), "kd": kd_of_started(started),
             "source": {"config_id": top.get("config_id"), "budget": top["budget"], "val_acc": top["val_acc"],
                        "params": top.get("params"), "arch_id": top.get("arch_id"), "trial_id": top.get("trial_id"),
                        "seed": started.get("seed"), "rebuilt_from_journal": True}}
