@@ -6,7 +6,6 @@ import math
 from dataclasses import asdict, replace
 from typing import Any
 
-import torch
 
 from autokd.errors import UserError
 from autokd.progress import Board
@@ -25,15 +24,14 @@ def evaluate_one(dataset: str | None, board: Board, *, generator: str | None = N
     A generator file written by a search (best.json: `source.recipe`, `source.split_seed`) is reproduced as its
     trial ran: the search's dataset, split, recipe, budget, teacher, architecture seed and KD loss (a space that
     searched the loss records it in `kd`); each argument given overrides its part."""
-    from autokd.data.dataset import load_dataset, train_val_split
-    from autokd.kd.teacher import OnTheFlyTeacher, resolve_teacher
-    from autokd.nn.student import build_student
+    from autokd.data.dataset import load_dataset
+    from autokd.factory import Architecture, DataSplit, TeacherSource, fit, prepare
+    from autokd.kd.teacher import resolve_teacher
     from autokd.space.genfile import default_param_limit, load_generator
     from autokd.space.generator import sample_architecture
-    from autokd.space.plan import count_macs
     from autokd.recipe import DEFAULT_KD, RECIPE_KEYS, Recipe
     from autokd.space.spec import load_arch
-    from autokd.train import KDConfig, TrainConfig, train_and_evaluate
+    from autokd.train import KDConfig, TrainConfig
 
     gen = load_generator(generator) if generator else None
     src = (gen.source or {}) if gen else {}
@@ -73,35 +71,33 @@ def evaluate_one(dataset: str | None, board: Board, *, generator: str | None = N
     for key, value in (("temperature", temperature), ("alpha", alpha)):
         if value is not None:
             kd_settings[key] = value
-    teacher_fn = None
-    if teacher and kd_settings["alpha"] > 0:
-        t = resolve_teacher(teacher, ds, smoke=preset == "smoke", device=device, quiet=board.quiet,
-                            weights=teacher_weights, check=True,
-                            progress=board.reporter("teacher", f"teacher {teacher}"))
+    distil = bool(teacher) and kd_settings["alpha"] > 0
+    if distil:  # checked (a forward pass) and, for a built-in one missing here, trained with progress, before the
+        #         student: the factory's own resolve below then finds it
+        resolve_teacher(str(teacher), ds, smoke=preset == "smoke", device=device, quiet=board.quiet,
+                        weights=teacher_weights, check=True, progress=board.reporter("teacher", f"teacher {teacher}"))
         board.done("teacher")
-        teacher_fn = OnTheFlyTeacher(t, ds.info.mean, ds.info.std)
     if searched:  # the search's split: its seed, size and subset (a given --subset overrides the subset)
-        train, val = train_val_split(ds.train, searched.get("val_fraction", 0.1), int(src.get("split_seed") or 0),
-                                     subset or searched.get("subset"), searched.get("val_images"))
+        split = DataSplit("validation", int(src.get("split_seed") or 0), searched.get("val_fraction", 0.1),
+                          subset or searched.get("subset"), searched.get("val_images"))
     else:
-        train, val = train_val_split(ds.train, seed=seed, subset=subset)
-    torch.manual_seed(seed)
-    model = build_student(spec)
+        split = DataSplit("validation", seed, subset=subset)
     cfg = TrainConfig.of(recipe, epochs, seed=seed)
-    kd = KDConfig(**kd_settings) if teacher_fn is not None else None
+    student = prepare(Architecture(seed, spec=spec), ds, split, cfg,
+                      teacher=TeacherSource(str(teacher), teacher_weights, smoke=preset == "smoke") if distil
+                      else None, kd=KDConfig(**kd_settings) if distil else None, device=device)
     report = board.reporter("student", f"arch {spec.arch_id}")
     try:
-        result = train_and_evaluate(model, train, val, ds.info.mean, ds.info.std, cfg, device=device,
-                                    teacher=teacher_fn, kd=kd, macs=count_macs(spec), progress=report)
+        result = fit(student, progress=report)
     finally:
         board.done("student")
     acc = result.eval_acc
-    se = math.sqrt(acc * (1 - acc) / len(val)) if acc is not None else None
+    se = math.sqrt(acc * (1 - acc) / len(student.scored)) if acc is not None else None
     measured = {k: v for k, v in result.to_json().items() if k not in ("eval_acc", "eval_loss")}
     return {**measured, "val_acc": acc, "val_loss": result.eval_loss, "arch_id": spec.arch_id, "seed": seed,
             "seed_from": seed_from,
-            "dataset": dataset, "train_images": len(train), "val_images": len(val), "val_acc_se": se,
-            "teacher": teacher if teacher_fn is not None else None,
-            "kd": kd_settings if teacher_fn is not None else None, "kd_loss": cfg.kd_loss if teacher_fn is not None
-            else None, "recipe_from": "the search's best.json" if searched else "defaults and flags",
+            "dataset": dataset, "train_images": len(student.train), "val_images": len(student.scored),
+            "val_acc_se": se, "teacher": teacher if distil else None,
+            "kd": kd_settings if distil else None, "kd_loss": cfg.kd_loss if distil else None,
+            "recipe_from": "the search's best.json" if searched else "defaults and flags",
             "epochs": epochs}

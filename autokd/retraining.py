@@ -131,60 +131,35 @@ def sample_identity(index: int, gen_json: dict[str, Any] | None, st: dict[str, A
 
 def retrain_sample(index: int, gen_json: dict[str, Any] | None, st: dict[str, Any], out_dir: str,
                    progress: Any = None) -> dict[str, Any]:
-    """Train sample `index` and write its files; plain data in and out (runs in a worker process too)."""
-    from autokd.data.dataset import load_dataset
-    from autokd.kd.teacher import OnTheFlyTeacher, resolve_teacher
-    from autokd.nn.handmade import build_handmade
-    from autokd.nn.student import build_student
-    from autokd.space.generator import sample_architecture
-    from autokd.space.plan import count_macs
-    from autokd.train import Checkpointing, KDConfig, pick_device, train_and_evaluate
+    """Train sample `index` and write its files; plain data in and out (runs in a worker process too). The student
+    is made and trained by autokd.factory, as search trials and evaluate are."""
+    from autokd.factory import Architecture, DataSplit, TeacherSource, fit, prepare
+    from autokd.train import Checkpointing, KDConfig, pick_device
 
     s = RetrainSettings(**st)
     folder = Path(out_dir) / f"sample-{index:02d}"
     folder.mkdir(parents=True, exist_ok=True)
-    ds = load_dataset(s.dataset, s.data_dir)
     seed = sample_seed(s, index)
-    arch_json: dict[str, Any] | None = None
     if s.student:
-        torch.manual_seed(seed)
-        model, width = build_handmade(s.student, ds.input_shape, ds.num_classes, s.param_limit)
-        arch_id, macs = f"{s.student}-w{width}", None
-        arch_json = {"handmade": s.student, "width": width, "input_shape": list(ds.input_shape),
-                     "num_classes": ds.num_classes}
-        write_json(folder / "arch.json", arch_json)
+        arch = Architecture(seed, handmade=s.student, param_limit=s.param_limit)
     else:
         assert gen_json is not None
-        arch = sample_architecture(gen_json["generator"], seed, ds.input_shape, ds.num_classes, s.param_limit,
-                                   merge=gen_json.get("merge_width", "cell"))
-        write_atomic(folder / "arch.json", arch.dumps())
-        torch.manual_seed(seed)
-        model, arch_id, macs = build_student(arch), arch.arch_id, count_macs(arch)
-        arch_json = arch.to_json()
-    train = ds.train
-    if s.subset:
-        train = train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:s.subset])
+        arch = Architecture(seed, generator=gen_json["generator"], merge_width=gen_json.get("merge_width", "cell"),
+                            param_limit=s.param_limit)
     kd = _teacher_kd(s, gen_json)
-    teacher = None
-    teacher_fp = None
     cfg = replace(TrainConfig.of(s, s.epochs), seed=seed)
-    if kd is not None:
-        t = resolve_teacher(str(s.teacher), ds, smoke=s.smoke_teacher, device=s.device, quiet=True,
-                            weights=s.teacher_weights)
-        teacher_fp = t.fingerprint
-        if use_cache(s, cfg.augment, pick_device(s.device)):
-            from autokd.kd.cache import CachedTeacher, load_or_build
-
-            logits, _ = load_or_build(t, train, cfg.augment, ds.info.mean, ds.info.std, pick_device(s.device),
-                                      quiet=True)
-            teacher = CachedTeacher(logits, train, train.image_ids(), pick_device(s.device))
-        else:
-            teacher = OnTheFlyTeacher(t, ds.info.mean, ds.info.std)
-    identity = sample_identity(index, gen_json, st, teacher_fp)
+    teacher = TeacherSource(str(s.teacher), s.teacher_weights, smoke=s.smoke_teacher,
+                            cached=use_cache(s, cfg.augment, pick_device(s.device))) if kd is not None else None
+    student = prepare(arch, s.dataset, DataSplit("test", seed, subset=s.subset), cfg, teacher=teacher,
+                      kd=KDConfig(**kd) if kd else None, device=s.device, data_dir=s.data_dir)
+    ds, train, model, arch_id, arch_json = student.ds, student.train, student.model, student.arch_id, student.arch_json
+    if student.spec is not None:
+        write_atomic(folder / "arch.json", student.spec.dumps())
+    else:
+        write_json(folder / "arch.json", arch_json)
+    identity = sample_identity(index, gen_json, st, student.teacher_fingerprint)
     key = hashlib.sha256(json.dumps({**identity, "arch_id": arch_id}, sort_keys=True).encode()).hexdigest()
-    r = train_and_evaluate(model, train, ds.test, ds.info.mean, ds.info.std, cfg, device=s.device,
-                           teacher=teacher, kd=KDConfig(**kd) if kd else None, macs=macs, progress=progress,
-                           checkpointing=Checkpointing(folder / "train-state.pt", key))
+    r = fit(student, progress=progress, checkpointing=Checkpointing(folder / "train-state.pt", key))
     result = {"sample": index, "seed": seed, "winner": index == 0 and s.winner_seed is not None,
               "arch_id": arch_id, "status": r.status, "test_acc": r.eval_acc, "test_loss": r.eval_loss,
               "params": r.params, "macs": r.macs, "seconds": r.seconds + r.prior_seconds, "epochs": s.epochs,

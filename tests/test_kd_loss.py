@@ -111,7 +111,7 @@ def test_every_named_loss_has_its_parameters_declared_as_recipe_settings():
 def test_a_searched_loss_trains_the_trial_and_the_family_it_wins(monkeypatch):
     """A configuration's searched loss overrides the recipe's in its trial, and a best.json that records one makes
     the retrain use it (flags still override)."""
-    import autokd.train
+    import autokd.factory
     from autokd.hpo.trial import TrialContext, TrialSpec, run_trial
     from autokd.recipe import Recipe
     from autokd.retraining import settings_for
@@ -124,7 +124,7 @@ def test_a_searched_loss_trains_the_trial_and_the_family_it_wins(monkeypatch):
         seen["cfg"] = cfg
         raise RuntimeError("stop after the recipe is known")
 
-    monkeypatch.setattr(autokd.train, "train_and_evaluate", spy)
+    monkeypatch.setattr(autokd.factory, "train_and_evaluate", spy)  # what every student trains through
     ctx = TrialContext("synthetic:1x16x16:3:400", None, None, 60_000, None, 0.2, 0, recipe=Recipe(kd_loss="dist"))
     run_trial(TrialSpec(0, (0, 0, 0), {**SMALL_THETA, "head_channels": 64}, 4.0, 0.5, 1.0, 7, kd_loss="dkd",
                         kd_params={"dkd_beta": 3.0}), ctx)

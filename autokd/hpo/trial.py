@@ -12,7 +12,6 @@ from typing import Any, Callable
 import torch
 
 from autokd.errors import DatasetError, InvalidGenerator, TeacherError, is_programming_error
-from autokd.kd.loss import needs_features
 from autokd.memo import Memo
 from autokd.recipe import Recipe, recipe_of
 from autokd.validate import identity
@@ -167,33 +166,7 @@ def over_limits(macs: int, activation: float, ctx: "TrialContext", latency: floa
     return None
 
 
-# per process: built once per search; one logit cache at a time (and the on-the-fly teacher a feature loss needs)
-TEACHERS = Memo("teacher functions", max_items=2)
 LATENCIES = Memo("student latencies", max_items=512)  # per process: (arch_id, threads) → student_latency's facts
-
-
-def _teacher_fn(ctx: TrialContext, ds: Any, train: Any, augment: Any, features: bool = False) -> Any:
-    """The trial's teacher: logits from the cache when the context has one, else a forward per step (always for a
-    loss that matches feature maps: `features`)."""
-    from autokd.kd.cache import CachedTeacher, load_or_build
-    from autokd.kd.teacher import OnTheFlyTeacher, resolve_teacher
-    from autokd.train import pick_device
-
-    # The split (seed, fraction, sizes) decides which images the cache rows map to.
-    cached = ctx.logit_cache and not features
-    key = (str(ctx.teacher_path), ctx.teacher_weights, ds.info.name, str(ctx.device), cached,
-           ctx.split_seed, ctx.val_fraction, ctx.val_images, ctx.subset, augment)
-
-    def make() -> Any:
-        teacher = resolve_teacher(str(ctx.teacher_path), ds, device=ctx.device, quiet=True,
-                                  weights=ctx.teacher_weights)
-        if not cached:
-            return OnTheFlyTeacher(teacher, ds.info.mean, ds.info.std)
-        device = pick_device(ctx.device)
-        logits, _ = load_or_build(teacher, train, augment, ds.info.mean, ds.info.std, device, quiet=True)
-        return CachedTeacher(logits, train, train.image_ids(), device)
-
-    return TEACHERS.get(key, make)
 
 
 def _is_environment_error(exc: BaseException) -> bool:
@@ -228,15 +201,13 @@ def _trunk(spec: TrialSpec, ctx: TrialContext, arch_id: str, n_train: int) -> An
 
 
 def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = None) -> TrialResult:
-    """Sample the architecture, build it, train it with KD for the budget, score it. Never raises for a trial's
-    own failure (invalid generator, NaN, OOM, exception): that is a result with status "failed"; a failure of the
-    environment is status "environment"."""
-    from autokd.data.dataset import load_dataset, train_val_split
-    from autokd.nn.student import build_student
-    from autokd.space.generator import sample_architecture
+    """Sample the architecture, build it, train it with KD for the budget, score it (autokd.factory, as retrain and
+    evaluate do). Never raises for a trial's own failure (invalid generator, NaN, OOM, exception): that is a result
+    with status "failed"; a failure of the environment is status "environment"; a programming error raises."""
     from autokd.deploy import activation_mb, student_latency
-    from autokd.space.plan import count_macs, count_parameters
-    from autokd.train import KDConfig, train_and_evaluate
+    from autokd.factory import Architecture, DataSplit, TeacherSource, fit, prepare
+    from autokd.recipe import KDConfig
+    from autokd.space.plan import count_parameters
 
     t0 = time.perf_counter()
     result: dict[str, Any] = {"status": Status.FAILED, "extra": {}}  # the TrialResult's fields, made at the end
@@ -244,35 +215,33 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = No
         torch.set_num_threads(ctx.threads)
     result["extra"]["threads"] = torch.get_num_threads()
     try:
-        ds = load_dataset(ctx.dataset, ctx.data_dir)
-        arch = sample_architecture(spec.theta, spec.seed, ds.input_shape, ds.num_classes, ctx.param_limit,
-                                   merge=ctx.merge_width)
-        result["arch_id"] = arch.arch_id
-        train, val = train_val_split(ds.train, ctx.val_fraction, ctx.split_seed, ctx.subset, ctx.val_images)
-        use_kd = ctx.teacher_path is not None and spec.alpha > 0
         cfg = ctx.train_config(spec.budget, spec.training_seed)
         if spec.kd_loss is not None:  # the space searches the loss: this configuration's, not the recipe's
             cfg = replace(cfg, kd_loss=spec.kd_loss, **(spec.kd_params or {}))
+        teacher = TeacherSource(str(ctx.teacher_path), ctx.teacher_weights, cached=ctx.logit_cache) \
+            if ctx.teacher_path is not None else None
+        student = prepare(Architecture(spec.seed, generator=spec.theta, merge_width=ctx.merge_width,
+                                       param_limit=ctx.param_limit),
+                          ctx.dataset, DataSplit("validation", ctx.split_seed, ctx.val_fraction, ctx.subset,
+                                                 ctx.val_images),
+                          cfg, teacher=teacher, kd=KDConfig(spec.temperature, spec.alpha), device=ctx.device,
+                          data_dir=ctx.data_dir, init_seed=spec.training_seed)
+        result["arch_id"] = student.arch_id
         if ctx.state_dir and cfg.lr_schedule == "wsd" and (spec.continue_from is not None or spec.keep_trunk):
-            cfg = replace(cfg, trunk=_trunk(spec, ctx, arch.arch_id, len(train)))
-        # the teacher before the seed, as always: building it may draw from torch's generator
-        teacher = _teacher_fn(ctx, ds, train, cfg.augment, needs_features(cfg.kd_loss)) if use_kd else None
-        torch.manual_seed(spec.training_seed)
-        model = build_student(arch)
-        result["activation_mb"] = round(activation_mb(model, ds.input_shape), 4)
+            student.cfg = replace(cfg, trunk=_trunk(spec, ctx, student.arch_id, len(student.train)))
+        model, shape = student.model, student.ds.input_shape
+        result["activation_mb"] = round(activation_mb(model, shape), 4)
         if ctx.latency_limit is not None or ctx.objective == "accuracy+latency":
-            lat = LATENCIES.get((arch.arch_id, torch.get_num_threads()),
-                                lambda: student_latency(model, ds.input_shape, torch.get_num_threads()))
+            lat = LATENCIES.get((student.arch_id, torch.get_num_threads()),
+                                lambda: student_latency(model, shape, torch.get_num_threads()))
             result["latency_ms"], result["extra"]["latency"] = lat["batch1_ms"], lat
-        macs = count_macs(arch)
+        macs = int(student.macs or 0)
         over = over_limits(macs, result["activation_mb"], ctx, result.get("latency_ms"))
         if over:  # rejected before training: the configuration's failure, in one line
-            result.update(error=over, params=count_parameters(arch), macs=macs)
+            result.update(error=over, params=count_parameters(student.spec), macs=macs)
             return TrialResult(spec.trial_id, tuple(spec.config_id), spec.budget,
                                seconds=time.perf_counter() - t0, **result)
-        r = train_and_evaluate(model, train, val, ds.info.mean, ds.info.std, cfg, device=ctx.device,
-                               teacher=teacher, kd=KDConfig(spec.temperature, spec.alpha) if use_kd else None,
-                               macs=macs, progress=progress)
+        r = fit(student, progress=progress)
         result.update(status=r.status, val_acc=r.eval_acc, params=r.params, macs=r.macs,
                       peak_memory_mb=r.peak_memory_mb, error=r.error, train_loss=r.train_loss, val_loss=r.eval_loss,
                       steps=r.steps, history=r.history, checkpoints=r.checkpoints)
@@ -280,7 +249,7 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, progress: Progress | None = No
             result["extra"]["speed"] = r.speed  # a run that probed or left the default (autokd.speed)
         if r.continued_from_step is not None:
             result["extra"]["continued_from_step"] = r.continued_from_step
-        result["extra"].update(device=r.device, train_images=len(train), val_images=len(val))
+        result["extra"].update(device=r.device, train_images=len(student.train), val_images=len(student.scored))
         if r.status == "ok" and r.eval_acc is not None:
             result["loss"] = 1.0 - r.eval_acc
         elif r.error and _device_lost(r.error):
