@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import math
-import resource
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +22,7 @@ from autokd.recipe import RECIPE_KEYS, SCHEDULES, KDConfig, Recipe
 from autokd.errors import is_programming_error
 from autokd.optim import make_optimizer
 from autokd.speed import plan_step
+from autokd.accel import autocast, peak_memory_mb, pick_device, release_memory, reset_peak_memory
 
 __all__ = ["TrainConfig", "Trunk", "KDConfig", "EvalResult", "Checkpointing", "train_and_evaluate",
            "evaluate_accuracy", "pick_device", "parameter_groups", "lr_factor", "trunk_steps", "count_macs_of"]
@@ -117,12 +116,6 @@ class EvalResult:
         return asdict(self)
 
 
-def pick_device(requested: str | None = None) -> torch.device:
-    if requested and requested != "auto":
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def count_macs_of(model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> int:
     """MACs per image of any module, from torch's FLOP counter (2 FLOPs per multiply-accumulate)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -143,22 +136,15 @@ def _logits(out: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
 def evaluate_accuracy(model: nn.Module, loader: DeviceLoader) -> tuple[float, float]:
     """(top-1 accuracy, mean cross entropy) over every image of the loader."""
     model.eval()
-    use_amp = loader.device.type == "cuda"
     correct = torch.zeros((), device=loader.device)
     loss = torch.zeros((), device=loader.device)
     for batch in loader.epoch(0):
-        with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext():
+        with autocast(loader.device):
             logits = _logits(model(batch.x)).float()
         correct += (logits.argmax(1) == batch.y).sum()
         loss += F.cross_entropy(logits, batch.y, reduction="sum")
     n = loader.num_images
     return float(correct) / n, float(loss) / n
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 @dataclass(frozen=True)
@@ -200,7 +186,7 @@ def train_and_evaluate(model: nn.Module, train: ImageSet, val: ImageSet, mean: t
                        progress: Progress | None = None, checkpointing: Checkpointing | None = None) -> EvalResult:
     """Train `model` for `cfg.epochs` with the recipe's optimizer (SGD by default) and schedule, then score it
     on `val`. With a teacher and kd, the loss is the KD loss; otherwise cross entropy. On CUDA: bf16 autocast and
-    channels_last; on CPU: fp32. NaN/inf loss, out-of-memory and any exception return status "failed" with the
+    channels_last; on CPU: fp32 (autokd.accel). NaN/inf loss, out-of-memory and any exception return status "failed" with the
     reason (KeyboardInterrupt still propagates)."""
     dev = pick_device(str(device) if device is not None else None)
     t0 = time.perf_counter()
@@ -219,18 +205,18 @@ def train_and_evaluate(model: nn.Module, train: ImageSet, val: ImageSet, mean: t
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
         result.seconds = time.perf_counter() - t0
-        result.peak_memory_mb = round(_peak_memory_mb(dev), 1)
-        if dev.type == "cuda":
-            torch.cuda.empty_cache()
+        result.peak_memory_mb = round(peak_memory_mb(dev), 1)
+        release_memory(dev)
     return result
 
 
 def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, ...], std: tuple[float, ...],
            cfg: TrainConfig, dev: torch.device, teacher: TeacherFn | None, kd: KDConfig | None,
            result: EvalResult, progress: Progress | None, checkpointing: Checkpointing | None = None) -> None:
-    cuda = dev.type == "cuda"
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(dev)
+    """The loop, in the order a reader follows it: set up (device, loaders, step plan, optimizer and schedule),
+    find where to start (`_starting_state`, `_restore`), train each step (`_step_loss`), record each epoch (history,
+    checkpoint, progress), score."""
+    reset_peak_memory(dev)
     model.to(dev)
     if result.macs is None:
         result.macs = count_macs_of(model, tuple(train.images.shape[1:]), dev)
@@ -238,64 +224,25 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
                                 drop_last=len(train) > cfg.batch_size)
     steps_per_epoch = len(train_loader)
     total_steps = max(1, round(cfg.epochs * steps_per_epoch))
-    use_kd = teacher is not None and kd is not None and kd.alpha > 0
-    feature_kd = use_kd and needs_features(cfg.kd_loss)  # attention transfer: both networks' feature maps per step
+    distil = _Distillation.of(cfg, teacher, kd)
     # the fastest way this machine runs the step, same arithmetic (autokd.speed); feature KD needs the module's hooks
     step_model, plan = plan_step(model, tuple(train.images.shape[1:]), min(cfg.batch_size, len(train)),
-                                 int(train.labels.max()) + 1, dev, total_steps, cfg.speed, compile_ok=not feature_kd)
+                                 int(train.labels.max()) + 1, dev, total_steps, cfg.speed,
+                                 compile_ok=not (distil and distil.features))
     result.speed = plan.to_json()
     train_loader.channels_last = plan.channels_last
     val_loader = DeviceLoader(val, cfg.eval_batch_size, dev, mean, std, channels_last=plan.channels_last)
     opt = make_optimizer(cfg.opt, parameter_groups(model, cfg), cfg)  # autokd/optim.py: sgd, adamw
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s, total_steps, steps_per_epoch))
-    loss_args = {k: getattr(cfg, k) for k in loss_params(cfg.kd_loss)}  # the named KD loss's own parameters
-    if feature_kd and not callable(getattr(teacher, "feature_maps", None)):
-        raise ValueError(f"KD loss {cfg.kd_loss!r} needs the teacher's feature maps; the teacher-logit cache has none")
     gen = torch.Generator().manual_seed(cfg.seed + 7919)  # cutout positions
-    step, n_epochs, first_epoch = 0, math.ceil(total_steps / steps_per_epoch), 0
-    saved = _load_state(checkpointing.path, checkpointing.key) if checkpointing is not None else None
+    n_epochs = math.ceil(total_steps / steps_per_epoch)
     trunk = cfg.trunk if cfg.lr_schedule == "wsd" else None
     trunk_end = trunk_steps(cfg, total_steps) if trunk is not None else None
-    continued = False
-    if saved is None and trunk is not None:
-        saved = _load_state(trunk.load, trunk.key)
-        if saved is not None and int(saved["step"]) > trunk_end:
-            saved = None  # a trunk longer than this budget's (not a lower rung's): train from the start
-        continued = saved is not None
-    skip = 0
-    if saved is not None:  # continue a killed run from its last epoch end, or a lower rung's trunk from its end
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
-        sched.load_state_dict(saved["sched"])
-        gen.set_state(saved["gen"])
-        torch.set_rng_state(saved["rng"])  # dropout masks continue as if never interrupted
-        step, result.history = int(saved["step"]), list(saved["history"])
-        first_epoch, skip = divmod(step, steps_per_epoch)  # a trunk may end inside an epoch: skip its first batches
-        if continued:
-            result.continued_from_step = step
-        else:
-            result.resumed_from_epoch = first_epoch
-        result.prior_seconds = float(result.history[-1]["seconds"]) if result.history else 0.0
+    saved, continued = _starting_state(checkpointing, trunk, trunk_end)
+    step, first_epoch, skip = _restore(saved, continued, model, opt, sched, gen, result, steps_per_epoch)
     eval_steps = {max(1, round(e * steps_per_epoch)) for e in cfg.eval_at}
-    t_start = last_report = last_save = time.perf_counter()
-    start_step = step  # the rate behind the ETA counts only the steps this process ran (not resumed ones)
-    window_loss, window_steps = torch.zeros((), device=dev), 0
-
-    def shown_epoch() -> float:
-        # a budget below one step still trains one step; never show more epochs than the budget
-        return min(step / steps_per_epoch, float(cfg.epochs))
-
-    def report(phase: str) -> None:
-        nonlocal last_report, window_loss, window_steps
-        now = time.perf_counter()
-        elapsed = now - t_start
-        loss = float(window_loss) / window_steps if window_steps else None  # one host sync per report
-        window_loss, window_steps, last_report = torch.zeros((), device=dev), 0, now
-        if progress is not None:
-            progress({"phase": phase, "step": step, "steps": total_steps, "epoch": shown_epoch(),
-                      "epochs": float(cfg.epochs), "train_loss": loss, "seconds": elapsed,
-                      "eta_seconds": elapsed / (step - start_step) * (total_steps - step) if step > start_step
-                      else None})
+    reporter = _Reporter(progress, cfg, total_steps, steps_per_epoch, step, dev)
+    last_save = time.perf_counter()
 
     for epoch in range(first_epoch, n_epochs):
         model.train()
@@ -306,23 +253,9 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
         for batch in train_loader.epoch(epoch, skip=skip if epoch == first_epoch else 0):
             if step >= total_steps:
                 break
-            if trunk is not None and trunk.save is not None and step == trunk_end:
+            if trunk is not None and trunk.save is not None and step == trunk_end:  # the next rung starts here
                 _save_state(trunk.save, trunk.key, model, opt, sched, epoch, step, gen, result.history)
-            # the teacher sees the view without cutout
-            t_logits = teacher(batch) if use_kd and not feature_kd else None
-            t_maps = teacher.feature_maps(batch) if feature_kd else None  # type: ignore[union-attr]
-            x = cutout(batch.x, cfg.augment.cutout, gen) if cfg.augment.cutout > 0 else batch.x
-            with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext():
-                out, s_maps = feature_maps(model, x) if feature_kd else (step_model(x), None)
-            logits = _logits(out)
-            hard = F.cross_entropy(logits.float(), batch.y, label_smoothing=cfg.label_smoothing)
-            if feature_kd:
-                loss = feature_kd_loss(s_maps, t_maps, hard, kd.alpha, name=cfg.kd_loss, **loss_args)
-            else:
-                loss = kd_loss(logits, batch.y, t_logits, kd.temperature, kd.alpha, hard=hard, name=cfg.kd_loss,
-                               **loss_args) if use_kd else hard
-            if isinstance(out, tuple) and cfg.aux_weight > 0 and out[1] is not None:
-                loss = loss + cfg.aux_weight * F.cross_entropy(out[1].float(), batch.y)
+            loss = _step_loss(step_model, model, batch, cfg, distil, gen, dev)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
@@ -330,36 +263,158 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
             opt.step()
             sched.step()
             loss_sum += loss.detach()
-            window_loss += loss.detach()
             seen += 1
             step += 1
-            window_steps += 1
-            if step in eval_steps and step < total_steps:
+            reporter.add(loss.detach())
+            if step in eval_steps and step < total_steps:  # a lower budget's score on the way (eval_at)
                 acc, val_loss = evaluate_accuracy(model, val_loader)
                 result.checkpoints.append({"epoch": step / steps_per_epoch, "val_acc": acc, "val_loss": val_loss,
-                                           "steps": step, "seconds": time.perf_counter() - t_start})
+                                           "steps": step, "seconds": reporter.elapsed()})
                 model.train()
-            if progress is not None and time.perf_counter() - last_report >= cfg.progress_seconds:
-                report("train")
+            reporter.maybe(step)
         mean_loss = float(loss_sum) / max(1, seen)  # one host sync per epoch
         if not math.isfinite(mean_loss):
             raise FloatingPointError(f"training loss became {mean_loss} in epoch {epoch + 1}")
         result.train_loss, result.steps = mean_loss, step
-        elapsed = time.perf_counter() - t_start
         result.history.append({"epoch": round(step / steps_per_epoch, 4), "train_loss": mean_loss,
                                "lr": opt.param_groups[0]["lr"],
-                               "seconds": round(result.prior_seconds + elapsed, 3)})  # across resumes
+                               "seconds": round(result.prior_seconds + reporter.elapsed(), 3)})  # across resumes
         if checkpointing is not None and epoch + 1 < n_epochs and \
                 time.perf_counter() - last_save >= checkpointing.every_seconds:
             _save_state(checkpointing.path, checkpointing.key, model, opt, sched, epoch + 1, step, gen,
                         result.history)
             last_save = time.perf_counter()
-        if progress is not None and window_steps:
-            report("train")
-    if progress is not None:
-        progress({"phase": "eval", "step": step, "steps": total_steps, "epoch": shown_epoch(),
-                  "epochs": float(cfg.epochs), "train_loss": result.train_loss,
-                  "seconds": time.perf_counter() - t_start, "eta_seconds": None})
+        reporter.epoch_end(step)
+    reporter.scoring(step, result.train_loss)
     result.eval_acc, result.eval_loss = evaluate_accuracy(model, val_loader)
     if not math.isfinite(result.eval_loss):
         raise FloatingPointError(f"validation loss is {result.eval_loss}")
+
+
+@dataclass(frozen=True)
+class _Distillation:
+    """What a step distils from: the teacher, KD's temperature and weight, the named loss and its parameters, and
+    whether that loss matches feature maps (attention transfer) rather than logits."""
+
+    teacher: TeacherFn
+    kd: KDConfig
+    loss: str
+    params: dict[str, float]
+    features: bool
+
+    @classmethod
+    def of(cls, cfg: TrainConfig, teacher: TeacherFn | None, kd: KDConfig | None) -> "_Distillation | None":
+        if teacher is None or kd is None or kd.alpha <= 0:
+            return None
+        features = needs_features(cfg.kd_loss)
+        if features and not callable(getattr(teacher, "feature_maps", None)):
+            raise ValueError(f"KD loss {cfg.kd_loss!r} needs the teacher's feature maps; the teacher-logit cache has "
+                             "none")
+        return cls(teacher, kd, cfg.kd_loss, {k: getattr(cfg, k) for k in loss_params(cfg.kd_loss)}, features)
+
+
+def _step_loss(step_model: nn.Module, model: nn.Module, batch: Batch, cfg: TrainConfig,
+               distil: _Distillation | None, gen: torch.Generator, dev: torch.device) -> torch.Tensor:
+    """One step's loss: cross entropy on the hard labels (smoothed by the recipe); with a teacher, (1 − α)·that +
+    α·the KD term, the teacher seeing the view without cutout; plus an auxiliary head's cross entropy."""
+    t_logits = distil.teacher(batch) if distil and not distil.features else None
+    t_maps = distil.teacher.feature_maps(batch) if distil and distil.features else None  # type: ignore[attr-defined]
+    x = cutout(batch.x, cfg.augment.cutout, gen) if cfg.augment.cutout > 0 else batch.x
+    with autocast(dev):
+        out, s_maps = feature_maps(model, x) if distil and distil.features else (step_model(x), None)
+    logits = _logits(out)
+    hard = F.cross_entropy(logits.float(), batch.y, label_smoothing=cfg.label_smoothing)
+    if distil is None:
+        loss = hard
+    elif distil.features:
+        loss = feature_kd_loss(s_maps, t_maps, hard, distil.kd.alpha, name=distil.loss, **distil.params)
+    else:
+        loss = kd_loss(logits, batch.y, t_logits, distil.kd.temperature, distil.kd.alpha, hard=hard, name=distil.loss,
+                       **distil.params)
+    if isinstance(out, tuple) and cfg.aux_weight > 0 and out[1] is not None:
+        loss = loss + cfg.aux_weight * F.cross_entropy(out[1].float(), batch.y)
+    return loss
+
+
+def _starting_state(checkpointing: Checkpointing | None, trunk: Trunk | None,
+                    trunk_end: int | None) -> tuple[dict[str, Any] | None, bool]:
+    """(state, continued): a killed run's own last save first; else (wsd) a lower rung's trunk (continued=True),
+    unless that trunk is longer than this budget's (not a lower rung's: train from the start)."""
+    saved = _load_state(checkpointing.path, checkpointing.key) if checkpointing is not None else None
+    if saved is not None or trunk is None:
+        return saved, False
+    saved = _load_state(trunk.load, trunk.key)
+    if saved is not None and int(saved["step"]) > int(trunk_end or 0):
+        saved = None
+    return saved, saved is not None
+
+
+def _restore(saved: dict[str, Any] | None, continued: bool, model: nn.Module, opt: torch.optim.Optimizer,
+             sched: Any, gen: torch.Generator, result: EvalResult, steps_per_epoch: int) -> tuple[int, int, int]:
+    """Load a saved state into the run (weights, momentum, schedule, cutout and global RNG: dropout masks continue
+    as if never interrupted) and say where it was: (step, first epoch, batches of that epoch already trained — a
+    trunk may end inside an epoch)."""
+    if saved is None:
+        return 0, 0, 0
+    model.load_state_dict(saved["model"])
+    opt.load_state_dict(saved["opt"])
+    sched.load_state_dict(saved["sched"])
+    gen.set_state(saved["gen"])
+    torch.set_rng_state(saved["rng"])
+    step, result.history = int(saved["step"]), list(saved["history"])
+    first_epoch, skip = divmod(step, steps_per_epoch)
+    if continued:
+        result.continued_from_step = step
+    else:
+        result.resumed_from_epoch = first_epoch
+    result.prior_seconds = float(result.history[-1]["seconds"]) if result.history else 0.0
+    return step, first_epoch, skip
+
+
+class _Reporter:
+    """Progress of a run: at most one report per `cfg.progress_seconds` and one per epoch, each with the mean
+    training loss since the last (one host sync per report) and an ETA from the steps this process ran (not the
+    resumed ones)."""
+
+    def __init__(self, progress: Progress | None, cfg: TrainConfig, total_steps: int, steps_per_epoch: int,
+                 start_step: int, dev: torch.device) -> None:
+        self.progress, self.cfg, self.total, self.per_epoch = progress, cfg, total_steps, steps_per_epoch
+        self.start_step, self.dev = start_step, dev
+        self.t_start = self.last = time.perf_counter()
+        self.loss, self.steps = torch.zeros((), device=dev), 0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t_start
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.loss += loss
+        self.steps += 1
+
+    def _epoch(self, step: int) -> float:
+        # a budget below one step still trains one step; never show more epochs than the budget
+        return min(step / self.per_epoch, float(self.cfg.epochs))
+
+    def _send(self, phase: str, step: int, loss: float | None, eta: float | None) -> None:
+        assert self.progress is not None
+        self.progress({"phase": phase, "step": step, "steps": self.total, "epoch": self._epoch(step),
+                       "epochs": float(self.cfg.epochs), "train_loss": loss, "seconds": self.elapsed(),
+                       "eta_seconds": eta})
+
+    def report(self, step: int) -> None:
+        loss = float(self.loss) / self.steps if self.steps else None
+        self.loss, self.steps, self.last = torch.zeros((), device=self.dev), 0, time.perf_counter()
+        if self.progress is not None:
+            ran = step - self.start_step
+            self._send("train", step, loss, self.elapsed() / ran * (self.total - step) if ran > 0 else None)
+
+    def maybe(self, step: int) -> None:
+        if self.progress is not None and time.perf_counter() - self.last >= self.cfg.progress_seconds:
+            self.report(step)
+
+    def epoch_end(self, step: int) -> None:
+        if self.progress is not None and self.steps:
+            self.report(step)
+
+    def scoring(self, step: int, train_loss: float | None) -> None:
+        if self.progress is not None:
+            self._send("eval", step, train_loss, None)

@@ -22,7 +22,6 @@ import io
 import logging
 import re
 import zipfile
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import torch
 from torch import nn
 
 from autokd._version import __version__
+from autokd.accel import autocast
 from autokd.data.dataset import Dataset, test_subset
 from autokd.data.loader import Batch, DeviceLoader
 from autokd.data.registry import cache_root
@@ -408,7 +408,7 @@ class OnTheFlyTeacher:
         self.module = teacher.module
         params = list(self.module.parameters()) + list(self.module.buffers())
         dev = params[0].device if params else torch.device("cpu")
-        self.cuda = dev.type == "cuda"
+        self.device = dev
         t_mean, t_std = torch.tensor(teacher.meta["mean"]), torch.tensor(teacher.meta["std"])
         d_mean, d_std = torch.tensor(mean), torch.tensor(std)
         self.identity = bool(torch.allclose(t_mean, d_mean) and torch.allclose(t_std, d_std))
@@ -417,12 +417,8 @@ class OnTheFlyTeacher:
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         x = x if self.identity else x * self.scale + self.shift
-        with torch.inference_mode():
-            if self.cuda:
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    out = self.module(x)
-            else:
-                out = self.module(x)
+        with torch.inference_mode(), autocast(self.device):
+            out = self.module(x)
         out = out[0] if isinstance(out, (tuple, list)) else out
         return out.float().clone()  # a normal tensor: inference tensors cannot enter autograd
 
@@ -433,7 +429,7 @@ class OnTheFlyTeacher:
         """The teacher's group-end feature maps for the batch (autokd.nn.features), float32 and outside autograd."""
         x = batch.x if self.identity else batch.x * self.scale + self.shift
         with torch.inference_mode():
-            with torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else nullcontext():
+            with autocast(self.device):
                 _, maps = feature_maps(self.module, x)
         return [m.float().clone() for m in maps]
 
