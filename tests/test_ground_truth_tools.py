@@ -35,3 +35,24 @@ def test_table_reader_keeps_finished_rows_and_the_bootstrap_brackets_rho(tmp_pat
     a = np.arange(12.0)
     r, lo, hi = rho_ci(a, a + np.random.default_rng(0).normal(scale=3, size=12), resamples=500)
     assert lo <= r <= hi and -1 <= lo and hi <= 1
+
+
+def _summary(accs, tau=2.0, alpha=0.5, baseline=None):
+    out = {"per_sample": [{"sample": i, "status": "ok", "test_acc": a, "kd": {"temperature": tau, "alpha": alpha}}
+                          for i, a in enumerate(accs)]}
+    if baseline is not None:
+        out["baselines"] = {"resnet": {"student": "resnet", "test_acc_mean": sum(baseline) / len(baseline),
+                                       "test_accs": baseline}}
+    return out
+
+
+def test_the_comparison_splits_the_lead_into_architecture_and_distillation_setting_pairing_by_sample():
+    from does_search_pay import split_lines
+
+    fam = _summary([0.930, 0.931, 0.929, 0.935], baseline=[0.925, 0.926, 0.924])
+    std = _summary([0.928, 0.929, 0.9275], tau=4.0, alpha=0.9)  # samples 0-2 at the baseline's τ/α
+    arch, kd = split_lines(fam, std)
+    assert "searched family − resnet +0.32 points" in arch and "3 vs 3 samples" in arch
+    # paired on samples 0-2 only: +0.20, +0.20, +0.15 → +0.18; sample 3 (no twin) is left out
+    assert "+0.18 points" in kd and "3 pairs" in kd and "τ 2.00, α 0.50" in kd
+    assert split_lines(fam, None) == []
