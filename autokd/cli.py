@@ -75,6 +75,8 @@ def add_setting_flags(parser: argparse.ArgumentParser, settings_cls: type) -> tu
         kwargs: dict[str, Any] = {"help": meta["help"]}
         if check.kind == "bool":
             kwargs.update(action=argparse.BooleanOptionalAction, default=None)
+        elif check.choices and check.or_files:  # a name or a file: checked by the settings, listed in the help
+            kwargs.update(metavar="NAME|FILE")
         elif check.choices:
             kwargs.update(choices=check.choices)
         elif check.kind in ("int", "float"):

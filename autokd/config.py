@@ -16,7 +16,7 @@ import yaml
 
 from autokd.errors import UserError
 from autokd.recipe import Recipe
-from autokd.resources import resource_dir
+from autokd.resources import SPACE_FILE_SUFFIXES, builtin_spaces, resource_dir
 from autokd.rungs import RUNG_TRAININGS, rungs_of
 from autokd.validate import Field, check_depth, check_object, check_value, setting, settings_table
 
@@ -42,10 +42,13 @@ class SearchSettings(Recipe):
                                   "dataset's default teacher: the shipped vgg7 for fashion-mnist, else darts)")
     teacher_weights: str | None = setting(None, Field("str", nullable=True), "state dict for a module:callable teacher")
     no_kd: bool = setting(False, Field("bool"), "the NAGO baseline: no teacher, alpha fixed at 0", flag=False)
-    search_space: str = setting("nago", Field("str", choices=("nago", "nago-small", "nago-small-losses")),
+    search_space: str = setting("nago", Field("str", choices=tuple(n for n in builtin_spaces()
+                                                                    if not n.endswith("-nokd")),
+                                              or_files=SPACE_FILE_SUFFIXES),
                                 "nago: the paper's space; nago-small: autokd's for small limits (1-4 nodes a level, a "
                                 "searched head width; the cpu preset's); nago-small-losses: the same with the KD "
-                                "loss searched too (hinton, dkd, dist)")
+                                "loss searched too (hinton, dkd, dist); or your own space file (a .yaml in the "
+                                "format of search_spaces/, docs/search-space.md), copied into the run")
     min_budget: float = setting(30.0, Field("float", above=0, max=100_000), "lowest budget in epochs (paper 30)")
     max_budget: float = setting(120.0, Field("float", above=0, max=100_000), "highest budget in epochs (paper 120)")
     eta: int = setting(2, Field("int", min=2, max=16), "halving rate (paper 2)")
@@ -123,9 +126,19 @@ class SearchSettings(Recipe):
 
     @property
     def space(self) -> str:
-        if self.no_kd:  # without a teacher no KD setting is searched (a searched loss is moot)
+        """The space searched: a built-in name, or the path of the user's space file."""
+        if self.no_kd and not self.search_space.endswith(SPACE_FILE_SUFFIXES):
+            # without a teacher no KD setting is searched (a searched loss is moot)
             return f"{self.search_space.removesuffix('-losses')}-nokd"
         return self.search_space
+
+    def load_space(self) -> Any:
+        """The SearchSpace searched (autokd.space.configspace), its file read now: at a search's start (a resumed run
+        reads the definition run.json recorded)."""
+        from autokd.space.configspace import load_space
+
+        space = load_space(self.space)
+        return space.without_kd() if self.no_kd and self.search_space.endswith(SPACE_FILE_SUFFIXES) else space
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -100,10 +100,10 @@ def export_optuna(run_dir: str | Path, storage: str, study_name: str | None = No
     except ImportError:
         raise UserError("export-optuna needs optuna: pip install 'autokd[optuna]' (or pip install optuna)") from None
     from autokd.report.data import load_run_data
-    from autokd.space.configspace import load_space
+    from autokd.hpo.rundir import run_space
 
     run = load_run_data(run_dir)
-    space = load_space(run.run.get("space", "nago")).with_max_nodes(run.settings.get("max_nodes"))
+    space = run_space({"space": "nago", **run.run}).with_max_nodes(run.settings.get("max_nodes"))
     dists = {}
     for p in space.params():
         if p.type == "int":

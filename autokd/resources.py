@@ -19,3 +19,12 @@ def resource_dir(kind: str) -> Path:
     except ModuleNotFoundError:
         pass
     return Path(__file__).resolve().parent.parent / kind
+
+
+def builtin_spaces() -> tuple[str, ...]:
+    """The built-in search spaces: every YAML file in search_spaces/ is one (adding a space is adding its file). A
+    name ending in -nokd is its space without the KD dimensions (what a search without a teacher uses)."""
+    return tuple(sorted(p.stem for p in resource_dir("search_spaces").glob("*.yaml")))
+
+
+SPACE_FILE_SUFFIXES = (".yaml", ".yml")  # a user's own space is given by its file's path

@@ -27,13 +27,15 @@ class Field:
     max: float | None = None
     above: float | None = None  # exclusive lower bound
     choices: tuple[Any, ...] | None = None
+    or_files: tuple[str, ...] | None = None  # with choices: a path ending in one of these suffixes is also allowed
     nullable: bool = False
     required: bool = False
     help: str = ""  # what to do, appended to the error
 
     def describe(self) -> str:
         if self.choices:
-            return "one of " + ", ".join(map(str, self.choices))
+            files = f", or a {'/'.join(self.or_files)} file" if self.or_files else ""
+            return "one of " + ", ".join(map(str, self.choices)) + files
         what = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
                 "list": "a list", "dict": "a mapping", "any": "a value"}[self.kind]
         bounds = []
@@ -85,7 +87,7 @@ def check_value(value: Any, f: Field, key: str, where: str) -> Any:
     elif f.kind == "dict":
         if not isinstance(value, Mapping):
             raise _bad(where, key, value, f)
-    if f.choices is not None and value not in f.choices:
+    if f.choices is not None and value not in f.choices and not (f.or_files and str(value).endswith(f.or_files)):
         raise _bad(where, key, value, f)
     return value
 

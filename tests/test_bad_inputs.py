@@ -234,6 +234,12 @@ CASES: list[tuple[str, Callable[[Path, Path], list]]] = [
                           ("macs-limit", "0"), ("memory-limit", "-1"), ("memory-limit", "nan"),
                           ("latency-limit", "0"), ("latency-limit", "inf"), ("speed", "fast"),
                           ("opt", "lion")]],
+    ("search-space-file-missing", lambda t, b: [*S, "--search-space", t / "none.yaml", "--run-dir", t / "r"]),
+    ("search-space-file-not-yaml", lambda t, b: (t / "s.yaml").write_text("generator: [1, {") and
+     [*S, "--search-space", t / "s.yaml", "--run-dir", t / "r"]),
+    ("search-space-file-missing-keys", lambda t, b: (t / "s.yaml").write_text(
+        "generator: {G1_nodes: {type: int, lower: 3, upper: 8}}\n") and
+     [*S, "--search-space", t / "s.yaml", "--run-dir", t / "r"]),
     ("search-latency-limit-no-architecture-meets", lambda t, b: [*S, "--latency-limit", "1e-9", "--run-dir", t / "r"]),
     ("search-macs-limit-no-architecture-meets", lambda t, b: [*S, "--macs-limit", "10", "--run-dir", t / "r"]),
     ("search-memory-limit-no-architecture-meets", lambda t, b: [*S, "--memory-limit", "1e-6", "--run-dir", t / "r"]),

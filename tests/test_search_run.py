@@ -219,3 +219,34 @@ def test_a_programming_error_in_a_trial_stops_the_search_with_exit_1_and_a_log(t
     last = err.strip().splitlines()[-1]  # after the plan's lines: one line naming the log
     assert rc == 1 and "TypeError" in last and "internal error" in last and ".log" in last
     assert (run / "journal.jsonl").is_file()
+
+
+def test_a_users_space_file_is_searched_recorded_and_not_needed_afterwards(tmp_path, capsys):
+    """--search-space my.yaml: the run searches that file's space (a dimension the built-in one searches fixed
+    here), run.json and best.json carry its definition, and resume, report and sample work after the file is gone."""
+    from autokd.resources import resource_dir
+
+    text = (resource_dir("search_spaces") / "nago-small.yaml").read_text()
+    assert "head_channels: {type: int, lower: 64, upper: 512}" in text
+    text = text.replace("name: nago-small", "name: my-narrow").replace(
+        "head_channels: {type: int, lower: 64, upper: 512}", "head_channels: {type: constant, value: 96}")
+    space_file = tmp_path / "my-space.yaml"
+    space_file.write_text(text)
+    run_dir = tmp_path / "run"
+    assert main(["search", *TINY, "--search-space", str(space_file), "--run-dir", str(run_dir), "--quiet"]) == 0
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["space"] == "my-narrow-nokd" and run["space_definition"]["generator"]["head_channels"]["value"] == 96
+    assert run["space_definition"]["kd"] == {"alpha": {"type": "constant", "value": 0.0}}  # --no-kd
+    gen = load_generator(run_dir / "best.json")
+    assert gen.generator["head_channels"] == 96 and gen.space == "my-narrow-nokd" and gen.space_definition
+    space_file.unlink()
+    n = len(read_journal(run_dir / "journal.jsonl")[1])
+    assert main(["search", "--run-dir", str(run_dir), "--resume", "--quiet"]) == 0
+    assert len(read_journal(run_dir / "journal.jsonl")[1]) == n
+    assert main(["report", str(run_dir), "--out", str(tmp_path / "report")]) == 0
+    assert main(["sample", "--generator", str(run_dir / "best.json"), "--dataset", "synthetic:1x8x8:3:400",
+                 "--out", str(tmp_path / "arch.json")]) == 0
+    capsys.readouterr()
+    assert main(["search", *TINY, "--search-space", str(space_file), "--run-dir", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "my-space.yaml" in err[0] and "Traceback" not in err[0]

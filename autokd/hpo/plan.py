@@ -40,11 +40,11 @@ def _probe_costs(settings: SearchSettings, input_shape: tuple[int, ...], num_cla
     """MACs (and activation MB) of LIMIT_PROBES architectures drawn from the space with the search's seed."""
     from autokd.deploy import activation_mb
     from autokd.nn.student import build_student
-    from autokd.space.configspace import config_to_plain, load_space, theta_of
+    from autokd.space.configspace import config_to_plain, theta_of
     from autokd.space.generator import sample_architecture
     from autokd.space.plan import count_macs
 
-    cs = load_space(settings.space).with_max_nodes(settings.max_nodes).to_configspace(seed=settings.seed)
+    cs = settings.load_space().with_max_nodes(settings.max_nodes).to_configspace(seed=settings.seed)
     out = []
     for i in range(LIMIT_PROBES):
         try:
@@ -216,13 +216,13 @@ def measure(settings: SearchSettings, shape: tuple[int, int, int], classes: int,
     magnitude decides (its per-image rate is not the full batch's: 28 against 19 images/s for the paper preset's
     students on the 2-core machine — well inside the factor PROBE_DECIDES)."""
     from autokd.nn.student import build_student
-    from autokd.space.configspace import config_to_plain, load_space
+    from autokd.space.configspace import config_to_plain
     from autokd.space.generator import sample_architecture
 
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        cs = load_space(settings.space).with_max_nodes(settings.max_nodes).to_configspace(seed=settings.seed)
+        cs = settings.load_space().with_max_nodes(settings.max_nodes).to_configspace(seed=settings.seed)
         train_rates, eval_rates = [], []
         started = time.perf_counter()
         for i in range(8 if probe else 3):

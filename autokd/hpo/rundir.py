@@ -17,7 +17,7 @@ from autokd.recipe import DEFAULT_KD, RECIPE_KEYS
 from autokd.runlock import LOCK_NAME
 from autokd.hpo.brackets import BracketDriver
 from autokd.hpo.trial import TrialResult
-from autokd.space.configspace import BUILTIN_SPACES, kd_of, load_space, theta_of
+from autokd.space.configspace import BUILTIN_SPACES, kd_of, resolve_space, space_definition, theta_of
 from autokd.space.genfile import GENERATOR_FORMAT
 from autokd.validate import Field, check_object
 
@@ -73,7 +73,7 @@ def check_empty(run_dir: Path) -> None:
 
 RUN_FIELDS = {
     "format": Field("str", required=True, choices=(RUN_FORMAT,)), "settings": Field("dict", required=True),
-    "space": Field("str", required=True, choices=BUILTIN_SPACES),
+    "space": Field("str", required=True), "space_definition": Field("dict", nullable=True),
     "param_limit": Field("int", min=1000, required=True), "input_shape": Field("list", required=True),
     "num_classes": Field("int", min=2, required=True), "teacher_path": Field("str", nullable=True),
     "created": Field("str", required=True), "fixed_dimensions": Field("dict", nullable=True),
@@ -92,10 +92,30 @@ def load_run(run_dir: Path) -> dict[str, Any]:
     return run
 
 
+def space_record(settings: Any, space: Any) -> dict[str, Any]:
+    """What run.json records of the space: a built-in's name; a user's space file by its name and its definition,
+    copied in, so that resume, report, export and best.json's readers never need the file again."""
+    if settings.space in BUILTIN_SPACES:
+        return {"space": settings.space}
+    definition = space_definition(settings.search_space)
+    if settings.no_kd:
+        definition = {**definition, "kd": {"alpha": {"type": "constant", "value": 0.0}}}
+    return {"space": space.name, "space_definition": definition}
+
+
+def run_space(run: dict[str, Any]) -> Any:
+    """The SearchSpace of a run, as recorded (`space_record`); a run.json naming an unknown space without its
+    definition is a one-line error."""
+    try:
+        return resolve_space(run["space"], run.get("space_definition"))
+    except UserError as exc:
+        raise RunDirError(f"run.json: {exc}; restore the file the search wrote") from None
+
+
 def searched_space(run: dict[str, Any]) -> Any:
-    """The space a run searches: its file, node cap, and the dimensions fixed as dead when it was created (a run of
-    an earlier release has no `fixed_dimensions` and searches every dimension, as it did)."""
-    space = load_space(run["space"]).with_max_nodes(run["settings"].get("max_nodes"))
+    """The space a run searches: its recorded space, node cap, and the dimensions fixed as dead when it was created (a
+    run of an earlier release has no `fixed_dimensions` and searches every dimension, as it did)."""
+    space = run_space(run).with_max_nodes(run["settings"].get("max_nodes"))
     fixed = run.get("fixed_dimensions") or {}
     names = {p.name for p in space.generator}
     if any(k not in names or isinstance(v, bool) or not isinstance(v, (int, float)) for k, v in fixed.items()):
@@ -122,7 +142,9 @@ def write_best(run_dir: Path, driver: BracketDriver, best: TrialResult, run: dic
     st = run["settings"]
     val_images = best.extra.get("val_images") or run.get("val_images")
     recipe = {k: st.get(k) for k in (*RECIPE_KEYS, "subset", "val_images", "val_fraction") if k in st}
-    obj = {"format": GENERATOR_FORMAT, "space": run["space"], "merge_width": st.get("merge_width", "cell"),
+    obj = {"format": GENERATOR_FORMAT, "space": run["space"],
+           **({"space_definition": run["space_definition"]} if run.get("space_definition") else {}),
+           "merge_width": st.get("merge_width", "cell"),
            "generator": theta_of(cfg),
            "kd": {"temperature": float(cfg.get("temperature", DEFAULT_KD.temperature)),
                   "alpha": float(cfg.get("alpha", 0.0)), **_searched_loss(cfg)},

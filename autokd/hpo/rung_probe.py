@@ -51,11 +51,11 @@ def probe_lowest_rung(settings: Any, param_limit: int, num_classes: int, threads
     import time
 
     from autokd.hpo.trial import TrialContext, TrialSpec, run_trial
-    from autokd.space.configspace import config_to_plain, load_space, theta_of
+    from autokd.space.configspace import config_to_plain, theta_of
 
     t0 = time.perf_counter()
     ctx = TrialContext.from_settings(settings, None, param_limit, settings.device, False, threads)  # no trunks
-    cs = load_space(settings.space).with_max_nodes(settings.max_nodes).to_configspace(seed=settings.seed + 4242)
+    cs = settings.load_space().with_max_nodes(settings.max_nodes).to_configspace(seed=settings.seed + 4242)
     budget = settings.budgets()[0]
     accs: list[float] = []
     for i in range(configs * 3):  # an invalid draw (no architecture under the limit) is skipped, as a search would

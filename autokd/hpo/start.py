@@ -24,9 +24,8 @@ from autokd.hpo.journal import Journal
 from autokd.hpo.plan import CPU_REFUSE_HOURS, Plan, check_cost_limits, check_size, make_plan
 from autokd.deploy import cpu_model
 from autokd.hpo.rundir import (RUN_FORMAT, check_empty, check_run_dir_path, gpu_name, load_run,
-                                  searched_space, versions)
+                                  searched_space, space_record, versions)
 from autokd.hpo.trial import TrialContext
-from autokd.space.configspace import load_space
 from autokd.space.genfile import default_param_limit
 from autokd.rungs import journal_fields, rungs_of
 
@@ -123,7 +122,7 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
         from autokd.ray_cluster import join
 
         cluster = join(settings.ray_address)
-    losses = (settings.kd_loss, *load_space(settings.space).loss_choices())
+    losses = (settings.kd_loss, *settings.load_space().loss_choices())
     feature_kd = not settings.no_kd and any(needs_features(loss) for loss in losses)
     probe = _teacher_for_plan(settings, ds) if measure_speed or feature_kd else None
     for loss in losses if probe is not None else ():  # attention transfer: a teacher without feature maps, now
@@ -171,11 +170,13 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
         warn_if_weak_teacher(teacher_meta, ds.info.name, board)
     lock.acquire()
     check_empty(run_dir)
-    dead = load_space(settings.space).with_max_nodes(settings.max_nodes).dead_dimensions()
+    space = settings.load_space()
+    dead = space.with_max_nodes(settings.max_nodes).dead_dimensions()
     if dead:
         board.line("fixed, as they cannot change an architecture of this space (BOHB's model leaves them out): "
                    + ", ".join(f"{k} = {v:g}" for k, v in dead.items()), force=True)
-    run = {"format": RUN_FORMAT, "settings": settings.to_json(), "space": settings.space, "param_limit": limit,
+    run = {"format": RUN_FORMAT, "settings": settings.to_json(), **space_record(settings, space),
+           "param_limit": limit,
            "fixed_dimensions": dead, **({"objective_bounds": list(bounds)} if bounds else {}),
            "input_shape": list(ds.input_shape), "num_classes": ds.num_classes, "teacher_path": teacher_path,
            "teacher": teacher_meta, "train_images": plan.train_images, "val_images": plan.val_images,
@@ -187,7 +188,7 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
     write_json(run_dir / "run.json", run)
     space_cs = searched_space(run).to_configspace()
     write_atomic(run_dir / "space.json", cs_json.write(space_cs) + "\n")
-    journal = Journal.create(run_dir / "journal.jsonl", {"created": run["created"], "space": settings.space,
+    journal = Journal.create(run_dir / "journal.jsonl", {"created": run["created"], "space": run["space"],
                                                          "promotion": settings.promotion,
                                                          **journal_fields(settings)})
     return Prepared(settings, run, [], journal, plan, False)

@@ -12,7 +12,7 @@ import yaml
 
 from autokd.errors import UserError
 from autokd.recipe import DEFAULT_KD as KD_DEFAULTS
-from autokd.resources import resource_dir
+from autokd.resources import builtin_spaces, resource_dir
 
 THETA_KEYS = ("G1_nodes", "G1_K", "G1_P", "G2_nodes", "G2_P", "G3_nodes", "G3_K", "G3_P")
 # autokd's extensions of θ, each optional: a space that does not name one (the paper's) gets NAGO's behaviour.
@@ -39,8 +39,9 @@ def kd_loss_params() -> dict[str, str]:
 
     names = kd_loss_names()
     return {f.name: f.name.split("_", 1)[0] for f in fields(Recipe) if f.name.split("_", 1)[0] in names}
-# The built-in spaces (search_spaces/*.yaml): the paper's NAGO space, autokd's small-limit space, each without KD.
-BUILTIN_SPACES = ("nago", "nago-nokd", "nago-small", "nago-small-nokd", "nago-small-losses")
+# The built-in spaces: every search_spaces/*.yaml (the paper's NAGO space, autokd's small-limit space, each also
+# without KD, and the small space with the KD loss searched). A user's own file is given by path.
+BUILTIN_SPACES = builtin_spaces()
 DEFAULT_KD = asdict(KD_DEFAULTS)  # τ = 4, α = 0.9: the RepDistiller/CRD recipe (AutoKD, Eyono et al. 2021)
 
 
@@ -83,6 +84,11 @@ class SearchSpace:
 
     def params(self) -> tuple[Param, ...]:
         return self.generator + self.kd
+
+    def without_kd(self) -> "SearchSpace":
+        """The same generator dimensions trained without distillation (α fixed at 0, τ unused), as the built-in
+        *-nokd spaces are."""
+        return SearchSpace(f"{self.name}-nokd", self.generator, (Param("alpha", "constant", value=0.0),))
 
     def with_max_nodes(self, max_nodes: int | None) -> "SearchSpace":
         """The same space with every G*_nodes upper bound capped (the smoke preset keeps CPU trials small)."""
@@ -233,14 +239,14 @@ def _param(name: str, obj: Any, source: str) -> Param:
     return Param(name, obj["type"], lo, hi, when=when)
 
 
-def load_space(name_or_path: str = "nago") -> SearchSpace:
-    """Load a built-in space by name (BUILTIN_SPACES) or a YAML file by path."""
+def space_definition(name_or_path: str) -> dict[str, Any]:
+    """The YAML mapping that defines a space (a built-in name or a file's path), parsed but not yet checked."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
         try:
             text = path.read_text()
-        except OSError as exc:
-            raise UserError(f"search space file {path}: {exc.strerror}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"search space file {path}: {getattr(exc, 'strerror', None) or exc}") from None
     else:
         res = resource_dir("search_spaces") / f"{name_or_path}.yaml"
         if not res.is_file():
@@ -251,16 +257,40 @@ def load_space(name_or_path: str = "nago") -> SearchSpace:
         obj = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise UserError(f"search space {name_or_path}: invalid YAML ({exc})") from None
-    if not isinstance(obj, dict) or not isinstance(obj.get("generator"), dict):
-        raise UserError(f"search space {name_or_path}: needs a 'generator' mapping")
-    gen = tuple(_param(k, v, name_or_path) for k, v in obj["generator"].items())
-    names = tuple(p.name for p in gen)
-    if names[:len(THETA_KEYS)] != THETA_KEYS or not set(names[len(THETA_KEYS):]) <= set(OPTIONAL_THETA_KEYS):
-        raise UserError(f"search space {name_or_path}: generator keys must be {', '.join(THETA_KEYS)}, then "
+    if not isinstance(obj, dict):
+        raise UserError(f"search space {name_or_path}: needs a mapping with a 'generator' mapping")
+    return {"name": str(obj.get("name", path.stem)), **obj}
+
+
+def load_space(name_or_path: str = "nago") -> SearchSpace:
+    """Load a built-in space by name (BUILTIN_SPACES) or a YAML file by path."""
+    return space_from_definition(space_definition(name_or_path), name_or_path)
+
+
+def resolve_space(name: str, definition: Mapping[str, Any] | None = None) -> SearchSpace:
+    """The space a run or a generator file names: from the definition it carries (a user's own space, copied in
+    when the search started, so the run does not depend on the file staying where it was), else built-in by name."""
+    if definition is not None:
+        return space_from_definition(definition, f"{name} (as recorded)")
+    if name not in BUILTIN_SPACES:
+        raise UserError(f"search space {name!r} is not built-in ({', '.join(BUILTIN_SPACES)}) and its definition "
+                        "is not recorded beside it")
+    return load_space(name)
+
+
+def space_from_definition(obj: Mapping[str, Any], source: str) -> SearchSpace:
+    """A space from its mapping (`generator:` θ's dimensions, optional `kd:`), every dimension checked."""
+    if not isinstance(obj, Mapping) or not isinstance(obj.get("generator"), dict):
+        raise UserError(f"search space {source}: needs a 'generator' mapping")
+    names = set(obj["generator"])
+    if not set(THETA_KEYS) <= names or not names - set(THETA_KEYS) <= set(OPTIONAL_THETA_KEYS):
+        raise UserError(f"search space {source}: generator keys must be {', '.join(THETA_KEYS)}, then "
                         f"optionally {', '.join(OPTIONAL_THETA_KEYS)}")
-    kd = tuple(_param(k, v, name_or_path) for k, v in (obj.get("kd") or {}).items())
-    _check_kd_section(kd, name_or_path)
-    return SearchSpace(str(obj.get("name", path.stem)), gen, kd)
+    # θ's order, whatever the mapping's (a definition recorded in JSON has its keys sorted)
+    gen = tuple(_param(k, obj["generator"][k], source) for k in (*THETA_KEYS, *OPTIONAL_THETA_KEYS) if k in names)
+    kd = tuple(_param(k, v, source) for k, v in (obj.get("kd") or {}).items())
+    _check_kd_section(kd, source)
+    return SearchSpace(str(obj.get("name", Path(source).stem)), gen, kd)
 
 
 def _check_kd_section(kd: tuple[Param, ...], source: str) -> None:

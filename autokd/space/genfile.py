@@ -9,11 +9,11 @@ from typing import Any
 from autokd.errors import UserError
 from autokd.fsutil import read_json
 from autokd.validate import check_depth
-from autokd.space.configspace import BUILTIN_SPACES, load_space
+from autokd.space.configspace import BUILTIN_SPACES, resolve_space
 from autokd.space.generator import DEFAULT_PARAM_LIMIT
 
 GENERATOR_FORMAT = "autokd.generator/1"
-TOP_KEYS = {"format", "space", "generator", "kd", "param_limit", "source", "merge_width"}
+TOP_KEYS = {"format", "space", "space_definition", "generator", "kd", "param_limit", "source", "merge_width"}
 
 
 @dataclass(frozen=True)
@@ -24,10 +24,13 @@ class GeneratorFile:
     param_limit: int | None = None  # None: the dataset's default
     source: dict[str, Any] = field(default_factory=dict)
     merge_width: str = "cell"  # top-level merge rule of the architectures (autokd.space.plan)
+    space_definition: dict[str, Any] | None = None  # a user's own space (not built-in), as the search recorded it
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"format": GENERATOR_FORMAT, "space": self.space, "generator": self.generator,
                                "kd": self.kd}
+        if self.space_definition is not None:
+            out["space_definition"] = self.space_definition
         if self.param_limit is not None:
             out["param_limit"] = self.param_limit
         if self.source:
@@ -49,9 +52,13 @@ def generator_from_json(obj: Any, where: str = "generator file") -> GeneratorFil
     if "generator" not in obj:
         raise UserError(f"{where}: missing the required 'generator' object")
     space_name = obj.get("space", "nago")
-    if space_name not in BUILTIN_SPACES:
-        raise UserError(f"{where}: unknown space {space_name!r}; expected one of {', '.join(BUILTIN_SPACES)}")
-    space = load_space(space_name)
+    definition = obj.get("space_definition")
+    if definition is None and space_name not in BUILTIN_SPACES:
+        raise UserError(f"{where}: unknown space {space_name!r}; expected one of {', '.join(BUILTIN_SPACES)} (or "
+                        "the space's own definition in space_definition, as a search of a space file writes it)")
+    if definition is not None and not isinstance(definition, dict):
+        raise UserError(f"{where}: space_definition must be a mapping (a search space file's content)")
+    space = resolve_space(space_name, definition)
     theta = space.check_theta(obj["generator"], f"{where}: generator")
     kd = space.check_kd(obj.get("kd"), f"{where}: kd")
     limit = obj.get("param_limit")
@@ -69,7 +76,7 @@ def generator_from_json(obj: Any, where: str = "generator file") -> GeneratorFil
     merge = obj.get("merge_width", "cell")
     if merge not in ("cell", "predecessor"):
         raise UserError(f"{where}: merge_width must be cell or predecessor, got {merge!r}")
-    return GeneratorFile(theta, kd, space_name, limit, source, merge)
+    return GeneratorFile(theta, kd, space_name, limit, source, merge, definition)
 
 
 def load_generator(path: str | Path) -> GeneratorFile:
