@@ -108,7 +108,7 @@ def _rank_job(job: dict[str, Any], states: Path) -> dict[str, Any]:
             if schedule == "wsd" else {}
         if own_seed:  # one seed per (configuration, budget), shared by the KD and no-KD arms (common random numbers)
             continued = {"train_seed": 10 * cfg["seed"] + i + 1}
-        spec = TrialSpec(0, (0, 0, cfg["index"]), cfg["theta"], cfg["temperature"], alpha, budget, cfg["seed"],
+        spec = TrialSpec.of(0, (0, 0, cfg["index"]), cfg["theta"], cfg["temperature"], alpha, budget, cfg["seed"],
                          **continued)
         r = run_trial(spec, ctx)  # (a budget is scored on the way only at the lower budgets: train_config)
         out["results"][str(budget)] = {"val_acc": r.val_acc, "status": r.status, "error": r.error,

@@ -160,7 +160,7 @@ def trials(kind):
 
 
 def test_every_trial_comes_back_once_and_says_where_it_ran(trials):
-    results = _drain(trials, [TrialSpec(i, (0, 0, i), SMALL_THETA, 4.0, 0.0, 0.5, i) for i in range(3)], 180.0)
+    results = _drain(trials, [TrialSpec.of(i, (0, 0, i), SMALL_THETA, 4.0, 0.0, 0.5, i) for i in range(3)], 180.0)
     assert sorted(r.trial_id for r in results) == [0, 1, 2] and trials.in_flight() == 0
     for r in results:
         assert r.status == Status.OK, r.error
@@ -169,8 +169,8 @@ def test_every_trial_comes_back_once_and_says_where_it_ran(trials):
 
 
 def test_a_configurations_failure_is_its_result_and_the_executor_goes_on(trials):
-    by_id = {r.trial_id: r for r in _drain(trials, [TrialSpec(0, (0, 0, 0), BAD_THETA, 4.0, 0.0, 0.5, 0),
-                                                    TrialSpec(1, (0, 0, 1), SMALL_THETA, 4.0, 0.0, 0.5, 1)], 180.0)}
+    by_id = {r.trial_id: r for r in _drain(trials, [TrialSpec.of(0, (0, 0, 0), BAD_THETA, 4.0, 0.0, 0.5, 0),
+                                                    TrialSpec.of(1, (0, 0, 1), SMALL_THETA, 4.0, 0.0, 0.5, 1)], 180.0)}
     assert by_id[0].status == Status.FAILED and by_id[0].error
     assert by_id[1].status == Status.OK
 
@@ -179,7 +179,7 @@ def test_the_same_trial_gives_the_same_result_on_every_executor(trials):
     """Plain data in, plain data out: where a trial runs does not change what it computes (the same network, the
     same steps; the loss to float precision: a lone trial may borrow an idle worker's core, and another thread count
     sums in another order)."""
-    spec = TrialSpec(0, (0, 0, 0), SMALL_THETA, 4.0, 0.0, 0.5, 5)
+    spec = TrialSpec.of(0, (0, 0, 0), SMALL_THETA, 4.0, 0.0, 0.5, 5)
     reference = trial_runner("local", CTX)
     reference.submit(spec)
     (expected,) = reference.wait()

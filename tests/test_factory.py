@@ -68,7 +68,7 @@ def test_trial_retrain_and_evaluate_make_the_same_student_through_the_factory(tm
     monkeypatch.setattr(autokd.factory, "train_and_evaluate", spy)
     seed, kd = 11, {"temperature": 3.0, "alpha": 0.6}
     ctx = TrialContext(DATA, None, teacher_file, 60_000, None, 0.1, 0, device="cpu")  # evaluate's default split
-    r = run_trial(TrialSpec(0, (0, 0, 0), THETA, kd["temperature"], kd["alpha"], 1.0, seed), ctx)
+    r = run_trial(TrialSpec.of(0, (0, 0, 0), THETA, kd["temperature"], kd["alpha"], 1.0, seed), ctx)
     assert r.status == "failed" and "stop before training" in r.error
     gen_obj = {"format": "autokd.generator/1", "space": "nago-small", "generator": THETA, "kd": kd,
                "param_limit": 60_000, "source": {"dataset": DATA, "seed": seed, "teacher": teacher_file}}

@@ -126,10 +126,10 @@ def test_a_searched_loss_trains_the_trial_and_the_family_it_wins(monkeypatch):
 
     monkeypatch.setattr(autokd.factory, "train_and_evaluate", spy)  # what every student trains through
     ctx = TrialContext("synthetic:1x16x16:3:400", None, None, 60_000, None, 0.2, 0, recipe=Recipe(kd_loss="dist"))
-    run_trial(TrialSpec(0, (0, 0, 0), {**SMALL_THETA, "head_channels": 64}, 4.0, 0.5, 1.0, 7, kd_loss="dkd",
+    run_trial(TrialSpec.of(0, (0, 0, 0), {**SMALL_THETA, "head_channels": 64}, 4.0, 0.5, 1.0, 7, kd_loss="dkd",
                         kd_params={"dkd_beta": 3.0}), ctx)
     assert seen["cfg"].kd_loss == "dkd" and seen["cfg"].dkd_beta == 3.0 and seen["cfg"].dkd_alpha == 1.0
-    run_trial(TrialSpec(0, (0, 0, 0), {**SMALL_THETA, "head_channels": 64}, 4.0, 0.5, 1.0, 7), ctx)
+    run_trial(TrialSpec.of(0, (0, 0, 0), {**SMALL_THETA, "head_channels": 64}, 4.0, 0.5, 1.0, 7), ctx)
     assert seen["cfg"].kd_loss == "dist", "without a searched loss the recipe's stands"
 
     gen = generator_from_json({"format": "autokd.generator/1", "space": "nago-small-losses",
@@ -246,7 +246,7 @@ def test_a_trial_distils_by_attention_transfer_from_a_built_in_teacher(tmp_path)
     for loss in ("hinton", "at"):
         ctx = TrialContext("synthetic:1x16x16:3:300", None, str(tmp_path / "t.pt"), 60_000, None, 0.2, 0,
                            logit_cache=True, recipe=Recipe(batch_size=32, lr=0.05, kd_loss=loss), threads=1)
-        runs[loss] = run_trial(TrialSpec(0, (0, 0, 0), SMALL_THETA, 4.0, 0.5, 1.0, 7), ctx)
+        runs[loss] = run_trial(TrialSpec.of(0, (0, 0, 0), SMALL_THETA, 4.0, 0.5, 1.0, 7), ctx)
     assert runs["hinton"].status == runs["at"].status == "ok", runs["at"].error
     assert runs["hinton"].train_loss != runs["at"].train_loss and runs["hinton"].arch_id == runs["at"].arch_id
 

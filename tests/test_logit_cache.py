@@ -76,6 +76,6 @@ def test_search_trial_trains_from_the_cache(tmp_path, monkeypatch):
              "G3_P": 0.3}
     ctx = TrialContext("synthetic:1x8x8:3:100", None, str(tmp_path / "t.pt"), 40_000, None, 0.2, 0,
                        recipe=Recipe(batch_size=16, lr=0.05, weight_decay=1e-4), device="cpu", logit_cache=True)
-    r = run_trial(TrialSpec(0, (0, 0, 0), theta, 4.0, 0.9, 0.5, 0), ctx)
+    r = run_trial(TrialSpec.of(0, (0, 0, 0), theta, 4.0, 0.9, 0.5, 0), ctx)
     assert r.status == "ok", r.error
     assert len(calls) == r.steps > 0 and all(n == 16 for n in calls)

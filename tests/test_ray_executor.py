@@ -27,7 +27,7 @@ def test_four_trials_share_one_gpu(ray_cluster):
     ex = trial_runner("ray", ctx, gpus_per_trial=0.25)
     assert ex.capacity == 4 and ex.executor.memory_fraction == 0.25
     for i in range(4):
-        ex.submit(TrialSpec(i, (0, 0, i), THETA, 4.0, 0.0, 1.0, i))
+        ex.submit(TrialSpec.of(i, (0, 0, i), THETA, 4.0, 0.0, 1.0, i))
     results = []
     while ex.in_flight():
         results += ex.wait(timeout=60)
@@ -44,6 +44,6 @@ def test_a_missing_dataset_is_the_environments_failure_not_the_configurations(ra
     ctx = TrialContext("no-such-dataset", None, None, 60_000, None, 0.2, 0,
                        recipe=Recipe(batch_size=32, lr=0.05, weight_decay=1e-4))
     ex = trial_runner("ray", ctx, gpus_per_trial=1.0)
-    ex.submit(TrialSpec(0, (0, 0, 0), THETA, 4.0, 0.0, 1.0, 0))
+    ex.submit(TrialSpec.of(0, (0, 0, 0), THETA, 4.0, 0.0, 1.0, 0))
     (r,) = ex.wait(timeout=120)
     assert r.status == "environment" and "unknown dataset" in r.error

@@ -158,7 +158,7 @@ def test_invalid_generator_is_a_failed_trial_not_a_crash():
              "G3_P": 0.5}
     ctx = TrialContext("synthetic:1x8x8:3:100", None, None, 2_000, 50, 0.2, 0,
                        recipe=Recipe(batch_size=16, lr=0.05, weight_decay=1e-4))
-    r = run_trial(TrialSpec(0, (0, 0, 0), theta, 4.0, 0.0, 0.5, 0), ctx)
+    r = run_trial(TrialSpec.of(0, (0, 0, 0), theta, 4.0, 0.0, 0.5, 0), ctx)
     assert r.status == "failed" and "InvalidGenerator" in r.error and "limit" in r.error
 
 

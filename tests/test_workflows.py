@@ -140,7 +140,7 @@ def test_process_executor_runs_trials_in_parallel_workers_and_survives_a_dead_wo
     ex = trial_runner("process", ctx, workers=2)
     try:
         for i in range(2):
-            ex.submit(TrialSpec(i, (0, 0, i), SMALL_THETA, 4.0, 0.0, 2.0, i))
+            ex.submit(TrialSpec.of(i, (0, 0, i), SMALL_THETA, 4.0, 0.0, 2.0, i))
         results = []
         while ex.in_flight():
             results += ex.wait(timeout=60)
@@ -150,14 +150,14 @@ def test_process_executor_runs_trials_in_parallel_workers_and_survives_a_dead_wo
         assert len({r.extra["pid"] for r in results}) == 2
         spans = [(r.extra["started"], r.extra["ended"]) for r in results]
         assert max(s for s, _ in spans) < min(e for _, e in spans), "the two trials did not overlap"
-        ex.submit(TrialSpec(2, (0, 0, 2), SMALL_THETA, 4.0, 0.0, 8.0, 2))
+        ex.submit(TrialSpec.of(2, (0, 0, 2), SMALL_THETA, 4.0, 0.0, 8.0, 2))
         time.sleep(3)
         processes = ex.executor  # the ProcessExecutor under the search's view
         (victim,) = [p for i, p in enumerate(processes.workers) if i in processes.running]
         os.kill(victim.pid, signal.SIGKILL)
         (r,) = ex.wait(timeout=60)
         assert r.status == "failed" and "worker process died" in r.error
-        ex.submit(TrialSpec(3, (0, 0, 3), SMALL_THETA, 4.0, 0.0, 0.5, 3))  # the replacement worker works
+        ex.submit(TrialSpec.of(3, (0, 0, 3), SMALL_THETA, 4.0, 0.0, 0.5, 3))  # the replacement worker works
         (r,) = ex.wait(timeout=120)
         assert r.status == "ok"
         assert r.extra["threads"] == 2, "a trial running alone borrows the idle worker's core"
@@ -171,7 +171,7 @@ def test_same_seed_same_result_in_this_process_and_in_a_worker(tmp_path):
 
     ctx = TrialContext("synthetic:1x16x16:3:400", None, None, 60_000, None, 0.2, 0,
                        recipe=Recipe(batch_size=32, lr=0.05, weight_decay=1e-4), threads=1)
-    spec = TrialSpec(0, (0, 0, 0), SMALL_THETA, 4.0, 0.0, 1.0, 7)
+    spec = TrialSpec.of(0, (0, 0, 0), SMALL_THETA, 4.0, 0.0, 1.0, 7)
     local = trial_runner("local", ctx)
     local.submit(spec)
     (a,) = local.wait()
@@ -194,13 +194,13 @@ def test_a_training_seed_changes_the_training_and_not_the_architecture():
     runs = {}
     for train_seed in (None, 7, 8):
         ex = trial_runner("local", ctx)
-        ex.submit(TrialSpec(0, (0, 0, 0), SMALL_THETA, 4.0, 0.0, 1.0, 7, train_seed=train_seed))
+        ex.submit(TrialSpec.of(0, (0, 0, 0), SMALL_THETA, 4.0, 0.0, 1.0, 7, train_seed=train_seed))
         (runs[train_seed],) = ex.wait()
     assert len({r.arch_id for r in runs.values()}) == 1
     assert runs[None].train_loss == runs[7].train_loss, "train_seed = seed is the default"
     assert runs[8].train_loss != runs[7].train_loss
-    assert "train_seed" not in TrialSpec(0, (0, 0, 0), SMALL_THETA, 4.0, 0.0, 1.0, 7).to_json()
-    assert TrialSpec(0, (0, 0, 0), SMALL_THETA, 4.0, 0.0, 1.0, 7, train_seed=3).to_json()["train_seed"] == 3
+    assert "train_seed" not in TrialSpec.of(0, (0, 0, 0), SMALL_THETA, 4.0, 0.0, 1.0, 7).to_json()
+    assert TrialSpec.of(0, (0, 0, 0), SMALL_THETA, 4.0, 0.0, 1.0, 7, train_seed=3).to_json()["train_seed"] == 3
 
 
 def test_a_student_over_a_cost_limit_is_rejected_before_training_and_its_costs_are_journaled(tmp_path):
@@ -219,7 +219,7 @@ def test_a_student_over_a_cost_limit_is_rejected_before_training_and_its_costs_a
                          "both-met": {"macs_limit": macs, "memory_limit": 100.0, "latency_limit": 1e6}}.items():
         ctx = TrialContext("synthetic:1x16x16:3:400", None, None, 60_000, None, 0.2, 0, **base, **limits)
         ex = trial_runner("local", ctx)
-        ex.submit(TrialSpec(0, (0, 0, 0), SMALL_THETA, 4.0, 0.0, 1.0, 7))
+        ex.submit(TrialSpec.of(0, (0, 0, 0), SMALL_THETA, 4.0, 0.0, 1.0, 7))
         (runs[name],) = ex.wait()
     assert runs["free"].status == runs["both-met"].status == "ok"
     assert runs["free"].activation_mb == pytest.approx(

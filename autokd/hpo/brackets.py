@@ -19,12 +19,11 @@ from typing import Any
 import ConfigSpace as CS
 import numpy as np
 
-from autokd.recipe import DEFAULT_KD
 from autokd.hpo.objective import Objective
 from autokd.hpo.proposers import make_proposer
 from autokd.hpo.hyperband import Bracket, ConfigId, plan_bracket, promote
 from autokd.hpo.trial import TrialResult, TrialSpec
-from autokd.space.configspace import SearchSpace, config_to_plain, kd_of, theta_of
+from autokd.space.configspace import SearchSpace, config_to_plain
 from autokd.rungs import RUNG_TRAININGS, RungTraining
 
 Key = tuple[ConfigId, float]  # (configuration, budget): one evaluation
@@ -117,10 +116,8 @@ class BracketDriver:
         r = b.budgets.index(float(budget))
         continue_from, keep_trunk = self.rungs.links(b.budgets, r,  # the trunk of the rung below, if it ran there
                                                      r > 0 and (config_id, b.budgets[r - 1]) in self.results)
-        spec = TrialSpec(self.next_trial_id, config_id, theta_of(cfg),
-                         float(cfg.get("temperature", DEFAULT_KD.temperature)), float(cfg.get("alpha", 0.0)),
-                         float(budget),
-                         self.arch_seed(config_id), continue_from, keep_trunk, **kd_of(cfg))
+        spec = TrialSpec(self.next_trial_id, config_id, dict(cfg), float(budget), self.arch_seed(config_id),
+                         continue_from, keep_trunk)
         self.next_trial_id += 1
         self.in_flight[spec.trial_id] = spec
         return spec
@@ -327,9 +324,7 @@ class BracketDriver:
         for key, e in sorted(started.items(), key=lambda kv: int(kv[1]["trial_id"])):
             if key in self.results:
                 continue
-            old = TrialSpec(int(e["trial_id"]), key[0], dict(e["theta"]), float(e["temperature"]),
-                            float(e["alpha"]), key[1], int(e["seed"]), e.get("continue_from"),
-                            bool(e.get("keep_trunk", False)), kd_loss=e.get("kd_loss"), kd_params=e.get("kd_params"))
+            old = TrialSpec.from_json({**e, "config_id": key[0], "budget": key[1]})
             self.requeue.append(replace(old, trial_id=self.next_trial_id))
             self.next_trial_id += 1
         return len(self.results)

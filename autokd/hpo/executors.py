@@ -25,7 +25,7 @@ def trial_label(spec: TrialSpec) -> str:
 
 def trial_job(payload: dict[str, Any], context: dict[str, Any], progress: Any = None) -> dict[str, Any]:
     """One trial as an executor's job: TrialSpec JSON and TrialContext JSON in, TrialResult JSON out."""
-    spec = TrialSpec(**{**payload, "config_id": tuple(payload["config_id"])})
+    spec = TrialSpec.from_json(payload)
     return run_trial(spec, TrialContext.from_json(context), progress=progress).to_json()
 
 
@@ -82,7 +82,7 @@ def trial_runner(kind: str, ctx: TrialContext, workers: int = 1, board: Board | 
         from autokd.executors import LocalExecutor
 
         def run_fn(payload: dict[str, Any], _context: dict[str, Any], _progress: Any) -> dict[str, Any]:
-            return trial_fn(TrialSpec(**{**payload, "config_id": tuple(payload["config_id"])})).to_json()
+            return trial_fn(TrialSpec.from_json(payload)).to_json()
 
         return TrialRunner(LocalExecutor(run_fn, {}, board=board))
     # the executor sets each job's threads (a worker process re-lends idle cores; Ray fits them to its nodes), not

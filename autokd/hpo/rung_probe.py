@@ -62,7 +62,7 @@ def probe_lowest_rung(settings: Any, param_limit: int, num_classes: int, threads
         if len(accs) == configs:
             break
         theta = theta_of(config_to_plain(cs.sample_configuration()))
-        r = run_trial(TrialSpec(i, (0, 0, i), theta, 1.0, 0.0, budget, settings.seed + i), ctx)
+        r = run_trial(TrialSpec.of(i, (0, 0, i), theta, 1.0, 0.0, budget, settings.seed + i), ctx)
         if r.val_acc is not None:
             accs.append(r.val_acc)
     return RungProbe(budget, accs, 1.0 / num_classes, time.perf_counter() - t0)

@@ -7,13 +7,14 @@ import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
 from autokd.errors import DatasetError, InvalidGenerator, TeacherError, is_programming_error
 from autokd.memo import Memo
-from autokd.recipe import Recipe, recipe_of
+from autokd.recipe import DEFAULT_KD, Recipe, recipe_of
+from autokd.space.configspace import kd_of, theta_of
 from autokd.validate import identity
 
 class Status(StrEnum):
@@ -32,11 +33,13 @@ STATUSES = tuple(s.value for s in Status)
 
 @dataclass(frozen=True)
 class TrialSpec:
+    """One evaluation to run (SMAC3's TrialInfo): an opaque configuration — the plain values the space defines, as
+    its ConfigSpace sampled them — at a budget, with the seed. What the configuration means (θ, τ, α, a searched KD
+    loss) is read from it by the space's functions (autokd.space.configspace: theta_of, kd_of), in one place."""
+
     trial_id: int
     config_id: tuple[int, int, int]  # (bracket, stage, index), as hpbandster numbers configurations
-    theta: dict[str, Any]  # the 8 generator keys
-    temperature: float
-    alpha: float
+    config: Mapping[str, Any]  # the space's values: θ's keys, and temperature / alpha / loss (+ its parameters)
     budget: float  # epochs
     seed: int  # architecture and training seed (the same for every budget of a configuration)
     continue_from: float | None = None  # continued rungs: the lower budget whose trunk this one continues
@@ -44,21 +47,63 @@ class TrialSpec:
     # The seed of the weights' initialisation and the data order; None: `seed`. A study that trains every budget
     # from scratch with its own seed (the paper's protocol) sets it; the architecture always comes from `seed`.
     train_seed: int | None = None
-    # A space that searches the KD loss (kd.loss categorical): this configuration's loss and its parameters,
-    # overriding the recipe's; None: the recipe's (--kd-loss)
-    kd_loss: str | None = None
-    kd_params: dict[str, float] | None = None
+
+    @classmethod
+    def of(cls, trial_id: int, config_id: tuple[int, int, int], theta: Mapping[str, Any], temperature: float,
+           alpha: float, budget: float, seed: int, *, kd_loss: str | None = None,
+           kd_params: Mapping[str, float] | None = None, **rest: Any) -> "TrialSpec":
+        """A NAGO configuration from its parts (θ, τ, α, optionally a KD loss and its parameters)."""
+        config = {**theta, "temperature": float(temperature), "alpha": float(alpha),
+                  **({"loss": kd_loss, **(kd_params or {})} if kd_loss is not None else {})}
+        return cls(trial_id, tuple(config_id), config, float(budget), int(seed), **rest)  # type: ignore[arg-type]
+
+    @property
+    def theta(self) -> dict[str, Any]:
+        return theta_of(self.config)
+
+    @property
+    def temperature(self) -> float:
+        return float(self.config.get("temperature", DEFAULT_KD.temperature))
+
+    @property
+    def alpha(self) -> float:
+        return float(self.config.get("alpha", 0.0))  # a space without α (no KD) trains without a teacher
+
+    @property
+    def kd_loss(self) -> str | None:
+        """A space that searches the KD loss: this configuration's loss, overriding the recipe's; None: the
+        recipe's (--kd-loss)."""
+        return kd_of(self.config).get("kd_loss")
+
+    @property
+    def kd_params(self) -> dict[str, float] | None:
+        return kd_of(self.config).get("kd_params")
 
     @property
     def training_seed(self) -> int:
         return self.seed if self.train_seed is None else self.train_seed
 
     def to_json(self) -> dict[str, Any]:
-        out = {**asdict(self), "config_id": list(self.config_id)}
-        for key in ("train_seed", "kd_loss", "kd_params"):
-            if out[key] is None:
-                del out[key]  # the journal's records stay as earlier releases wrote them
+        """The configuration, and beside it θ/τ/α (and a searched loss) as the journal's readers of every release
+        read them."""
+        out = {**asdict(self), "config_id": list(self.config_id), "config": dict(self.config),
+               "theta": self.theta, "temperature": self.temperature, "alpha": self.alpha}
+        if self.kd_loss is not None:
+            out.update(kd_loss=self.kd_loss, kd_params=self.kd_params)
+        if out["train_seed"] is None:
+            del out["train_seed"]  # the journal's records stay as earlier releases wrote them
         return out
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "TrialSpec":
+        """From `to_json`, or a journal record of an earlier release (θ, τ, α and a searched loss as flat fields)."""
+        rest = {k: d[k] for k in ("continue_from", "keep_trunk", "train_seed") if d.get(k) is not None}
+        if isinstance(d.get("config"), Mapping):
+            return cls(int(d["trial_id"]), tuple(d["config_id"]), dict(d["config"]), float(d["budget"]),
+                       int(d["seed"]), **rest)
+        return cls.of(int(d["trial_id"]), tuple(d["config_id"]), dict(d["theta"]), float(d["temperature"]),
+                      float(d["alpha"]), float(d["budget"]), int(d["seed"]), kd_loss=d.get("kd_loss"),
+                      kd_params=d.get("kd_params"), **rest)
 
 
 @dataclass(frozen=True)
