@@ -394,18 +394,18 @@ class _Reporter:
         # a budget below one step still trains one step; never show more epochs than the budget
         return min(step / self.per_epoch, float(self.cfg.epochs))
 
-    def _send(self, phase: str, step: int, loss: float | None, eta: float | None) -> None:
+    def _send(self, phase: str, step: int, loss: float | None, elapsed: float, eta: float | None) -> None:
         assert self.progress is not None
         self.progress({"phase": phase, "step": step, "steps": self.total, "epoch": self._epoch(step),
-                       "epochs": float(self.cfg.epochs), "train_loss": loss, "seconds": self.elapsed(),
+                       "epochs": float(self.cfg.epochs), "train_loss": loss, "seconds": elapsed,
                        "eta_seconds": eta})
 
     def report(self, step: int) -> None:
-        loss = float(self.loss) / self.steps if self.steps else None
+        loss = float(self.loss) / self.steps if self.steps else None  # the host sync, before the clock is read
         self.loss, self.steps, self.last = torch.zeros((), device=self.dev), 0, time.perf_counter()
         if self.progress is not None:
-            ran = step - self.start_step
-            self._send("train", step, loss, self.elapsed() / ran * (self.total - step) if ran > 0 else None)
+            ran, elapsed = step - self.start_step, self.elapsed()  # one reading: the ETA's rate and its seconds
+            self._send("train", step, loss, elapsed, elapsed / ran * (self.total - step) if ran > 0 else None)
 
     def maybe(self, step: int) -> None:
         if self.progress is not None and time.perf_counter() - self.last >= self.cfg.progress_seconds:
@@ -417,4 +417,4 @@ class _Reporter:
 
     def scoring(self, step: int, train_loss: float | None) -> None:
         if self.progress is not None:
-            self._send("eval", step, train_loss, None)
+            self._send("eval", step, train_loss, self.elapsed(), None)
