@@ -237,6 +237,7 @@ def test_a_users_space_file_is_searched_recorded_and_not_needed_afterwards(tmp_p
     run = json.loads((run_dir / "run.json").read_text())
     assert run["space"] == "my-narrow-nokd" and run["space_definition"]["generator"]["head_channels"]["value"] == 96
     assert run["space_definition"]["kd"] == {"alpha": {"type": "constant", "value": 0.0}}  # --no-kd
+    assert run["space_definition"]["name"] == run["space"]
     gen = load_generator(run_dir / "best.json")
     assert gen.generator["head_channels"] == 96 and gen.space == "my-narrow-nokd" and gen.space_definition
     space_file.unlink()

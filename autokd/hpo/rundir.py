@@ -100,7 +100,7 @@ def space_record(settings: Any, space: Any) -> dict[str, Any]:
     definition = space_definition(settings.search_space)
     if settings.no_kd:
         definition = {**definition, "kd": {"alpha": {"type": "constant", "value": 0.0}}}
-    return {"space": space.name, "space_definition": definition}
+    return {"space": space.name, "space_definition": {**definition, "name": space.name}}
 
 
 def run_space(run: dict[str, Any]) -> Any:
