@@ -11,7 +11,7 @@ process built before.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
 import torch
@@ -103,7 +103,6 @@ class Student:
     teacher_fingerprint: str | None = None
     kd: KDConfig | None = None
     spec: Any = None  # the ArchSpec of a generated or loaded architecture; None for a hand-designed one
-    facts: dict[str, Any] = field(default_factory=dict)
 
 
 # per process: the search's trials share one teacher (and its logit cache); two at a time at most (a feature loss's
@@ -135,20 +134,19 @@ def make_teacher(source: TeacherSource, ds: Dataset, train: ImageSet, split: Dat
     return TEACHERS.get(key, build)
 
 
-def _build(arch: Architecture, ds: Dataset) -> tuple[nn.Module, str, dict[str, Any], int | None, Any]:
-    """(network, arch_id, architecture as JSON, MACs per image, ArchSpec); draws the initial weights from torch's
-    global generator, which the caller has seeded."""
+def _build(arch: Architecture, spec: Any, ds: Dataset) -> tuple[nn.Module, str, dict[str, Any], int | None]:
+    """(network, arch_id, architecture as JSON, MACs per image) of `spec` (the ArchSpec), or of the hand-designed
+    student when there is none; draws the initial weights from torch's global generator, which the caller seeded."""
     from autokd.nn.student import build_student
     from autokd.space.plan import count_macs
 
-    if arch.handmade is not None:
+    if spec is None:
         from autokd.nn.handmade import build_handmade
 
-        model, width = build_handmade(arch.handmade, ds.input_shape, ds.num_classes, int(arch.param_limit or 0))
+        model, width = build_handmade(str(arch.handmade), ds.input_shape, ds.num_classes, int(arch.param_limit or 0))
         return (model, f"{arch.handmade}-w{width}", {"handmade": arch.handmade, "width": width,
-                "input_shape": list(ds.input_shape), "num_classes": ds.num_classes}, None, None)
-    spec = arch.spec
-    return build_student(spec), spec.arch_id, spec.to_json(), count_macs(spec), spec
+                "input_shape": list(ds.input_shape), "num_classes": ds.num_classes}, None)
+    return build_student(spec), spec.arch_id, spec.to_json(), count_macs(spec)
 
 
 def architecture_spec(arch: Architecture, ds: Dataset) -> Any:
@@ -166,16 +164,15 @@ def prepare(arch: Architecture, dataset: str | Dataset, split: DataSplit, cfg: T
             data_dir: str | None = None, init_seed: int | None = None) -> Student:
     """Load the data, sample or load the architecture, split, make the teacher (when `kd` distils: α > 0), seed and
     build the network: its initial weights from `init_seed` (None: the architecture's seed; a study that trains
-    every budget from scratch with its own seed gives one). Raises InvalidGenerator for a θ that makes no network, DatasetError/TeacherError for bad
-    files."""
+    every budget from scratch with its own seed gives one). Raises InvalidGenerator for a θ that makes no network,
+    DatasetError/TeacherError for bad files."""
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir)
     spec = architecture_spec(arch, ds)
     train, scored = split.apply(ds)
     distil = teacher is not None and kd is not None and kd.alpha > 0
     teacher_fn, fingerprint = make_teacher(teacher, ds, train, split, cfg, device) if distil else (None, None)
     torch.manual_seed(arch.seed if init_seed is None else init_seed)  # after the teacher: see the module docstring
-    built = Architecture(arch.seed, spec=spec, param_limit=arch.param_limit) if spec is not None else arch
-    model, arch_id, arch_json, macs, spec = _build(built, ds)
+    model, arch_id, arch_json, macs = _build(arch, spec, ds)
     return Student(ds=ds, train=train, scored=scored, model=model, arch_id=arch_id, arch_json=arch_json, macs=macs,
                    cfg=cfg, device=device, teacher=teacher_fn, teacher_fingerprint=fingerprint,
                    kd=kd if distil else None, spec=spec)

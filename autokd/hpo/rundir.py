@@ -17,7 +17,8 @@ from autokd.recipe import DEFAULT_KD, RECIPE_KEYS
 from autokd.runlock import LOCK_NAME
 from autokd.hpo.brackets import BracketDriver
 from autokd.hpo.trial import TrialResult
-from autokd.space.configspace import BUILTIN_SPACES, kd_of, resolve_space, space_definition, theta_of
+from autokd.space.configspace import (BUILTIN_SPACES, NO_KD_SECTION, kd_of, resolve_space, space_definition,
+                                      theta_of)
 from autokd.space.genfile import GENERATOR_FORMAT
 from autokd.validate import Field, check_object
 
@@ -99,7 +100,7 @@ def space_record(settings: Any, space: Any) -> dict[str, Any]:
         return {"space": settings.space}
     definition = space_definition(settings.search_space)
     if settings.no_kd:
-        definition = {**definition, "kd": {"alpha": {"type": "constant", "value": 0.0}}}
+        definition = {**definition, "kd": NO_KD_SECTION}
     return {"space": space.name, "space_definition": {**definition, "name": space.name}}
 
 

@@ -42,6 +42,7 @@ def kd_loss_params() -> dict[str, str]:
 # The built-in spaces: every search_spaces/*.yaml (the paper's NAGO space, autokd's small-limit space, each also
 # without KD, and the small space with the KD loss searched). A user's own file is given by path.
 BUILTIN_SPACES = builtin_spaces()
+NO_KD_SECTION = {"alpha": {"type": "constant", "value": 0.0}}  # a space's `kd:` when it trains without a teacher
 DEFAULT_KD = asdict(KD_DEFAULTS)  # τ = 4, α = 0.9: the RepDistiller/CRD recipe (AutoKD, Eyono et al. 2021)
 
 
@@ -88,7 +89,8 @@ class SearchSpace:
     def without_kd(self) -> "SearchSpace":
         """The same generator dimensions trained without distillation (α fixed at 0, τ unused), as the built-in
         *-nokd spaces are."""
-        return SearchSpace(f"{self.name}-nokd", self.generator, (Param("alpha", "constant", value=0.0),))
+        return SearchSpace(f"{self.name}-nokd", self.generator,
+                           tuple(_param(k, v, "no KD") for k, v in NO_KD_SECTION.items()))
 
     def with_max_nodes(self, max_nodes: int | None) -> "SearchSpace":
         """The same space with every G*_nodes upper bound capped (the smoke preset keeps CPU trials small)."""
