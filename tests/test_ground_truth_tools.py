@@ -9,6 +9,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 from ground_truth_report import load_table, rho_ci  # noqa: E402
+from holdout_test import holm, permutation_p, score  # noqa: E402
 from sh_replay import replay  # noqa: E402
 
 
@@ -35,6 +36,18 @@ def test_table_reader_keeps_finished_rows_and_the_bootstrap_brackets_rho(tmp_pat
     a = np.arange(12.0)
     r, lo, hi = rho_ci(a, a + np.random.default_rng(0).normal(scale=3, size=12), resamples=500)
     assert lo <= r <= hi and -1 <= lo and hi <= 1
+
+
+def test_holdout_test_permutation_p_separates_signal_from_noise_and_holm_steps_down():
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=16)
+    assert permutation_p(y + rng.normal(scale=0.3, size=16), y, permutations=999) < 0.01
+    assert permutation_p(-y, y, permutations=999) > 0.9
+    # Holm: the k-th smallest p must meet 0.05/(m − k + 1); once one fails, every larger p stays, even one ≤ 0.05
+    assert holm({"a": 0.01, "b": 0.06, "c": 0.02}) == {"a": True, "c": True, "b": False}
+    assert holm({"a": 0.02, "b": 0.03, "c": 0.04}) == {"a": False, "b": False, "c": False}
+    # a combination is the sum of ranks: two opposite orders cancel into a tie
+    assert np.ptp(score([np.arange(5.0), -np.arange(5.0)])) == 0
 
 
 def _summary(accs, tau=2.0, alpha=0.5, baseline=None):
