@@ -6,11 +6,17 @@ rung's score), run synchronous successive halving — all k at the lowest rung, 
 expected target, against a random pick (3/k and the subset's mean). Seconds, no training: every later change to
 budgets or promotion is checked here before a CPU-hour is spent.
 
+Two additions, because a 40-row table is a small population: each figure carries a 95% interval over bootstrap
+resamples of the table's configurations (how far it would move on another table of the same size; subsets of one
+table alone understate that), and each ladder is replayed at equal training with a training-free pre-screen
+(PRESCREENS: twice the configurations drawn, the better half by the pre-screen kept) against the same number drawn
+without one.
+
 The cpu preset promotes asynchronously (ASHA: a configuration moves up once in the top 1/η of its rung so far);
 the synchronous rule promotes the same number per rung from the complete rung, so it is the limit the async rule
 approaches as the rung fills — a replay of the async rule needs arrival orders, which the table does not have.
 
-    python benchmarks/sh_replay.py [--subset 27] [--draws 10000]
+    python benchmarks/sh_replay.py [--subset 27] [--draws 10000] [--resamples 200]
 """
 
 from __future__ import annotations
@@ -44,28 +50,59 @@ LADDERS = {
 }
 
 
-def replay(scores: np.ndarray, target: np.ndarray, k: int, eta: int, draws: int, seed: int = 0
-           ) -> dict[str, float]:
+def replay(scores: np.ndarray, target: np.ndarray, k: int, eta: int, draws: int, seed: int = 0,
+           prescreen: np.ndarray | None = None, pool: int | None = None) -> dict[str, float]:
     """scores: (configurations, rungs); target: (configurations,). Top-3 share and mean target of the pick, and of
-    a random pick, over `draws` subsets of k."""
+    a random pick, over `draws` subsets of k.
+
+    With `prescreen` (configurations,) and `pool` > k: each draw takes `pool` configurations and keeps the k best by
+    the pre-screen score before the lowest rung (a training-free filter feeding the rungs a larger pool); the random
+    pick and the top 3 are then of the pool, so the pre-screen's gain counts."""
     rng = np.random.default_rng(seed)
     n, rungs = scores.shape
-    hits, picked, rand_hits, rand_mean, costs = 0, [], 0.0, [], []
+    drawn = pool if prescreen is not None and pool else k
+    hits, picked, rand_hits, rand_mean = 0, [], 0.0, []
     for _ in range(draws):
-        sub = rng.choice(n, size=k, replace=False)
+        sub = rng.choice(n, size=drawn, replace=False)
         alive = sub
+        if drawn > k:
+            alive = sub[np.argsort(-prescreen[sub], kind="stable")[:k]]
         for r in range(rungs):
             keep = 1 if r == rungs - 1 else max(1, math.ceil(len(alive) / eta))
             order = np.argsort(-scores[alive, r], kind="stable")
             alive = alive[order[:keep]]
         pick = alive[0]
         top3 = sub[np.argsort(-target[sub], kind="stable")[:3]]
-        hits += int(pick in top3)
+        hits += int(target[pick] >= target[top3[-1]])  # ties with the third count as in
         picked.append(target[pick])
-        rand_hits += 3 / k
+        rand_hits += 3 / drawn
         rand_mean.append(target[sub].mean())
     return {"top3": hits / draws, "mean_target": float(np.mean(picked)), "random_top3": rand_hits / draws,
             "random_mean_target": float(np.mean(rand_mean))}
+
+
+def population_ci(scores: np.ndarray, target: np.ndarray, k: int, eta: int, resamples: int, draws: int,
+                  prescreen: np.ndarray | None = None, pool: int | None = None, seed: int = 0
+                  ) -> dict[str, tuple[float, float]]:
+    """95% percentile intervals of the top-3 share and of the pick's gain over a random pick (target points), over
+    `resamples` bootstrap resamples of the table's configurations (with replacement; `draws` subsets each): how
+    much the replay's figures would move on another table of the same size, not just on other subsets of this one."""
+    rng = np.random.default_rng(seed + 1)
+    n = len(target)
+    top3, gain = [], []
+    for b in range(resamples):
+        rows = rng.choice(n, size=n, replace=True)
+        r = replay(scores[rows], target[rows], k, eta, draws, seed=seed + 2 + b,
+                   prescreen=None if prescreen is None else prescreen[rows], pool=pool)
+        top3.append(r["top3"])
+        gain.append(r["mean_target"] - r["random_mean_target"])
+    q = lambda v: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5)))  # noqa: E731
+    return {"top3": q(top3), "gain": q(gain)}
+
+
+# training-free pre-screens (a zero-cost fidelity's name) replayed in front of every ladder, with this pool factor
+PRESCREENS = {"params": "zero-cost: params"}
+POOL_FACTOR = 2
 
 
 def main() -> int:
@@ -74,24 +111,42 @@ def main() -> int:
     ap.add_argument("--subset", type=int, default=27, help="configurations per draw (the preset's first rung)")
     ap.add_argument("--eta", type=int, default=3)
     ap.add_argument("--draws", type=int, default=10_000)
+    ap.add_argument("--resamples", type=int, default=200,
+                    help="bootstrap resamples of the table for the intervals (each with --draws / 20 subsets)")
     args = ap.parse_args()
     table = Path(args.table)
     rows = load_table(table)
     fids = load_fidelities(REPO, table)
-    print(f"| ladder | n | k | pick in top 3 | random pick | pick's mean target | random's |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"Successive halving (η {args.eta}) replayed on the table's measured scores: {args.draws:,} subsets per "
+          f"row; intervals from {args.resamples} bootstrap resamples of the table's configurations.\n")
+    print("| ladder | n | trained | drawn | pick in the drawn top 3 [95% CI] | random pick | pick's target | "
+          "pick − the drawn mean, points [95% CI] |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, ladder in LADDERS.items():
         if not all(f in fids for f in ladder):
             continue
         ids = sorted(set(rows).intersection(*(set(fids[f]) for f in ladder)))
-        if len(ids) < 6:
+        if len(ids) < 8:
             continue
-        k = min(args.subset, max(3, (2 * len(ids)) // 3))  # a subset must leave draws to vary
         scores = np.array([[fids[f][i][0] for f in ladder] for i in ids])
         target = np.array([rows[i]["test_acc"] for i in ids])
-        r = replay(scores, target, k, args.eta, args.draws)
-        print(f"| {name} | {len(ids)} | {k} | {r['top3']:.1%} | {r['random_top3']:.1%} | "
-              f"{100 * r['mean_target']:.2f}% | {100 * r['random_mean_target']:.2f}% |")
+        k = min(args.subset, max(3, (2 * len(ids)) // 3))  # a subset must leave draws to vary
+        arms = [(name, k, None, None)]
+        # a pre-screen at equal training: k trained either way, drawn from POOL_FACTOR·k with the pre-screen
+        small = max(3, (len(ids) - 1) // POOL_FACTOR)
+        for screen, screen_fid in PRESCREENS.items():
+            if screen_fid in fids and all(i in fids[screen_fid] for i in ids):
+                pre = np.array([fids[screen_fid][i][0] for i in ids])
+                arms += [(f"  the same, {small} drawn", small, None, None),
+                         (f"  the same, {screen} pre-screen keeps {small} of {POOL_FACTOR * small}", small, pre,
+                          POOL_FACTOR * small)]
+        for label, kk, pre, pool in arms:
+            r = replay(scores, target, kk, args.eta, args.draws, prescreen=pre, pool=pool)
+            ci = population_ci(scores, target, kk, args.eta, args.resamples, max(20, args.draws // 20), pre, pool)
+            gain = 100 * (r["mean_target"] - r["random_mean_target"])
+            print(f"| {label} | {len(ids)} | {kk} | {pool or kk} | {r['top3']:.1%} [{ci['top3'][0]:.0%}, "
+                  f"{ci['top3'][1]:.0%}] | {r['random_top3']:.1%} | {100 * r['mean_target']:.2f}% | {gain:+.2f} "
+                  f"[{100 * ci['gain'][0]:+.2f}, {100 * ci['gain'][1]:+.2f}] |")
     return 0
 
 

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 from ground_truth_report import load_table, rho_ci  # noqa: E402
 from holdout_test import holm, permutation_p, score  # noqa: E402
-from sh_replay import replay  # noqa: E402
+from sh_replay import population_ci, replay  # noqa: E402
 
 
 def test_replay_of_a_perfect_fidelity_always_picks_the_best_and_an_inverted_one_never_the_top_three():
@@ -27,6 +27,16 @@ def test_replay_promotes_on_the_lower_rung_only():
     target = np.arange(30, dtype=float)
     r = replay(np.stack([-target, target], 1), target, k=27, eta=3, draws=200)
     assert r["top3"] == 0.0
+
+
+def test_a_prescreen_filters_the_pool_before_the_rungs_and_the_population_interval_brackets_the_estimate():
+    target = np.random.default_rng(4).normal(size=40)
+    noisy = np.stack([target + np.random.default_rng(5).normal(scale=2, size=40)], 1)
+    good = replay(noisy, target, k=10, eta=3, draws=400, prescreen=target, pool=30)
+    bad = replay(noisy, target, k=10, eta=3, draws=400, prescreen=-target, pool=30)
+    assert good["mean_target"] > bad["mean_target"] and abs(good["random_top3"] - 3 / 30) < 1e-9
+    ci = population_ci(noisy, target, k=10, eta=3, resamples=30, draws=50)
+    assert ci["top3"][0] <= ci["top3"][1] and ci["gain"][0] <= ci["gain"][1]
 
 
 def test_table_reader_keeps_finished_rows_and_the_bootstrap_brackets_rho(tmp_path: Path):
