@@ -261,7 +261,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_teacher_train(args: argparse.Namespace) -> int:
     from autokd.config import check_device
     from autokd.data.dataset import load_dataset
-    from autokd.kd.teacher import save_checkpoint, teacher_cache_path, train_teacher
+    from autokd.kd.teacher import save_checkpoint, state_path_of, teacher_cache_path, train_teacher
     from autokd.nn.teachers import teacher_arch
     from autokd.progress import Board
 
@@ -275,12 +275,20 @@ def cmd_teacher_train(args: argparse.Namespace) -> int:
     board = Board()
     try:
         ckpt, result = train_teacher(args.arch, ds, epochs=args.epochs, smoke=smoke, seed=args.seed,
-                                     device=args.device, progress=board.reporter("teacher", f"teacher {args.arch}"))
+                                     device=args.device, progress=board.reporter("teacher", f"teacher {args.arch}"),
+                                     state_path=state_path_of(out))
+    except KeyboardInterrupt:
+        board.close()
+        if state_path_of(out).is_file():
+            print(f"interrupted; the same command resumes from {state_path_of(out)}", file=sys.stderr)
+        raise
     finally:
         board.close()
     save_checkpoint(out, ckpt)
+    state_path_of(out).unlink(missing_ok=True)
+    resumed = f", resumed at epoch {result.resumed_from_epoch}" if result.resumed_from_epoch else ""
     print(f"teacher {args.arch} on {ds.info.name}: test accuracy {result.eval_acc:.4f} on {ckpt['test_images']} "
-          f"images, {result.params:,} params, {result.seconds:.0f}s → {out}")
+          f"images, {result.params:,} params, {result.seconds + result.prior_seconds:.0f}s{resumed} → {out}")
     return EXIT_OK
 
 

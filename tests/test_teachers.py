@@ -92,3 +92,30 @@ def test_teacher_cli_train_and_list(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "darts" in text and "wrn-40-2" in text
     assert main(["teacher", "train", "--arch", "vgg", "--dataset", "synthetic"]) == 2
+
+
+def test_teacher_training_resumes_after_a_kill_and_leaves_no_state_behind(tmp_path, monkeypatch, capsys):
+    """A long teacher (issue 34's ≥ 95% one: hours on 2 cores) must survive a stop: the state saved at an epoch end
+    is picked up by the same command, and removed once the checkpoint is written."""
+    import autokd.train as train_mod
+    from autokd.kd.teacher import state_path_of
+
+    out = tmp_path / "t.pt"
+    argv = ["teacher", "train", "--arch", "vgg7", "--dataset", "synthetic:1x8x8:3:64", "--epochs", "3",
+            "--preset", "smoke", "--out", str(out)]
+    real = train_mod._save_state
+
+    def save_then_stop(path, key, model, opt, sched, epoch, *rest):
+        real(path, key, model, opt, sched, epoch, *rest)
+        if epoch == 2:
+            raise KeyboardInterrupt  # killed right after the state of epoch 2 was written
+
+    monkeypatch.setattr(train_mod, "_save_state", save_then_stop)
+    monkeypatch.setattr("autokd.kd.teacher.STATE_EVERY_SECONDS", 0.0)
+    assert main(argv) == 130
+    assert state_path_of(out).is_file() and not out.exists()
+    assert "resumes from" in capsys.readouterr().err
+    monkeypatch.setattr(train_mod, "_save_state", real)
+    assert main(argv) == 0
+    assert "resumed at epoch 2" in capsys.readouterr().out
+    assert load_checkpoint(out)["epochs"] == 3 and not state_path_of(out).exists()

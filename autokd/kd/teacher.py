@@ -15,10 +15,12 @@ Every teacher is checked against the dataset by a forward pass before a search s
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import importlib
 import io
+import json
 import logging
 import re
 import zipfile
@@ -153,10 +155,22 @@ def module_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     return module
 
 
+STATE_EVERY_SECONDS = 120.0  # a teacher saves its state at the first epoch end after this many seconds
+
+
+def state_path_of(checkpoint: Path) -> Path:
+    """Where a teacher being trained into `checkpoint` keeps its resumable state (beside it; removed when done)."""
+    return checkpoint.with_name(checkpoint.name + ".state")
+
+
 def train_teacher(arch: str, dataset: Dataset, epochs: float | None = None, smoke: bool = False,
-                  seed: int = 0, device: str | None = None, progress: Progress | None = None
-                  ) -> tuple[dict[str, Any], EvalResult]:
-    """Train a teacher with its recipe on the training set; accuracy is measured on the test set."""
+                  seed: int = 0, device: str | None = None, progress: Progress | None = None,
+                  state_path: Path | None = None) -> tuple[dict[str, Any], EvalResult]:
+    """Train a teacher with its recipe on the training set; accuracy is measured on the test set.
+
+    With `state_path`, the training state is saved there at epoch ends (every 2 minutes at most) and a rerun of
+    the same teacher (architecture, recipe, data, seed) resumes from it: a kill loses minutes, not hours. The
+    caller removes it once the checkpoint is written."""
     spec = teacher_arch(arch)
     args = dict(spec.smoke_args if smoke else spec.args)
     recipe = TrainConfig.of(spec.recipe, float(epochs if epochs is not None else
@@ -168,8 +182,17 @@ def train_teacher(arch: str, dataset: Dataset, epochs: float | None = None, smok
         test = test_subset(test, SMOKE_TEST_IMAGES, seed)
     torch.manual_seed(seed)
     module = build_teacher(arch, dataset.num_classes, dataset.input_shape[0], args)
+    checkpointing = None
+    if state_path is not None:
+        from autokd.train import Checkpointing
+
+        # what the state belongs to: a state saved for another teacher, recipe or dataset is ignored
+        key = hashlib.sha256(json.dumps({"arch": arch, "args": args, "recipe": dataclasses.asdict(recipe),
+                                         "dataset": dataset.info.name, "train_images": len(train), "smoke": smoke},
+                                        sort_keys=True, default=str).encode()).hexdigest()
+        checkpointing = Checkpointing(Path(state_path), key, every_seconds=STATE_EVERY_SECONDS)
     result = train_and_evaluate(module, train, test, dataset.info.mean, dataset.info.std, recipe, device=device,
-                                progress=progress)
+                                progress=progress, checkpointing=checkpointing)
     if result.status != "ok":
         raise RuntimeError(f"teacher training failed: {result.error}")
     from autokd.baselines import linear_baseline
@@ -304,8 +327,9 @@ def _built_in(name: str, dataset: Dataset, smoke: bool, device: str | None, quie
             log.info(f"autokd: no {name} teacher for {dataset.info.name} yet; training one "
                      f"({'smoke size' if smoke else 'full recipe'}) → {path}")
         ckpt, result = train_teacher(name, dataset, smoke=smoke, device=device,
-                                     progress=progress if not quiet else None)
+                                     progress=progress if not quiet else None, state_path=state_path_of(path))
         save_checkpoint(path, ckpt)
+        state_path_of(path).unlink(missing_ok=True)
         if not quiet:
             log.info(f"autokd: teacher {name} test accuracy {result.eval_acc:.4f} ({result.seconds:.0f}s)")
     return path
