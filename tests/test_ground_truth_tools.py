@@ -8,7 +8,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-from ground_truth_report import load_table, rho_ci  # noqa: E402
+from ground_truth_report import best_of_k, load_table, rho_ci  # noqa: E402
 from holdout_test import holm, permutation_p, score  # noqa: E402
 from sh_replay import population_ci, replay  # noqa: E402
 
@@ -37,6 +37,13 @@ def test_a_prescreen_filters_the_pool_before_the_rungs_and_the_population_interv
     assert good["mean_target"] > bad["mean_target"] and abs(good["random_top3"] - 3 / 30) < 1e-9
     ci = population_ci(noisy, target, k=10, eta=3, resamples=30, draws=50)
     assert ci["top3"][0] <= ci["top3"][1] and ci["gain"][0] <= ci["gain"][1]
+
+
+def test_the_oracles_best_of_k_is_the_mean_at_one_and_climbs_to_the_maximum():
+    t = np.arange(10.0)
+    assert abs(best_of_k(t, 1, draws=4000) - 4.5) < 0.3
+    assert best_of_k(t, 3) < best_of_k(t, 6) < best_of_k(t, 9) <= 9.0
+    assert best_of_k(t, 9, draws=4000) > 8.8  # nine of ten miss the 9 one time in ten
 
 
 def test_table_reader_keeps_finished_rows_and_the_bootstrap_brackets_rho(tmp_path: Path):
