@@ -18,6 +18,7 @@ from autokd.errors import UserError
 from autokd.recipe import Recipe
 from autokd.resources import SPACE_FILE_SUFFIXES, builtin_spaces, resource_dir
 from autokd.rungs import RUNG_TRAININGS, rungs_of
+from autokd.space.prescreen import PRESCREENS
 from autokd.validate import Field, check_depth, check_object, check_value, setting, settings_table
 
 _DEVICE_HELP = "use cpu, cuda, cuda:N or auto"
@@ -72,6 +73,12 @@ class SearchSettings(Recipe):
                                  "scratch: each budget trains from the start (the paper's); continue: a promoted "
                                  "configuration continues its lower rung's constant-rate trunk (needs --lr-schedule "
                                  "wsd; docs/training.md)")
+    prescreen: str = setting("none", Field("str", choices=PRESCREENS),
+                             "a training-free pre-screen: params draws --prescreen-pool proposals for each new "
+                             "configuration and trains the one whose student has the most parameters under the limit "
+                             "(milliseconds each; docs/search-space.md)")
+    prescreen_pool: int = setting(4, Field("int", min=2, max=1000), "proposals per new configuration that "
+                                  "--prescreen chooses among")
     refill_failed: bool = setting(True, Field("bool"), "fill a rung left short by failures with new proposals, as "
                                   "hpbandster does")
     min_points_in_model: int | None = setting(None, Field("int", min=1, max=10_000, nullable=True),

@@ -252,6 +252,9 @@ CASES: list[tuple[str, Callable[[Path, Path], list]]] = [
     ("search-lr-decay-fraction-0", lambda t, b: [*S, "--lr-decay-fraction", "0", "--run-dir", t / "r"]),
     ("search-promotion-eager", lambda t, b: [*S, "--promotion", "eager", "--run-dir", t / "r"]),
     ("search-rung-training-resume", lambda t, b: [*S, "--rung-training", "resume", "--run-dir", t / "r"]),
+    ("search-prescreen-naswot", lambda t, b: [*S, "--prescreen", "naswot", "--run-dir", t / "r"]),
+    ("search-prescreen-pool-1", lambda t, b: [*S, "--prescreen", "params", "--prescreen-pool", "1",
+                                              "--run-dir", t / "r"]),
     ("search-no-dataset", lambda t, b: ["search", "--run-dir", t / "r"]),
     ("evaluate-generator-naming-no-dataset", lambda t, b: ["evaluate", "--generator", gen(t), "--epochs", "0.1"]),
     *[(f"evaluate-{flag}-{value}", lambda t, b, f=flag, v=value: [*E, "--generator", gen(t), f"--{f}", v])

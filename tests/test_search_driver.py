@@ -393,3 +393,30 @@ def test_a_cost_objective_gets_its_scale_from_the_space_and_a_latency_limit_is_c
     assert 0 < llo < lhi  # measured ms at batch 1, on the fewest- and the most-MACs architectures
     with pytest.raises(UserError, match="--latency-limit"):
         check_cost_limits(settings(latency_limit=1e-9), (1, 8, 8), 3, 60_000)
+
+
+def test_a_prescreen_trains_the_best_scored_of_its_pool_and_without_one_nothing_changes():
+    from autokd.space.prescreen import make_prescreen
+
+    plain = BracketDriver(load_space("nago-small"), BUDGETS, 2, 2, seed=5, optimizer="random")
+    run(plain)
+    # a pool of one is the plain search, proposal for proposal
+    same = BracketDriver(load_space("nago-small"), BUDGETS, 2, 2, seed=5, optimizer="random",
+                         prescreen=lambda c, s: 0.0, prescreen_pool=1)
+    run(same)
+    assert same.configs == plain.configs
+
+    params = make_prescreen("params", (1, 28, 28), 10, 100_000)
+    screened = BracketDriver(load_space("nago-small"), BUDGETS, 2, 2, seed=5, optimizer="random", prescreen=params,
+                             prescreen_pool=6)
+    run(screened)
+    first = {cid: params(plain.configs[cid], plain.arch_seed(cid)) for cid in plain.configs}
+    chosen = {cid: params(cfg, screened.arch_seed(cid)) for cid, cfg in screened.configs.items()}
+    assert all(screened.proposal_info[cid]["prescreen_pool"] == 6 for cid in chosen)
+    assert all(screened.proposal_info[cid]["prescreen_score"] == chosen[cid] for cid in chosen)
+    # (uniform proposals: the first draw is the plain search's) the best of six is never below it, on average above
+    assert all(chosen[cid] >= first[cid] for cid in chosen if cid in first)
+    assert sum(chosen.values()) / len(chosen) > sum(first.values()) / len(first) + 1000
+    assert all(v <= 100_000 for v in chosen.values())
+    with pytest.raises(ValueError, match="prescreen"):
+        make_prescreen("naswot", (1, 28, 28), 10, 100_000)

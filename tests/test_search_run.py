@@ -251,3 +251,17 @@ def test_a_users_space_file_is_searched_recorded_and_not_needed_afterwards(tmp_p
     assert main(["search", *TINY, "--search-space", str(space_file), "--run-dir", str(tmp_path / "r2")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "my-space.yaml" in err[0] and "Traceback" not in err[0]
+
+
+def test_a_prescreened_search_journals_each_choice_and_resumes(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    argv = ["search", *TINY, "--prescreen", "params", "--prescreen-pool", "3", "--run-dir", str(run_dir)]
+    assert main(argv) == 0
+    events, results = results_of(run_dir)
+    started = [e for e in events if e["event"] == "started"]
+    assert started and all(e["proposal"]["prescreen_pool"] == 3 for e in started)
+    assert {e["proposal"]["prescreen_score"] for e in started} <= {r.get("params") for r in results}
+    assert json.loads((run_dir / "run.json").read_text())["settings"]["prescreen"] == "params"
+    capsys.readouterr()
+    assert main(["search", "--resume", "--run-dir", str(run_dir)]) == 0  # a finished run: nothing runs again
+    assert len(results_of(run_dir)[1]) == len(results)

@@ -13,6 +13,7 @@ configuration proposed to fill rung r when failures left fewer survivors than th
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -20,6 +21,7 @@ import ConfigSpace as CS
 import numpy as np
 
 from autokd.hpo.objective import Objective
+from autokd.space.prescreen import Prescreen
 from autokd.hpo.proposers import make_proposer
 from autokd.hpo.hyperband import Bracket, ConfigId, plan_bracket, promote
 from autokd.hpo.trial import TrialResult, TrialSpec
@@ -45,11 +47,14 @@ class BracketDriver:
                  optimizer: str = "bohb", rounding: str = "hyperband", refill_failed: bool = True,
                  min_points_in_model: int | None = None, random_fraction: float = 1 / 3,
                  promotion: str = "sync", rungs: RungTraining = RUNG_TRAININGS["scratch"],
-                 objective: Objective = Objective()) -> None:
+                 objective: Objective = Objective(), prescreen: Prescreen | None = None,
+                 prescreen_pool: int = 1) -> None:
         if promotion not in PROMOTIONS:
             raise ValueError(f"promotion must be one of {PROMOTIONS}, got {promotion!r}")
         self.promotion = promotion
         self.objective = objective
+        # a training-free pre-screen (autokd.hpo.prescreen): each new configuration is the best-scored of a pool
+        self.prescreen, self.prescreen_pool = prescreen, max(1, int(prescreen_pool))
         self.rungs = rungs  # how a promoted configuration trains at its next rung (autokd.rungs)
         self.space = space
         self.budgets = list(budgets)
@@ -82,9 +87,10 @@ class BracketDriver:
         self.told = 0  # results the model received
 
     # ------------------------------------------------------------------ proposals
-    def _propose(self, budget: float) -> dict[str, Any]:
-        # Reseed before every proposal: the sequence depends only on the seed and the results told so far.
-        n = len(self.configs)
+    def _propose(self, budget: float, draw: int = 0) -> dict[str, Any]:
+        # Reseed before every proposal: the sequence depends only on the seed and the results told so far. A
+        # pre-screen's pool draws more than one per configuration; its first draw is the proposal without one.
+        n = len(self.configs) + draw * 1_000_000_007
         np.random.seed((self.seed * 1_000_003 + n) % 2**32)
         self.configspace.seed((self.seed * 7_919 + n) % 2**32)
         self.model_space.seed((self.seed * 7_919 + n) % 2**32)
@@ -98,6 +104,13 @@ class BracketDriver:
 
     def _new_config(self, cid: ConfigId, budget: float) -> None:
         proposal = self._propose(budget)
+        if self.prescreen is not None and self.prescreen_pool > 1:
+            pool = [proposal] + [self._propose(budget, draw) for draw in range(1, self.prescreen_pool)]
+            scores = [self.prescreen(p["config"], self.arch_seed(cid)) for p in pool]
+            best = max(range(len(pool)), key=lambda i: (scores[i], -i))  # the earliest of equals
+            proposal = pool[best]
+            proposal["info"] = {**proposal["info"], "prescreen_pool": len(pool),  # score None: none could be sampled
+                                "prescreen_score": scores[best] if math.isfinite(scores[best]) else None}
         self.configs[cid] = proposal["config"]
         self.proposal_info[cid] = proposal["info"]
 

@@ -26,6 +26,7 @@ from autokd.hpo.start import Prepared, executor_kind, make_executor, prepare_log
 from autokd.hpo.summary import closing_line
 from autokd.hpo.trial import TrialContext, TrialResult
 from autokd.space.configspace import theta_of
+from autokd.space.prescreen import make_prescreen
 from autokd.rungs import rungs_of
 
 EvaluationKey = tuple[tuple[int, ...], float]  # (configuration id, budget)
@@ -138,7 +139,10 @@ class SearchLoop:
                                  rungs=rungs_of(s), refill_failed=s.refill_failed,
                                  min_points_in_model=s.min_points_in_model, random_fraction=s.random_fraction,
                                  objective=Objective(s.objective, tuple(self.run["objective_bounds"])
-                                                     if self.run.get("objective_bounds") else None))
+                                                     if self.run.get("objective_bounds") else None),
+                                 prescreen=make_prescreen(s.prescreen, self.run["input_shape"], self.run["num_classes"],
+                                                          self.run["param_limit"], s.merge_width),
+                                 prescreen_pool=s.prescreen_pool)
         self.outcome = SearchOutcome(run_dir)
         self.outcome.replayed = self.driver.replay(prep.events)
         self.results = list(self.driver.results.values())
