@@ -119,6 +119,28 @@ def ceiling_lines(target: np.ndarray, resamples: int, bar: float) -> list[str]:
     return lines
 
 
+def kd_setting_lines(rows: dict[int, dict[str, Any]], resamples: int) -> list[str]:
+    """Exploratory (not in the preregistration): the configuration's own KD temperature and weight against the
+    target — does a high α cost accuracy at the retrain, as it does at the search's short budgets (issue 34)?"""
+    from autokd.compare import difference
+
+    ids = sorted(rows)
+    y = np.array([rows[i]["test_acc"] for i in ids])
+    lines = ["", "The configurations' own distillation settings against the target (exploratory: not pre-registered;"
+             " issue 34 asks whether α belongs in the search):", "",
+             f"| setting | Spearman ρ with the target | 95% CI ({resamples:,} resamples) |", "|---|---|---|"]
+    for key, label in (("alpha", "KD weight α"), ("temperature", "KD temperature τ")):
+        r, lo, hi = rho_ci(np.array([rows[i][key] for i in ids]), y, resamples)
+        lines.append(f"| {label} | {r:+.2f} | [{lo:+.2f}, {hi:+.2f}] |")
+    high = [rows[i]["test_acc"] for i in ids if rows[i]["alpha"] >= 0.5]
+    low = [rows[i]["test_acc"] for i in ids if rows[i]["alpha"] < 0.5]
+    if len(high) > 1 and len(low) > 1:
+        d = difference("α ≥ 0.5", high, "α < 0.5", low)
+        lines += ["", f"α ≥ 0.5 − α < 0.5: {d.diff:+.2f} points [{d.ci_low:+.2f}, {d.ci_high:+.2f}] (Welch, "
+                      f"{d.n_a} vs {d.n_b} configurations; architectures differ too, so this is not KD's effect alone)."]
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--table", default=str(REPO / "docs" / "ground-truth"))
@@ -154,6 +176,7 @@ def main() -> int:
         cost = statistics.mean(scores[i][1] for i in common)
         lines.append(f"| {name} | {len(common)} | {r:+.2f} | [{lo:+.2f}, {hi:+.2f}] | {cost:.1f} |")
     lines += ceiling_lines(np.array(accs), min(args.resamples, 2_000), RESNET8 + 0.005)
+    lines += kd_setting_lines(rows, args.resamples)
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
