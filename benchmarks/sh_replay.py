@@ -8,9 +8,10 @@ budgets or promotion is checked here before a CPU-hour is spent.
 
 Two additions, because a 40-row table is a small population: each figure carries a 95% interval over bootstrap
 resamples of the table's configurations (how far it would move on another table of the same size; subsets of one
-table alone understate that), and each ladder is replayed at equal training with a training-free pre-screen
-(PRESCREENS: twice the configurations drawn, the better half by the pre-screen kept) against the same number drawn
-without one.
+table alone understate that), and each ladder is replayed on a pool: k drawn, k/η of them trained — the best by a
+training-free pre-screen (PRESCREENS), against k/η kept at random (the control) — judged against the same k drawn.
+The cpu preset's first bracket trains 27 at 0.2 epochs; a lowest rung of 0.6 epochs trains 9 for less: a pre-screen
+decides which 9 of 27 proposals.
 
 The cpu preset promotes asynchronously (ASHA: a configuration moves up once in the top 1/η of its rung so far);
 the synchronous rule promotes the same number per rung from the complete rung, so it is the limit the async rule
@@ -55,18 +56,19 @@ def replay(scores: np.ndarray, target: np.ndarray, k: int, eta: int, draws: int,
     """scores: (configurations, rungs); target: (configurations,). Top-3 share and mean target of the pick, and of
     a random pick, over `draws` subsets of k.
 
-    With `prescreen` (configurations,) and `pool` > k: each draw takes `pool` configurations and keeps the k best by
-    the pre-screen score before the lowest rung (a training-free filter feeding the rungs a larger pool); the random
-    pick and the top 3 are then of the pool, so the pre-screen's gain counts."""
+    With `pool` > k: each draw takes `pool` configurations and keeps k of them before the lowest rung — the k best
+    by `prescreen` (configurations,) when given (a training-free filter feeding the rungs a larger pool), else k at
+    random (its control: the same training, no information); the random pick and the top 3 are then of the pool,
+    so both are judged against the same configurations."""
     rng = np.random.default_rng(seed)
     n, rungs = scores.shape
-    drawn = pool if prescreen is not None and pool else k
+    drawn = max(k, pool or k)
     hits, picked, rand_hits, rand_mean = 0, [], 0.0, []
     for _ in range(draws):
         sub = rng.choice(n, size=drawn, replace=False)
         alive = sub
-        if drawn > k:
-            alive = sub[np.argsort(-prescreen[sub], kind="stable")[:k]]
+        if drawn > k:  # sub is in random order: its first k are the control's random k
+            alive = sub[np.argsort(-prescreen[sub], kind="stable")[:k]] if prescreen is not None else sub[:k]
         for r in range(rungs):
             keep = 1 if r == rungs - 1 else max(1, math.ceil(len(alive) / eta))
             order = np.argsort(-scores[alive, r], kind="stable")
@@ -100,9 +102,8 @@ def population_ci(scores: np.ndarray, target: np.ndarray, k: int, eta: int, resa
     return {"top3": q(top3), "gain": q(gain)}
 
 
-# training-free pre-screens (a zero-cost fidelity's name) replayed in front of every ladder, with this pool factor
+# training-free pre-screens (a zero-cost fidelity's name) replayed in front of every ladder
 PRESCREENS = {"params": "zero-cost: params"}
-POOL_FACTOR = 2
 
 
 def main() -> int:
@@ -132,14 +133,14 @@ def main() -> int:
         target = np.array([rows[i]["test_acc"] for i in ids])
         k = min(args.subset, max(3, (2 * len(ids)) // 3))  # a subset must leave draws to vary
         arms = [(name, k, None, None)]
-        # a pre-screen at equal training: k trained either way, drawn from POOL_FACTOR·k with the pre-screen
-        small = max(3, (len(ids) - 1) // POOL_FACTOR)
+        # the same training on a larger pool: k drawn, k/η trained — at random (the control), or the best by each
+        # pre-screen; all three judged against the same k drawn
+        small = max(3, k // args.eta)
+        arms.append((f"  the same, {small} of the {k} drawn at random", small, None, k))
         for screen, screen_fid in PRESCREENS.items():
             if screen_fid in fids and all(i in fids[screen_fid] for i in ids):
                 pre = np.array([fids[screen_fid][i][0] for i in ids])
-                arms += [(f"  the same, {small} drawn", small, None, None),
-                         (f"  the same, {screen} pre-screen keeps {small} of {POOL_FACTOR * small}", small, pre,
-                          POOL_FACTOR * small)]
+                arms.append((f"  the same, the {small} of the {k} with the most {screen}", small, pre, k))
         for label, kk, pre, pool in arms:
             r = replay(scores, target, kk, args.eta, args.draws, prescreen=pre, pool=pool)
             ci = population_ci(scores, target, kk, args.eta, args.resamples, max(20, args.draws // 20), pre, pool)
