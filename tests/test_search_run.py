@@ -262,6 +262,10 @@ def test_a_prescreened_search_journals_each_choice_and_resumes(tmp_path, capsys)
     assert started and all(e["proposal"]["prescreen_pool"] == 3 for e in started)
     assert {e["proposal"]["prescreen_score"] for e in started} <= {r.get("params") for r in results}
     assert json.loads((run_dir / "run.json").read_text())["settings"]["prescreen"] == "params"
+    said = capsys.readouterr()
+    assert "the most parameters of 3 proposals" in said.out + said.err  # the plan's first line
+    assert main(["report", str(run_dir)]) == 0
+    assert "pre-screen: the most params of 3 proposals" in (run_dir / "report" / "report.md").read_text()
     capsys.readouterr()
     assert main(["search", "--resume", "--run-dir", str(run_dir)]) == 0  # a finished run: nothing runs again
     assert len(results_of(run_dir)[1]) == len(results)

@@ -138,7 +138,10 @@ def start_search(settings: SearchSettings, run_dir: Path, board: Board, lock: Ru
                f"{settings.teacher if not settings.no_kd else 'none (no KD)'}, budgets "
                f"{'/'.join(f'{b:g}' for b in settings.budgets())} epochs (eta {settings.eta}), "
                f"{settings.optimizer} ({settings.promotion} promotion, rungs trained {rungs_of(settings).name}, lr "
-               f"{settings.lr_schedule}), space {settings.space}, parameter limit "
+               f"{settings.lr_schedule}"
+               + (f", each configuration the most parameters of {settings.prescreen_pool} proposals"
+                  if settings.prescreen != "none" else "")
+               + f"), space {settings.space}, parameter limit "
                f"{limit:,}" + (f", objective {settings.objective}" if settings.objective != "accuracy" else "")
                + "".join(f", {flag} {value:g}" for flag, value in (("--macs-limit", settings.macs_limit),
                                                                     ("--memory-limit", settings.memory_limit),

@@ -75,7 +75,9 @@ def _header(run: RunData) -> list[str]:
              f"{st.get('iterations', '?')} bracket(s), {st.get('optimizer', 'bohb')} with "
              f"{st.get('promotion', 'sync')} promotion, rungs trained {rungs_of(st).name}, "
              f"lr schedule "
-             f"{st.get('lr_schedule', 'cosine')} |",
+             f"{st.get('lr_schedule', 'cosine')}"
+             + (f", pre-screen: the most {st['prescreen']} of {st.get('prescreen_pool')} proposals"
+                if st.get("prescreen", "none") != "none" else "") + " |",
              f"| trials | {len(run.finished)} finished, {len(run.failed)} failed |",
              *([f"| fewer trials than workers | {100 * short:.0f}% of the search phase ({r.get('workers', 1)} "
                 f"worker(s); rung barriers and the end) |"] if (short := run.under_capacity_share()) is not None
