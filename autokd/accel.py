@@ -1,6 +1,6 @@
 """Where training runs: every device-specific choice in one place. On CUDA a step runs under bf16 autocast and its
-memory is the allocator's peak; on a CPU the arithmetic is fp32 (autokd.speed picks the layout) and the memory is
-the process's peak RSS. Callers never test `device.type` themselves."""
+memory is the allocator's peak; on a CPU the arithmetic is fp32 unless a recipe asks for bf16 (autokd.speed picks
+the layout) and the memory is the process's peak RSS. Callers never test `device.type` themselves."""
 
 from __future__ import annotations
 
@@ -19,9 +19,15 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def autocast(device: torch.device) -> AbstractContextManager:
-    """The mixed precision a forward pass runs under: bf16 on CUDA, none (fp32) elsewhere."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+def autocast(device: torch.device, precision: str = "auto") -> AbstractContextManager:
+    """The mixed precision a forward pass runs under (autokd.recipe.PRECISIONS): "auto" is bf16 on CUDA and none
+    (fp32) elsewhere; "bf16" is bf16 autocast on any device (on a CPU it pays only with native bf16 instructions);
+    "fp32" is none."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision not in ("auto", "fp32"):
+        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    return nullcontext()
 
 
 def reset_peak_memory(device: torch.device) -> None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 SCHEDULES = ("cosine", "step", "wsd")
 SPEEDS = ("auto", "eager", "channels_last", "compile")  # autokd.speed
+PRECISIONS = ("auto", "fp32", "bf16")  # autokd.accel.autocast
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +84,11 @@ class Recipe:
                          "how a training step runs on a CPU, same fp32 arithmetic: auto (probe the memory layouts on "
                          "this machine, and torch.compile too for runs of >= 1,500 steps, keeping the fastest), "
                          "eager (the fused modules), channels_last, or compile", same_result=True)
+    precision: str = setting("auto", Field("str", choices=PRECISIONS),
+                             "the arithmetic of forward passes: auto (bf16 autocast on CUDA, fp32 on a CPU), fp32, or "
+                             "bf16 (autocast on a CPU too: about 2x a step where the CPU has native bf16, e.g. "
+                             "avx512_bf16 or AMX, and several times slower where it has not; it changes the "
+                             "arithmetic, so check the accuracy)", neutral="auto")
     eval_batch_size: int = setting(1000, Field("int", min=1, max=1_000_000), "validation batch", flag=False,
                                    same_result=True)
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autokd.accel import autocast
 from autokd.recipe import SPEEDS  # declared with the setting
 
 # auto: probe the layouts once a run has at least this many steps (the probe costs about 8 steps; a layout 1.3×
@@ -74,10 +75,10 @@ def _time_steps(run: Any, x: torch.Tensor, y: torch.Tensor, params: list[nn.Para
 
 def plan_step(model: nn.Module, input_shape: tuple[int, ...], batch_size: int, num_classes: int,
               device: torch.device, total_steps: int, requested: str = "auto",
-              compile_ok: bool = True) -> tuple[Any, StepPlan]:
+              compile_ok: bool = True, precision: str = "auto") -> tuple[Any, StepPlan]:
     """(the callable a training step runs, the plan). `model` is changed in place (its layout, its arithmetic) but
     not in value: its weights, buffers and torch's RNG are as before. `compile_ok=False` where a step needs the
-    model's hooks (feature-map distillation)."""
+    model's hooks (feature-map distillation). The probe times steps in the training's `precision`."""
     if requested not in SPEEDS:
         raise ValueError(f"speed must be one of {SPEEDS}, got {requested!r}")
     if device.type == "cuda":  # one layout on a GPU (tensor cores want NHWC); the step runs under bf16 autocast
@@ -103,22 +104,8 @@ def plan_step(model: nn.Module, input_shape: tuple[int, ...], batch_size: int, n
     y = torch.randint(0, num_classes, (batch_size,), generator=gen)
     run: Any = model
     try:
-        if requested == "auto":
-            plan.probe_ms["eager"] = _time_steps(model, x, y, params)
-            _set_reference(model)
-            model.to(memory_format=torch.channels_last)
-            plan.probe_ms["channels_last"] = _time_steps(model, x.contiguous(memory_format=torch.channels_last), y,
-                                                          params)
-            if plan.probe_ms["channels_last"] < plan.probe_ms["eager"]:
-                plan.layout = "channels_last"
-            else:
-                model.to(memory_format=torch.contiguous_format)
-                if hasattr(model, "arithmetic"):
-                    model.arithmetic = "auto"
-        if compile_ok and (requested == "compile" or total_steps >= COMPILE_MIN_STEPS):
-            compiled = _try_compile(model, x, y, params, plan)
-            if compiled is not None:
-                run, plan.compiled = compiled, True
+        with autocast(device, precision):
+            run = _probe(model, x, y, params, plan, requested, compile_ok, total_steps)
     finally:
         model.load_state_dict(snapshot)
         torch.set_rng_state(rng)
@@ -127,6 +114,29 @@ def plan_step(model: nn.Module, input_shape: tuple[int, ...], batch_size: int, n
             p.grad = None
     plan.probe_seconds = round(time.perf_counter() - t0, 2)
     return run, plan
+
+
+def _probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: list[nn.Parameter], plan: StepPlan,
+           requested: str, compile_ok: bool, total_steps: int) -> Any:
+    """Time the layouts (and the compiler) on `model`, leave it in the fastest layout and return what a step runs."""
+    run: Any = model
+    if requested == "auto":
+        plan.probe_ms["eager"] = _time_steps(model, x, y, params)
+        _set_reference(model)
+        model.to(memory_format=torch.channels_last)
+        plan.probe_ms["channels_last"] = _time_steps(model, x.contiguous(memory_format=torch.channels_last), y,
+                                                      params)
+        if plan.probe_ms["channels_last"] < plan.probe_ms["eager"]:
+            plan.layout = "channels_last"
+        else:
+            model.to(memory_format=torch.contiguous_format)
+            if hasattr(model, "arithmetic"):
+                model.arithmetic = "auto"
+    if compile_ok and (requested == "compile" or total_steps >= COMPILE_MIN_STEPS):
+        compiled = _try_compile(model, x, y, params, plan)
+        if compiled is not None:
+            run, plan.compiled = compiled, True
+    return run
 
 
 def _try_compile(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: list[nn.Parameter],

@@ -133,13 +133,13 @@ def _logits(out: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def evaluate_accuracy(model: nn.Module, loader: DeviceLoader) -> tuple[float, float]:
-    """(top-1 accuracy, mean cross entropy) over every image of the loader."""
+def evaluate_accuracy(model: nn.Module, loader: DeviceLoader, precision: str = "auto") -> tuple[float, float]:
+    """(top-1 accuracy, mean cross entropy) over every image of the loader, in the training's precision."""
     model.eval()
     correct = torch.zeros((), device=loader.device)
     loss = torch.zeros((), device=loader.device)
     for batch in loader.epoch(0):
-        with autocast(loader.device):
+        with autocast(loader.device, precision):
             logits = _logits(model(batch.x)).float()
         correct += (logits.argmax(1) == batch.y).sum()
         loss += F.cross_entropy(logits, batch.y, reduction="sum")
@@ -228,7 +228,7 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
     # the fastest way this machine runs the step, same arithmetic (autokd.speed); feature KD needs the module's hooks
     step_model, plan = plan_step(model, tuple(train.images.shape[1:]), min(cfg.batch_size, len(train)),
                                  int(train.labels.max()) + 1, dev, total_steps, cfg.speed,
-                                 compile_ok=not (distil and distil.features))
+                                 compile_ok=not (distil and distil.features), precision=cfg.precision)
     result.speed = plan.to_json()
     train_loader.channels_last = plan.channels_last
     val_loader = DeviceLoader(val, cfg.eval_batch_size, dev, mean, std, channels_last=plan.channels_last)
@@ -267,7 +267,7 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
             step += 1
             reporter.add(loss.detach())
             if step in eval_steps and step < total_steps:  # a lower budget's score on the way (eval_at)
-                acc, val_loss = evaluate_accuracy(model, val_loader)
+                acc, val_loss = evaluate_accuracy(model, val_loader, cfg.precision)
                 result.checkpoints.append({"epoch": step / steps_per_epoch, "val_acc": acc, "val_loss": val_loss,
                                            "steps": step, "seconds": reporter.elapsed()})
                 model.train()
@@ -286,7 +286,7 @@ def _train(model: nn.Module, train: ImageSet, val: ImageSet, mean: tuple[float, 
             last_save = time.perf_counter()
         reporter.epoch_end(step)
     reporter.scoring(step, result.train_loss)
-    result.eval_acc, result.eval_loss = evaluate_accuracy(model, val_loader)
+    result.eval_acc, result.eval_loss = evaluate_accuracy(model, val_loader, cfg.precision)
     if not math.isfinite(result.eval_loss):
         raise FloatingPointError(f"validation loss is {result.eval_loss}")
 
@@ -320,7 +320,7 @@ def _step_loss(step_model: nn.Module, model: nn.Module, batch: Batch, cfg: Train
     t_logits = distil.teacher(batch) if distil and not distil.features else None
     t_maps = distil.teacher.feature_maps(batch) if distil and distil.features else None  # type: ignore[attr-defined]
     x = cutout(batch.x, cfg.augment.cutout, gen) if cfg.augment.cutout > 0 else batch.x
-    with autocast(dev):
+    with autocast(dev, cfg.precision):
         out, s_maps = feature_maps(model, x) if distil and distil.features else (step_model(x), None)
     logits = _logits(out)
     hard = F.cross_entropy(logits.float(), batch.y, label_smoothing=cfg.label_smoothing)

@@ -405,6 +405,9 @@ CASES: list[tuple[str, Callable[[Path, Path], list]]] = [
     ("export-pick-costs-not-recorded", lambda t, b: ["export", b, "--pick", "knee", "--out", t / "o"]),
     ("teacher-train-out-is-a-folder", lambda t, b: ["teacher", "train", "--arch", "vgg7", "--dataset", SYN,
                                                     "--out", t]),
+    ("teacher-train-precision-fp16", lambda t, b: ["teacher", "train", "--arch", "vgg7", "--dataset", SYN,
+                                                   "--precision", "fp16", "--out", t / "t.pt"]),
+    ("search-precision-fp16", lambda t, b: [*S, "--precision", "fp16", "--run-dir", t / "r"]),
     # ---- devices
     ("device-nonsense", lambda t, b: [*S, "--device", "nonsense", "--run-dir", t / "r"]),
     ("device-cuda", lambda t, b: [*S, "--device", "cuda", "--run-dir", t / "r"]),

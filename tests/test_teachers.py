@@ -119,3 +119,7 @@ def test_teacher_training_resumes_after_a_kill_and_leaves_no_state_behind(tmp_pa
     assert main(argv) == 0
     assert "resumed at epoch 2" in capsys.readouterr().out
     assert load_checkpoint(out)["epochs"] == 3 and not state_path_of(out).exists()
+    assert load_checkpoint(out)["precision"] == "auto"
+    bf16 = tmp_path / "bf16.pt"
+    assert main([*argv[:-1], str(bf16), "--precision", "bf16", "--epochs", "1"]) == 0
+    assert load_checkpoint(bf16)["precision"] == "bf16" and load_checkpoint(bf16)["test_acc"] is not None
