@@ -53,7 +53,7 @@ class BracketDriver:
             raise ValueError(f"promotion must be one of {PROMOTIONS}, got {promotion!r}")
         self.promotion = promotion
         self.objective = objective
-        # a training-free pre-screen (autokd.hpo.prescreen): each new configuration is the best-scored of a pool
+        # a training-free pre-screen (autokd.space.prescreen): each new configuration is the best-scored of a pool
         self.prescreen, self.prescreen_pool = prescreen, max(1, int(prescreen_pool))
         self.rungs = rungs  # how a promoted configuration trains at its next rung (autokd.rungs)
         self.space = space
