@@ -26,6 +26,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,6 +82,20 @@ def replay(scores: np.ndarray, target: np.ndarray, k: int, eta: int, draws: int,
         rand_mean.append(target[sub].mean())
     return {"top3": hits / draws, "mean_target": float(np.mean(picked)), "random_top3": rand_hits / draws,
             "random_mean_target": float(np.mean(rand_mean))}
+
+
+def population_gains(scores: np.ndarray, target: np.ndarray, k: int, eta: int, resamples: int, draws: int,
+                     prescreen: np.ndarray | None = None, pool: int | None = None, seed: int = 0) -> np.ndarray:
+    """The pick's mean target on each of `resamples` bootstrap resamples of the table (the same resamples and, for
+    the same number drawn, the same subsets for every arm: two arms' arrays pair element by element)."""
+    rng = np.random.default_rng(seed + 1)
+    n = len(target)
+    out = []
+    for b in range(resamples):
+        rows = rng.choice(n, size=n, replace=True)
+        out.append(replay(scores[rows], target[rows], k, eta, draws, seed=seed + 2 + b,
+                          prescreen=None if prescreen is None else prescreen[rows], pool=pool)["mean_target"])
+    return np.array(out)
 
 
 def population_ci(scores: np.ndarray, target: np.ndarray, k: int, eta: int, resamples: int, draws: int,
@@ -148,7 +163,44 @@ def main() -> int:
             print(f"| {label} | {len(ids)} | {kk} | {pool or kk} | {r['top3']:.1%} [{ci['top3'][0]:.0%}, "
                   f"{ci['top3'][1]:.0%}] | {r['random_top3']:.1%} | {100 * r['mean_target']:.2f}% | {gain:+.2f} "
                   f"[{100 * ci['gain'][0]:+.2f}, {100 * ci['gain'][1]:+.2f}] |")
+    print(decision(rows, fids, args))
     return 0
+
+
+# the rebuilt presets a CPU-hour would be spent on, each against today's preset at no more training: today's first
+# bracket trains 26 at 0.2 epochs (16.2 epoch-units of 10,000 images); a lowest rung of 0.6 epochs trains a third of
+# them (12.6) — at random, or the third with the most parameters
+TODAY = "today's preset (0.2/0.6/1.8/5.4 ep, wsd continued, KD, η 3)"
+RAISED = "lowest rung raised out of chance (0.6/1.8/5.4 ep, wsd continued, KD)"
+
+
+def decision(rows: dict[int, Any], fids: dict[str, Any], args: argparse.Namespace) -> str:
+    """Paired differences in the pick's expected target, rebuilt − today's, over the same bootstrap resamples."""
+    ids = sorted(set(rows).intersection(*(set(fids[f]) for f in LADDERS[TODAY] + LADDERS[RAISED]
+                                          + ["zero-cost: params"] if f in fids)))
+    if any(f not in fids for f in LADDERS[TODAY] + LADDERS[RAISED]) or len(ids) < 8:
+        return ""
+    target = np.array([rows[i]["test_acc"] for i in ids])
+    ladder = {name: np.array([[fids[f][i][0] for f in LADDERS[name]] for i in ids]) for name in (TODAY, RAISED)}
+    k = min(args.subset, max(3, (2 * len(ids)) // 3))
+    small = max(3, k // args.eta)
+    draws, resamples = max(20, args.draws // 20), args.resamples
+    base = population_gains(ladder[TODAY], target, k, args.eta, resamples, draws)
+    arms = {f"raised, {small} of {k} at random": population_gains(ladder[RAISED], target, small, args.eta,
+                                                                 resamples, draws, pool=k)}
+    if "zero-cost: params" in fids:
+        pre = np.array([fids["zero-cost: params"][i][0] for i in ids])
+        arms[f"raised, the {small} of {k} with the most params"] = population_gains(
+            ladder[RAISED], target, small, args.eta, resamples, draws, prescreen=pre, pool=k)
+    lines = ["", f"Rebuilt against today's preset at no more training ({k} proposals each; the pick's expected "
+             f"target, paired over the same {resamples} bootstrap resamples of the table):", "",
+             "| rebuilt preset | − today's preset, points | 95% CI | share of resamples where it is higher |",
+             "|---|---|---|---|"]
+    for name, gains in arms.items():
+        d = 100 * (gains - base)
+        lo, hi = np.percentile(d, [2.5, 97.5])
+        lines.append(f"| {name} | {d.mean():+.2f} | [{lo:+.2f}, {hi:+.2f}] | {np.mean(d > 0):.0%} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 from ground_truth_report import best_of_k, load_table, rho_ci  # noqa: E402
 from holdout_test import holm, permutation_p, score  # noqa: E402
-from sh_replay import population_ci, replay  # noqa: E402
+from sh_replay import population_ci, population_gains, replay  # noqa: E402
 
 
 def test_replay_of_a_perfect_fidelity_always_picks_the_best_and_an_inverted_one_never_the_top_three():
@@ -37,6 +37,9 @@ def test_a_prescreen_filters_the_pool_before_the_rungs_and_the_population_interv
     control = replay(noisy, target, k=10, eta=3, draws=400, pool=30)  # 10 of the 30 kept at random
     assert good["mean_target"] > control["mean_target"] > bad["mean_target"]
     assert abs(good["random_top3"] - 3 / 30) < 1e-9 and abs(control["random_top3"] - 3 / 30) < 1e-9
+    # arms pair element by element: the same resamples and subsets, so an arm against itself differs by exactly 0
+    a = population_gains(noisy, target, k=10, eta=3, resamples=20, draws=30, pool=30)
+    assert np.array_equal(a, population_gains(noisy, target, k=10, eta=3, resamples=20, draws=30, pool=30))
     ci = population_ci(noisy, target, k=10, eta=3, resamples=30, draws=50)
     assert ci["top3"][0] <= ci["top3"][1] and ci["gain"][0] <= ci["gain"][1]
 
