@@ -3,9 +3,10 @@
 
 `params`: the parameter count of the architecture the configuration would train (its θ sampled with the trial's
 architecture seed, widened to the limit) — milliseconds, no torch. Under a parameter limit the integer width
-multiplier leaves students at 79–100% of the limit; on the ground-truth table the count ranks the 7-epoch retrain
-target as well as the preset's best rung (docs/ground-truth/report.md, docs/results.md). A configuration that cannot
-be sampled scores −inf (the trial would fail: never preferred).
+multiplier leaves students at 79–100% of the limit. On the ground-truth table's first 24 rows the count ranked the
+7-epoch retrain target as well as the preset's best rung, but not on the 16 held out (ρ +0.08; all 40: +0.30
+[−0.04, +0.58]; docs/ground-truth/holdout.md), so no preset turns it on. A configuration that cannot be sampled
+scores −inf (the trial would fail: never preferred).
 
 A pre-screen is a function of (configuration, architecture seed) → score, higher better; the driver records the
 chosen one's score and the pool size in the proposal's info (the journal).
