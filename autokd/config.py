@@ -76,9 +76,9 @@ class SearchSettings(Recipe):
     prescreen: str = setting("none", Field("str", choices=PRESCREENS),
                              "a training-free pre-screen: params draws --prescreen-pool proposals for each new "
                              "configuration and trains the one whose student has the most parameters under the limit "
-                             "(milliseconds each; docs/search-space.md)")
+                             "(milliseconds each; docs/search-space.md)", neutral="none")
     prescreen_pool: int = setting(4, Field("int", min=2, max=1000), "proposals per new configuration that "
-                                  "--prescreen chooses among")
+                                  "--prescreen chooses among", neutral=4)
     refill_failed: bool = setting(True, Field("bool"), "fill a rung left short by failures with new proposals, as "
                                   "hpbandster does")
     min_points_in_model: int | None = setting(None, Field("int", min=1, max=10_000, nullable=True),

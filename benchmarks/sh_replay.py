@@ -84,37 +84,36 @@ def replay(scores: np.ndarray, target: np.ndarray, k: int, eta: int, draws: int,
             "random_mean_target": float(np.mean(rand_mean))}
 
 
-def population_gains(scores: np.ndarray, target: np.ndarray, k: int, eta: int, resamples: int, draws: int,
-                     prescreen: np.ndarray | None = None, pool: int | None = None, seed: int = 0) -> np.ndarray:
-    """The pick's mean target on each of `resamples` bootstrap resamples of the table (the same resamples and, for
-    the same number drawn, the same subsets for every arm: two arms' arrays pair element by element)."""
+def _resampled(scores: np.ndarray, target: np.ndarray, k: int, eta: int, resamples: int, draws: int,
+               prescreen: np.ndarray | None, pool: int | None, seed: int) -> list[dict[str, float]]:
+    """The replay on each of `resamples` bootstrap resamples of the table's configurations (with replacement). The
+    same seed gives every arm the same resamples and, for the same number drawn, the same subsets: arms pair."""
     rng = np.random.default_rng(seed + 1)
     n = len(target)
     out = []
     for b in range(resamples):
         rows = rng.choice(n, size=n, replace=True)
         out.append(replay(scores[rows], target[rows], k, eta, draws, seed=seed + 2 + b,
-                          prescreen=None if prescreen is None else prescreen[rows], pool=pool)["mean_target"])
-    return np.array(out)
+                          prescreen=None if prescreen is None else prescreen[rows], pool=pool))
+    return out
+
+
+def population_gains(scores: np.ndarray, target: np.ndarray, k: int, eta: int, resamples: int, draws: int,
+                     prescreen: np.ndarray | None = None, pool: int | None = None, seed: int = 0) -> np.ndarray:
+    """The pick's mean target on each bootstrap resample of the table (two arms' arrays pair element by element)."""
+    return np.array([r["mean_target"] for r in _resampled(scores, target, k, eta, resamples, draws, prescreen,
+                                                             pool, seed)])
 
 
 def population_ci(scores: np.ndarray, target: np.ndarray, k: int, eta: int, resamples: int, draws: int,
                   prescreen: np.ndarray | None = None, pool: int | None = None, seed: int = 0
                   ) -> dict[str, tuple[float, float]]:
     """95% percentile intervals of the top-3 share and of the pick's gain over a random pick (target points), over
-    `resamples` bootstrap resamples of the table's configurations (with replacement; `draws` subsets each): how
-    much the replay's figures would move on another table of the same size, not just on other subsets of this one."""
-    rng = np.random.default_rng(seed + 1)
-    n = len(target)
-    top3, gain = [], []
-    for b in range(resamples):
-        rows = rng.choice(n, size=n, replace=True)
-        r = replay(scores[rows], target[rows], k, eta, draws, seed=seed + 2 + b,
-                   prescreen=None if prescreen is None else prescreen[rows], pool=pool)
-        top3.append(r["top3"])
-        gain.append(r["mean_target"] - r["random_mean_target"])
+    bootstrap resamples of the table: how much the replay's figures would move on another table of the same size,
+    not just on other subsets of this one."""
+    runs = _resampled(scores, target, k, eta, resamples, draws, prescreen, pool, seed)
     q = lambda v: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5)))  # noqa: E731
-    return {"top3": q(top3), "gain": q(gain)}
+    return {"top3": q([r["top3"] for r in runs]), "gain": q([r["mean_target"] - r["random_mean_target"] for r in runs])}
 
 
 # training-free pre-screens (a zero-cost fidelity's name) replayed in front of every ladder
