@@ -72,7 +72,7 @@ def add_setting_flags(parser: argparse.ArgumentParser, settings_cls: type) -> tu
         if not meta.get("flag"):
             continue
         check, flag = meta["check"], "--" + f.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"help": meta["help"]}
+        kwargs: dict[str, Any] = {"help": meta["help"].replace("%", "%%")}  # argparse formats help with %
         if check.kind == "bool":
             kwargs.update(action=argparse.BooleanOptionalAction, default=None)
         elif check.choices and check.or_files:  # a name or a file: checked by the settings, listed in the help

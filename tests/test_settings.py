@@ -53,6 +53,21 @@ def test_every_flag_is_a_declared_setting_and_presets_only_hold_settings():
         assert set(preset) <= set(RETRAIN_FIELDS)
 
 
+def test_every_command_prints_its_help():
+    """`--help` formats each help string with %: a declared setting's help such as "95% CI" must not break it."""
+    parser = build_parser()
+    stack = [parser]
+    while stack:
+        p = stack.pop()
+        assert p.format_help()
+        for action in p._actions:
+            if isinstance(getattr(action, "choices", None), dict):
+                stack.extend(action.choices.values())
+    with pytest.raises(SystemExit) as done:
+        main(["retrain", "--help"])
+    assert done.value.code == 0
+
+
 def _numeric_flags(command: str) -> list[tuple[str, str]]:
     """(flag, a value just outside its declared range) for every numeric setting flag of a command."""
     table = SETTING_FIELDS if command == "search" else RETRAIN_FIELDS
