@@ -294,7 +294,7 @@ def cmd_teacher_train(args: argparse.Namespace) -> int:
 
 def cmd_teacher_list(args: argparse.Namespace) -> int:
     from autokd.data.registry import cache_root
-    from autokd.kd.teacher import DEFAULT_TEACHERS, SHIPPED, SHIPPED_DIR, load_checkpoint
+    from autokd.kd.teacher import DEFAULT_TEACHERS, SHIPPED, SHIPPED_DIR, SHIPPED_ENSEMBLES, load_checkpoint
     from autokd.nn.teachers import TEACHERS
 
     print("built-in teacher architectures:")
@@ -303,6 +303,9 @@ def cmd_teacher_list(args: argparse.Namespace) -> int:
               f"lr {t.recipe.lr}")
     print("default teacher per dataset: " + ", ".join(f"{d}: {n}" for d, n in DEFAULT_TEACHERS.items())
           + " (others: darts)")
+    for dataset, ensembles in SHIPPED_ENSEMBLES.items():
+        for name, members in ensembles.items():
+            print(f"shipped ensemble for {dataset}: --teacher {name} (the mean of {', '.join(members)})")
     found = [SHIPPED_DIR / name for name in SHIPPED] + sorted((cache_root() / "teachers").glob("*.pt"))
     print("checkpoints (shipped, then cached):" if found else "no teacher checkpoints")
     for path in found:

@@ -74,3 +74,31 @@ def test_a_member_that_does_not_fit_the_dataset_is_refused(two_teachers, tmp_pat
     assert main(["search", "--dataset", DATASET, "--teacher", f"{two_teachers[0]},{tmp_path / 'five.pt'}",
                  "--preset", "smoke", "--run-dir", str(tmp_path / "r")]) == 2
     assert "predicts 5 classes" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_a_shipped_ensemble_is_its_members_spelled_out(two_teachers, tmp_path, monkeypatch):
+    """`--teacher NAME` of a shipped ensemble: its SHA-checked member files, averaged as the spelled-out list is (one
+    fingerprint, one logit cache); a corrupt member is refused; unknown names list the shipped ones."""
+    import shutil
+
+    from autokd.kd import teacher as T
+
+    ds = load_dataset(DATASET)
+    name = ds.info.name
+    shipped = {}
+    for i, src in enumerate(two_teachers):
+        dst = tmp_path / f"{name}-m{i}.pt"
+        shutil.copy(src, dst)
+        shipped[dst.name] = T.file_sha256(dst)
+    monkeypatch.setattr(T, "SHIPPED_DIR", tmp_path)
+    monkeypatch.setattr(T, "SHIPPED", shipped)
+    monkeypatch.setattr(T, "SHIPPED_ENSEMBLES", {name: {"both": ("m0", "m1")}})
+    ens = resolve_teacher("both", ds, check=True)
+    spelled = resolve_teacher(f"{two_teachers[0]},{two_teachers[1]}", ds)
+    assert ens.kind == "ensemble" and ens.fingerprint == spelled.fingerprint
+    assert resolve_teacher("m1", ds).fingerprint == resolve_teacher(str(two_teachers[1]), ds).fingerprint
+    with pytest.raises(TeacherError, match="m0, m1, both"):
+        resolve_teacher("nope", ds)
+    (tmp_path / f"{name}-m1.pt").write_bytes(b"corrupt")
+    with pytest.raises(TeacherError, match="corrupt"):
+        resolve_teacher("both", ds)

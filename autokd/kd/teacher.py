@@ -55,9 +55,14 @@ CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 DEFAULT_TEACHERS = {"fashion-mnist": "vgg7"}
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "teachers"
 # Checkpoints shipped inside the package: file → SHA-256 (verified on load). docs/teachers.md has how each was made.
+# A shipped file named DATASET-NAME.pt is `--teacher NAME` on that dataset: NAME a built-in architecture (its shipped
+# checkpoint, in place of training one) or a shipped name of its own (a further member of an ensemble below).
 SHIPPED: dict[str, str] = {
     "fashion-mnist-vgg7.pt": "a4243359596b78b0222a6c9a5c437d6412ed99714e1bd70216b929e4b0e2db15",
 }
+# Shipped ensembles: dataset → name → members (built-in or shipped names of that dataset), averaged as
+# `--teacher a,b,c` is (autokd.kd.ensemble); the same teacher, fingerprint and logit cache as the list spelled out.
+SHIPPED_ENSEMBLES: dict[str, dict[str, tuple[str, ...]]] = {}
 
 
 @dataclass
@@ -89,6 +94,20 @@ def shipped_path(dataset: str, arch: str) -> Path | None:
     name = f"{dataset}-{arch}.pt"
     path = SHIPPED_DIR / name
     return path if name in SHIPPED and path.is_file() else None
+
+
+def shipped_names(dataset: str) -> list[str]:
+    """What `--teacher NAME` finds shipped for a dataset besides the architectures: member files, then ensembles."""
+    own = [n[len(dataset) + 1:-len(".pt")] for n in SHIPPED if n.startswith(f"{dataset}-")]
+    return [n for n in own if n not in TEACHERS] + list(SHIPPED_ENSEMBLES.get(dataset, {}))
+
+
+def _verified(shipped: Path) -> Path:
+    want = SHIPPED[shipped.name]
+    if file_sha256(shipped) != want:
+        raise TeacherError(f"the shipped teacher {shipped} is corrupt (SHA-256 differs from {want[:12]}…); "
+                           f"reinstall autokd")
+    return shipped
 
 
 def default_teacher(dataset: str) -> str:
@@ -320,11 +339,7 @@ def _built_in(name: str, dataset: Dataset, smoke: bool, device: str | None, quie
     """The checkpoint file of a built-in teacher: shipped, cached, or trained now (with progress) and cached."""
     shipped = None if smoke else shipped_path(dataset.info.name, name)
     if shipped is not None:
-        want = SHIPPED[shipped.name]
-        if file_sha256(shipped) != want:
-            raise TeacherError(f"the shipped teacher {shipped} is corrupt (SHA-256 differs from {want[:12]}…); "
-                               f"reinstall autokd")
-        return shipped
+        return _verified(shipped)
     path = teacher_cache_path(dataset.info.name, name, smoke)
     if not path.is_file():
         if not quiet:
@@ -346,10 +361,16 @@ def resolve_teacher(name_or_path: str, dataset: Dataset, smoke: bool = False, de
     (with `check`, by a forward pass too)."""
     dev = pick_device(device)
     kind = "autokd"
+    members = SHIPPED_ENSEMBLES.get(dataset.info.name, {}).get(name_or_path)
+    if members:
+        return _resolve_ensemble(SEPARATOR.join(members), dataset, smoke, device, quiet, weights, progress, check)
     if is_ensemble(name_or_path):
         return _resolve_ensemble(name_or_path, dataset, smoke, device, quiet, weights, progress, check)
+    shipped = shipped_path(dataset.info.name, name_or_path) if name_or_path not in TEACHERS else None
     if name_or_path in TEACHERS:
         path = _built_in(name_or_path, dataset, smoke, device, quiet, progress)
+    elif shipped is not None and not Path(name_or_path).exists():
+        path = _verified(shipped)
     elif CALLABLE.match(name_or_path) and not Path(name_or_path).exists():
         module, path = _load_callable(name_or_path, weights)
         meta = {**read_sidecar(Path(f"{path}.json"), path), "arch": name_or_path}
@@ -360,7 +381,8 @@ def resolve_teacher(name_or_path: str, dataset: Dataset, smoke: bool = False, de
             if path.is_dir():
                 raise TeacherError(f"teacher {path} is a folder; give a checkpoint or model file")
             if "/" not in name_or_path and "." not in name_or_path:
-                raise TeacherError(f"unknown teacher {name_or_path!r}; built-in: {', '.join(TEACHERS)}, a "
+                raise TeacherError(f"unknown teacher {name_or_path!r}; built-in: "
+                                   f"{', '.join([*TEACHERS, *shipped_names(dataset.info.name)])}, a "
                                    f"checkpoint or TorchScript/export file, or module:callable")
             raise TeacherError(f"teacher file {path} not found")
         kind = _archive_kind(path)
