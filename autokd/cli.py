@@ -304,8 +304,9 @@ def cmd_teacher_list(args: argparse.Namespace) -> int:
     print("default teacher per dataset: " + ", ".join(f"{d}: {n}" for d, n in DEFAULT_TEACHERS.items())
           + " (others: darts)")
     for dataset, ensembles in SHIPPED_ENSEMBLES.items():
-        for name, members in ensembles.items():
-            print(f"shipped ensemble for {dataset}: --teacher {name} (the mean of {', '.join(members)})")
+        for name, ens in ensembles.items():
+            print(f"shipped ensemble for {dataset}: --teacher {name} (the mean of {', '.join(ens.members)}"
+                  f"{', each also on the mirrored image' if ens.mirror else ''})")
     found = [SHIPPED_DIR / name for name in SHIPPED] + sorted((cache_root() / "teachers").glob("*.pt"))
     print("checkpoints (shipped, then cached):" if found else "no teacher checkpoints")
     for path in found:

@@ -92,12 +92,19 @@ def test_a_shipped_ensemble_is_its_members_spelled_out(two_teachers, tmp_path, m
         shipped[dst.name] = T.file_sha256(dst)
     monkeypatch.setattr(T, "SHIPPED_DIR", tmp_path)
     monkeypatch.setattr(T, "SHIPPED", shipped)
-    monkeypatch.setattr(T, "SHIPPED_ENSEMBLES", {name: {"both": ("m0", "m1")}})
+    monkeypatch.setattr(T, "SHIPPED_ENSEMBLES", {name: {"both": T.ShippedEnsemble(("m0", "m1")),
+                                                        "both-mirrored": T.ShippedEnsemble(("m0", "m1"), True)}})
     ens = resolve_teacher("both", ds, check=True)
     spelled = resolve_teacher(f"{two_teachers[0]},{two_teachers[1]}", ds)
-    assert ens.kind == "ensemble" and ens.fingerprint == spelled.fingerprint
+    assert ens.kind == "ensemble" and ens.fingerprint == spelled.fingerprint and ens.resolvable() == "both"
+    mirrored = resolve_teacher("both-mirrored", ds, check=True)
+    assert mirrored.fingerprint != ens.fingerprint and mirrored.meta["mirror"] and 0 <= mirrored.meta["test_acc"] <= 1
+    x = torch.randn(5, *ds.input_shape)
+    with torch.no_grad():  # each member on the image and its mirror: the mean of the plain ensemble's two views
+        want = (torch.softmax(ens.module(x), 1) + torch.softmax(ens.module(x.flip(-1)), 1)) / 2
+        torch.testing.assert_close(torch.softmax(mirrored.module(x), 1), want, rtol=1e-4, atol=1e-5)
     assert resolve_teacher("m1", ds).fingerprint == resolve_teacher(str(two_teachers[1]), ds).fingerprint
-    with pytest.raises(TeacherError, match="m0, m1, both"):
+    with pytest.raises(TeacherError, match="m0, m1, both, both-mirrored"):
         resolve_teacher("nope", ds)
     (tmp_path / f"{name}-m1.pt").write_bytes(b"corrupt")
     with pytest.raises(TeacherError, match="corrupt"):

@@ -59,10 +59,24 @@ SHIPPED_DIR = Path(__file__).resolve().parent.parent / "teachers"
 # checkpoint, in place of training one) or a shipped name of its own (a further member of an ensemble below).
 SHIPPED: dict[str, str] = {
     "fashion-mnist-vgg7.pt": "a4243359596b78b0222a6c9a5c437d6412ed99714e1bd70216b929e4b0e2db15",
+    "fashion-mnist-vgg7-s1.pt": "2dfd4e41bd400d82c9a6ea4df9df9f639a56f73aa65c0dca379f575353c6338c",
+    "fashion-mnist-vgg7-s2.pt": "8f804c5985e3124d3c827327d61661b41ddc559d0c2fa3ffbc35e91a0a3f90cb",
 }
-# Shipped ensembles: dataset → name → members (built-in or shipped names of that dataset), averaged as
-# `--teacher a,b,c` is (autokd.kd.ensemble); the same teacher, fingerprint and logit cache as the list spelled out.
-SHIPPED_ENSEMBLES: dict[str, dict[str, tuple[str, ...]]] = {}
+
+
+@dataclass(frozen=True)
+class ShippedEnsemble:
+    """`--teacher NAME` for several shipped teachers of a dataset, averaged as `--teacher a,b,c` is
+    (autokd.kd.ensemble); with `mirror`, each member also sees the image mirrored (a dataset whose labels a
+    horizontal flip keeps). Recorded by its name in run.json; its own fingerprint and logit cache."""
+
+    members: tuple[str, ...]  # built-in or shipped names of the dataset
+    mirror: bool = False
+
+
+SHIPPED_ENSEMBLES: dict[str, dict[str, ShippedEnsemble]] = {  # dataset → name → ensemble
+    "fashion-mnist": {"vgg7x3": ShippedEnsemble(("vgg7", "vgg7-s1", "vgg7-s2"), mirror=True)},  # 95.11% test
+}
 
 
 @dataclass
@@ -361,9 +375,10 @@ def resolve_teacher(name_or_path: str, dataset: Dataset, smoke: bool = False, de
     (with `check`, by a forward pass too)."""
     dev = pick_device(device)
     kind = "autokd"
-    members = SHIPPED_ENSEMBLES.get(dataset.info.name, {}).get(name_or_path)
-    if members:
-        return _resolve_ensemble(SEPARATOR.join(members), dataset, smoke, device, quiet, weights, progress, check)
+    shipped_ensemble = SHIPPED_ENSEMBLES.get(dataset.info.name, {}).get(name_or_path)
+    if shipped_ensemble is not None:
+        return _resolve_ensemble(SEPARATOR.join(shipped_ensemble.members), dataset, smoke, device, quiet, weights,
+                                 progress, check, mirror=shipped_ensemble.mirror, shipped_name=name_or_path)
     if is_ensemble(name_or_path):
         return _resolve_ensemble(name_or_path, dataset, smoke, device, quiet, weights, progress, check)
     shipped = shipped_path(dataset.info.name, name_or_path) if name_or_path not in TEACHERS else None
@@ -412,8 +427,10 @@ def _finish(module: nn.Module, meta: dict[str, Any], path: Path, fingerprint: st
 
 
 def _resolve_ensemble(spec: str, dataset: Dataset, smoke: bool, device: str | None, quiet: bool,
-                      weights: str | None, progress: Progress | None, check: bool) -> Teacher:
-    """Each member resolved (and checked against the dataset) as a teacher of its own, then averaged."""
+                      weights: str | None, progress: Progress | None, check: bool, mirror: bool = False,
+                      shipped_name: str | None = None) -> Teacher:
+    """Each member resolved (and checked against the dataset) as a teacher of its own, then averaged;
+    `shipped_name`: a shipped ensemble's, which resolves it again."""
     names = member_names(spec)
     if len(names) < 2:
         raise TeacherError(f"teacher {spec!r}: an ensemble needs two or more teachers, comma-separated")
@@ -428,8 +445,8 @@ def _resolve_ensemble(spec: str, dataset: Dataset, smoke: bool, device: str | No
         members.append(resolve_teacher(name, dataset, smoke=smoke, device=device, quiet=quiet, progress=progress,
                                        check=check))
     parts = build_ensemble(members, dataset.info.mean, dataset.info.std,
-                           (lambda m: _test_accuracy(m, dataset)) if check else None)
-    resolvable = SEPARATOR.join(m.resolvable() for m in members)
+                           (lambda m: _test_accuracy(m, dataset)) if check else None, mirror)
+    resolvable = shipped_name or SEPARATOR.join(m.resolvable() for m in members)
     return Teacher(parts["module"], parts["meta"], members[0].path, parts["fingerprint"], "ensemble", resolvable)
 
 
