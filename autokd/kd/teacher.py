@@ -118,6 +118,8 @@ def shipped_names(dataset: str) -> list[str]:
 
 def _verified(shipped: Path) -> Path:
     want = SHIPPED[shipped.name]
+    if not shipped.is_file():
+        raise TeacherError(f"the shipped teacher {shipped} is missing; reinstall autokd")
     if file_sha256(shipped) != want:
         raise TeacherError(f"the shipped teacher {shipped} is corrupt (SHA-256 differs from {want[:12]}…); "
                            f"reinstall autokd")
@@ -381,11 +383,10 @@ def resolve_teacher(name_or_path: str, dataset: Dataset, smoke: bool = False, de
                                  progress, check, mirror=shipped_ensemble.mirror, shipped_name=name_or_path)
     if is_ensemble(name_or_path):
         return _resolve_ensemble(name_or_path, dataset, smoke, device, quiet, weights, progress, check)
-    shipped = shipped_path(dataset.info.name, name_or_path) if name_or_path not in TEACHERS else None
     if name_or_path in TEACHERS:
         path = _built_in(name_or_path, dataset, smoke, device, quiet, progress)
-    elif shipped is not None and not Path(name_or_path).exists():
-        path = _verified(shipped)
+    elif f"{dataset.info.name}-{name_or_path}.pt" in SHIPPED and not Path(name_or_path).exists():
+        path = _verified(SHIPPED_DIR / f"{dataset.info.name}-{name_or_path}.pt")
     elif CALLABLE.match(name_or_path) and not Path(name_or_path).exists():
         module, path = _load_callable(name_or_path, weights)
         meta = {**read_sidecar(Path(f"{path}.json"), path), "arch": name_or_path}
