@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -290,6 +290,18 @@ class RetrainSettings(Recipe):
 
 
 RETRAIN_FIELDS: dict[str, Field] = settings_table(RetrainSettings)
+
+# The settings only distillation reads. Without a teacher they cannot change a sample's result, so they are reset
+# to their defaults there: a sample trained without KD has one identity (and is reused) whichever KD loss, temperature
+# or teacher the run would have distilled with, e.g. by a `--kd-loss dkd --ablate-kd` run from a hinton one.
+KD_ONLY_SETTINGS = ("temperature", "kd_loss", "dkd_alpha", "dkd_beta", "dist_beta", "dist_gamma", "at_beta",
+                    "teacher_weights")
+
+
+def without_kd(s: RetrainSettings) -> RetrainSettings:
+    """The same retrain without distillation: α = 0, no teacher, every KD-only setting at its default."""
+    defaults = {f.name: f.default for f in fields(RetrainSettings) if f.name in KD_ONLY_SETTINGS}
+    return replace(s, alpha=0.0, teacher=None, **defaults)
 
 
 # What `retrain` does after a search with each preset (the search's run.json names its preset). Every retrain preset

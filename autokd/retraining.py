@@ -27,7 +27,7 @@ from autokd.fsutil import read_json, write_atomic, write_json
 from autokd.progress import Board, fmt_seconds
 from autokd.runlock import RunLock
 from autokd.space.genfile import GeneratorFile, default_param_limit
-from autokd.config import RETRAIN_FIELDS, RetrainSettings, retrain_preset
+from autokd.config import RETRAIN_FIELDS, RetrainSettings, retrain_preset, without_kd
 from autokd.recipe import DEFAULT_KD
 from autokd.train import TrainConfig
 from autokd.validate import check_object, identity
@@ -81,7 +81,8 @@ def settings_for(gen: GeneratorFile | None, overrides: dict[str, Any], preset: s
     from autokd.config import check_device
 
     check_device(checked.get("device"))
-    return RetrainSettings(**checked)
+    settings = RetrainSettings(**checked)
+    return without_kd(settings) if alpha == 0 else settings
 
 
 def baseline_names(value: str | None) -> list[str]:
@@ -92,9 +93,9 @@ def baseline_settings(s: RetrainSettings, name: str) -> RetrainSettings:
     """A hand-designed baseline under the family's limit, data, teacher, epochs and recipe, with the standard KD
     setting (τ = 4, α = 0.9; no KD when the family trains without it): a fair fight, never a weakened one."""
     kd_on = bool(s.teacher) and (s.alpha is None or s.alpha > 0)
-    return replace(s, student=name, baselines=None, winner_seed=None,
-                   temperature=DEFAULT_KD.temperature if kd_on else None, alpha=DEFAULT_KD.alpha if kd_on else 0.0,
-                   teacher=s.teacher if kd_on else None)
+    baseline = replace(s, student=name, baselines=None, winner_seed=None)
+    return replace(baseline, temperature=DEFAULT_KD.temperature, alpha=DEFAULT_KD.alpha) if kd_on \
+        else without_kd(baseline)
 
 
 # ------------------------------------------------------------------------------------------------ one sample
@@ -420,7 +421,7 @@ def _groups(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path) -> lis
     for name in baseline_names(s.baselines):
         groups.append((name, None, baseline_settings(s, name), out_dir / f"baseline-{name}"))
     if s.ablate_kd:
-        groups += [(group + NO_KD, gj, replace(gs, alpha=0.0, temperature=None, teacher=None), folder / "no-kd")
+        groups += [(group + NO_KD, gj, without_kd(gs), folder / "no-kd")
                    for group, gj, gs, folder in list(groups) if _teacher_kd(gs, gj) is not None]
     return groups
 

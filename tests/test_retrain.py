@@ -254,3 +254,26 @@ def test_the_start_line_projects_the_time_from_the_searchs_measured_speed(tmp_pa
                                                            "training speed"
     (tmp_path / "run.json").unlink()
     assert _projection(gen, s, 3000, todo=3, at_once=2) == ""  # no run.json: no guess
+
+
+def test_a_sample_without_kd_has_one_identity_whatever_kd_settings_the_run_carries(tmp_path):
+    """The no-KD arm of a `--kd-loss dkd` (or dist, other τ) ablation is the no-KD arm of a hinton one: the KD-only
+    settings cannot change a sample trained without a teacher, so they are not part of what it is and its finished
+    samples are reused; with KD the loss still tells samples apart."""
+    from dataclasses import asdict
+
+    from autokd.config import RetrainSettings
+    from autokd.retraining import NO_KD, _groups, sample_identity
+
+    def identities(**kd: object) -> dict[str, dict]:
+        s = RetrainSettings(dataset=DATASET, param_limit=40_000, epochs=1.0, student="resnet", teacher="vgg7",
+                            alpha=0.9, ablate_kd=True, samples=1, **{"temperature": 4.0, **kd})
+        return {group: sample_identity(0, gj, asdict(gs), "fp" if gs.teacher else None)
+                for group, gj, gs, _ in _groups(None, s, tmp_path)}
+
+    hinton, dkd = identities(), identities(kd_loss="dkd", dkd_beta=2.0, temperature=2.0)
+    no_kd = "family" + NO_KD
+    assert set(hinton) == {"family", no_kd}
+    assert dkd[no_kd] == hinton[no_kd] and hinton[no_kd]["teacher"] is None
+    assert hinton[no_kd]["recipe"]["alpha"] == 0.0 and "kd_loss" not in hinton[no_kd]["recipe"]
+    assert dkd["family"] != hinton["family"]
