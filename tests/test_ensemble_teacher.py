@@ -2,6 +2,7 @@
 with one fingerprint, in search and retrain; members that do not fit the dataset are refused in one line."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -103,6 +104,20 @@ def test_a_shipped_ensemble_is_its_members_spelled_out(two_teachers, tmp_path, m
     with torch.no_grad():  # each member on the image and its mirror: the mean of the plain ensemble's two views
         want = (torch.softmax(ens.module(x), 1) + torch.softmax(ens.module(x.flip(-1)), 1)) / 2
         torch.testing.assert_close(torch.softmax(mirrored.module(x), 1), want, rtol=1e-4, atol=1e-5)
+    from autokd.data.augment import Augment
+    from autokd.kd.cache import compute_logits
+
+    aug = Augment(pad=1, flip=True)  # 18 views: the cache computes the 9 unflipped ones of a mirrored teacher
+    images, stats = ds.train.subset(torch.arange(7)), (ds.info.mean, ds.info.std)
+    calls = []
+    hook = mirrored.module.register_forward_hook(lambda *_: calls.append(1))
+    cached = compute_logits(mirrored, images, aug, *stats, torch.device("cpu"))
+    hook.remove()
+    assert len(calls) == 9  # one batch of 7 images × the 9 unflipped views: half the teacher's work
+    full = compute_logits(replace(mirrored, meta={**mirrored.meta, "mirror": False}), images, aug, *stats,
+                          torch.device("cpu"))  # the same module asked for every view
+    torch.testing.assert_close(cached.float(), full.float(), rtol=0, atol=2e-3)
+    assert not torch.equal(cached[:, 0], cached[:, 1])  # views do differ: the copy is the flip's, not any view's
     assert resolve_teacher("m1", ds).fingerprint == resolve_teacher(str(two_teachers[1]), ds).fingerprint
     with pytest.raises(TeacherError, match="m0, m1, both, both-mirrored"):
         resolve_teacher("nope", ds)

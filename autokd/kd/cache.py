@@ -66,10 +66,14 @@ def compute_logits(teacher: Teacher, images: ImageSet, aug: Augment, mean: tuple
     scale = (1.0 / (255.0 * torch.tensor(std))).view(1, c, 1, 1).to(device)
     shift = (-torch.tensor(mean) / torch.tensor(std)).view(1, c, 1, 1).to(device)
     n, views = len(images), aug.views
+    # a mirrored teacher (each member averaged over the image and its mirror) is flip-invariant: a flipped view has
+    # its unflipped twin's logits (view v + (2p+1)² is view v flipped), so half the views are computed, then copied
+    unflipped = (2 * aug.pad + 1) ** 2
+    flip_invariant = aug.flip and bool(teacher.meta.get("mirror"))
     out: torch.Tensor | None = None
     for start in range(0, n, batch_size):
         u8 = images.images[start:start + batch_size].to(device)
-        for v in range(views):
+        for v in range(unflipped if flip_invariant else views):
             view = torch.full((u8.shape[0],), v, dtype=torch.int64, device=device)
             x = apply_view(u8, view, aug.pad).float() * scale + shift
             if device.type == "cuda":
@@ -79,6 +83,8 @@ def compute_logits(teacher: Teacher, images: ImageSet, aug: Augment, mean: tuple
                 out = torch.empty(n, views, logits.shape[1], dtype=torch.float16)
             out[start:start + u8.shape[0], v] = logits.half().cpu()
     assert out is not None
+    if flip_invariant:
+        out[:, unflipped:] = out[:, :unflipped]
     return out
 
 
