@@ -103,8 +103,8 @@ def retrain(generator: str | Path | None = None, *, student: str | None = None, 
             board: Board | None = None, **settings: Any) -> dict[str, Any]:
     """Train samples of a searched family (`generator`: a best.json; its winner is sample 0) or of a hand-designed
     `student`, as `autokd retrain` does, into `out` (default: retrain/ next to the generator file). Settings: the
-    search's preset's retrain values (or `preset`) < the experiment file's `retrain:` section < `settings` (any
-    `RetrainSettings` field). Returns summary.json's content: test accuracy mean ± std, per sample, and the
+    preset's retrain values (`preset`, else the experiment file's `preset:`, else the search's) < the experiment
+    file's `retrain:` section < `settings` (any `RetrainSettings` field). Returns summary.json's content: test accuracy mean ± std, per sample, and the
     comparison with the hand-designed baselines."""
     from autokd.config import load_experiment
     from autokd.retraining import run_retrain, settings_for
@@ -115,13 +115,15 @@ def retrain(generator: str | Path | None = None, *, student: str | None = None, 
         raise UserError("give --generator RUN_DIR/best.json (a searched family) or --student NAME (a hand-designed "
                         "one)")
     gen = load_generator(str(generator)) if generator else None
-    section = (load_experiment(experiment).get("retrain") or {}) if experiment else None
+    exp = load_experiment(experiment) if experiment else {}
+    section = (exp.get("retrain") or {}) if experiment else None
     overrides = {k: v for k, v in {**settings, "student": student}.items() if v is not None}
     if no_kd:
         overrides["alpha"] = 0.0
     if preset == "smoke":
         overrides["smoke_teacher"] = True
-    st = settings_for(gen, overrides, preset or _run_preset(gen), section)
+    # the preset: the flag's, else the experiment file's (it was written for one), else the search's run.json's
+    st = settings_for(gen, overrides, preset or exp.get("preset") or _run_preset(gen), section)
     folder = Path(out) if out else (Path(generator).resolve().parent / "retrain" if generator
                                     else Path("runs") / f"retrain-{student}")
     if folder.exists() and not folder.is_dir():

@@ -277,3 +277,24 @@ def test_a_sample_without_kd_has_one_identity_whatever_kd_settings_the_run_carri
     assert dkd[no_kd] == hinton[no_kd] and hinton[no_kd]["teacher"] is None
     assert hinton[no_kd]["recipe"]["alpha"] == 0.0 and "kd_loss" not in hinton[no_kd]["recipe"]
     assert dkd["family"] != hinton["family"]
+
+
+def test_an_experiment_files_preset_is_the_retrains_unless_a_flag_names_one(generator_with_source, tmp_path,
+                                                                             monkeypatch):
+    """`autokd retrain --experiment fashion-mnist-patient` on a generator with no search run beside it: the file
+    was written for the cpu preset, so the retrain starts from the cpu retrain's values (not the paper's 600
+    epochs of cutout), then the file's retrain: section; --preset still wins."""
+    import autokd.retraining as R
+    from autokd.config import RETRAIN_PRESETS
+
+    seen = []
+    monkeypatch.setattr(R, "run_retrain", lambda gen, st, folder, board: seen.append(st) or {})
+    exp = tmp_path / "e.yaml"
+    exp.write_text("preset: cpu\nretrain: {epochs: 2}\n")
+    from autokd.api import retrain
+
+    retrain(generator_with_source, experiment=str(exp), out=tmp_path / "r")
+    retrain(generator_with_source, experiment=str(exp), out=tmp_path / "r", preset="smoke")
+    cpu, smoke = seen
+    assert (cpu.epochs, cpu.augment_pad, cpu.cutout, cpu.baselines) == (2.0, 0, 0, RETRAIN_PRESETS["cpu"]["baselines"])
+    assert smoke.epochs == 2.0 and smoke.subset == RETRAIN_PRESETS["smoke"]["subset"]

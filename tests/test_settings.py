@@ -133,6 +133,18 @@ def test_override_order_is_preset_then_experiment_then_flags(tmp_path):
     assert (s.lr, s.label_smoothing, s.subset, s.preset) == (0.3, 0.05, PRESETS["cpu"]["subset"], "cpu")
 
 
+def test_every_shipped_experiment_file_loads_with_a_valid_retrain_section():
+    """`autokd retrain --experiment NAME` reads a shipped file's retrain: section; a key or value the retrain does not
+    know would only fail when a user runs it."""
+    from autokd.config import load_experiment, shipped_experiments
+    from autokd.validate import check_object
+
+    names = shipped_experiments()
+    assert "fashion-mnist" in names
+    for name in names:
+        check_object(load_experiment(name).get("retrain") or {}, RETRAIN_FIELDS, f"{name}: retrain")
+
+
 def test_every_choice_list_names_exactly_its_registry():
     """A setting's choices are declared in autokd.config / autokd.recipe (below the registries in the layers), so
     each list is held to the registry it names: adding a proposer, objective, space, loss, optimizer or rung
