@@ -499,7 +499,10 @@ def run_retrain(gen: GeneratorFile | None, s: RetrainSettings, out_dir: Path,
             if s.ablate_kd:
                 from autokd.compare import kd_ablation
 
-                summary["kd_ablation"] = kd_ablation(kd_pairs(results))
+                pairs = kd_pairs(results)
+                if s.student:  # a hand-designed student's run: its one group is that student, not a family
+                    pairs = {(s.student if g == FAMILY else g): v for g, v in pairs.items()}
+                summary["kd_ablation"] = kd_ablation(pairs)
         write_json(out_dir / "summary.json", summary)
         write_atomic(out_dir / "summary.md", summary_markdown(summary))
     return summary

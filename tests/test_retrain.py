@@ -298,3 +298,14 @@ def test_an_experiment_files_preset_is_the_retrains_unless_a_flag_names_one(gene
     cpu, smoke = seen
     assert (cpu.epochs, cpu.augment_pad, cpu.cutout, cpu.baselines) == (2.0, 0, 0, RETRAIN_PRESETS["cpu"]["baselines"])
     assert smoke.epochs == 2.0 and smoke.subset == RETRAIN_PRESETS["smoke"]["subset"]
+
+
+def test_a_hand_designed_students_kd_ablation_is_named_after_it(generator_with_source, tmp_path):
+    """`autokd retrain --student cnn --ablate-kd`: its one group is the cnn, and the verdict says so (not 'family')."""
+    teacher = json.loads(generator_with_source.read_text())["source"]["teacher"]
+    out = tmp_path / "cnn"
+    assert main(["retrain", "--student", "cnn", "--dataset", DATASET, "--param-limit", "40000", "--teacher", teacher,
+                 "--samples", "2", "--epochs", "0.25", "--ablate-kd", "--no-int8", "--out", str(out)]) == 0
+    ablation = json.loads((out / "summary.json").read_text())["kd_ablation"]
+    assert set(ablation["groups"]) == {"cnn"} and ablation["groups"]["cnn"]["n"] == 2
+    assert "cnn" in ablation["verdict"] and "family" not in ablation["verdict"]
