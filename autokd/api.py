@@ -104,8 +104,8 @@ def retrain(generator: str | Path | None = None, *, student: str | None = None, 
     """Train samples of a searched family (`generator`: a best.json; its winner is sample 0) or of a hand-designed
     `student`, as `autokd retrain` does, into `out` (default: retrain/ next to the generator file). Settings: the
     preset's retrain values (`preset`, else the experiment file's `preset:`, else the search's) < the experiment
-    file's `retrain:` section < `settings` (any `RetrainSettings` field). Returns summary.json's content: test accuracy mean ± std, per sample, and the
-    comparison with the hand-designed baselines."""
+    file's `retrain:` section < `settings` (any `RetrainSettings` field). Returns summary.json's content: test
+    accuracy mean ± std, per sample, and the comparison with the hand-designed baselines."""
     from autokd.config import load_experiment
     from autokd.retraining import run_retrain, settings_for
 
