@@ -383,10 +383,11 @@ def resolve_teacher(name_or_path: str, dataset: Dataset, smoke: bool = False, de
                                  progress, check, mirror=shipped_ensemble.mirror, shipped_name=name_or_path)
     if is_ensemble(name_or_path):
         return _resolve_ensemble(name_or_path, dataset, smoke, device, quiet, weights, progress, check)
+    shipped_file = f"{dataset.info.name}-{name_or_path}.pt"  # a shipped name: DATASET-NAME.pt beside the package
     if name_or_path in TEACHERS:
         path = _built_in(name_or_path, dataset, smoke, device, quiet, progress)
-    elif f"{dataset.info.name}-{name_or_path}.pt" in SHIPPED and not Path(name_or_path).exists():
-        path = _verified(SHIPPED_DIR / f"{dataset.info.name}-{name_or_path}.pt")
+    elif shipped_file in SHIPPED and not Path(name_or_path).exists():
+        path = _verified(SHIPPED_DIR / shipped_file)
     elif CALLABLE.match(name_or_path) and not Path(name_or_path).exists():
         module, path = _load_callable(name_or_path, weights)
         meta = {**read_sidecar(Path(f"{path}.json"), path), "arch": name_or_path}
