@@ -96,28 +96,55 @@ def _interval(d: Any) -> str:
     return f" [{d.ci_low:+.2f}, {d.ci_high:+.2f}] (95% CI, p = {d.p_value:.3g})" if d.ci_low is not None else ""
 
 
-def split_lines(fam: dict[str, Any], std: dict[str, Any] | None) -> list[str]:
+def split(fam: dict[str, Any], std: dict[str, Any] | None) -> tuple[Any, Any, list[int]] | None:
     """The family's lead over the best baseline, split: architecture (family − baseline, both at the baseline's
-    τ/α; Welch) and distillation setting (the family at its searched τ/α − at the baseline's, paired by sample)."""
+    τ/α; Welch) and distillation setting (the family at its searched τ/α − at the baseline's, paired by sample);
+    None without the standard-KD retrain or a baseline."""
     from autokd.compare import difference, paired_difference
 
     if std is None or not fam.get("baselines"):
-        return []
+        return None
     best = max(fam["baselines"].values(), key=lambda b: b["test_acc_mean"] or 0)
     own, standard = _accs(fam), _accs(std)
-    arch = difference("searched family at τ 4, α 0.9", list(standard.values()), f"{best['student']} (τ 4, α 0.9)",
-                      best["test_accs"])
     both = sorted(set(own) & set(standard))
     if not both:
-        return []
+        return None
+    arch = difference("searched family at τ 4, α 0.9", list(standard.values()), best["student"], best["test_accs"])
     kd = paired_difference("distillation setting", [own[i] for i in both], [standard[i] for i in both])
+    return arch, kd, both
+
+
+def split_lines(fam: dict[str, Any], std: dict[str, Any] | None) -> list[str]:
+    parts = split(fam, std)
+    if parts is None:
+        return []
+    arch, kd, both = parts
     tau, alpha = fam["per_sample"][0]["kd"]["temperature"], fam["per_sample"][0]["kd"]["alpha"]
-    return [f"- Architecture, at the same distillation (τ 4, α 0.9): searched family − {best['student']} "
+    return [f"- Architecture, at the same distillation (τ 4, α 0.9): searched family − {arch.name_b} "
             f"{arch.diff:+.2f} points{_interval(arch)}, {arch.n_a} vs {arch.n_b} samples.",
             f"- Distillation setting, same architectures and seeds: the family at its searched τ {tau:.2f}, "
             f"α {alpha:.2f} − at τ 4, α 0.9: {kd.diff:+.2f} points"
             + (f" [{kd.ci_low:+.2f}, {kd.ci_high:+.2f}] (95% CI, paired t p = {kd.p_value:.3g})"
                if kd.ci_low is not None else "") + f", {len(both)} pairs."]
+
+
+def holm_line(fam: dict[str, Any], r: Any, std: dict[str, Any] | None) -> str:
+    """The report's tests, Holm-corrected together (each p above is uncorrected)."""
+    from rank_report import holm  # Holm's step-down, shared with the other studies' reports
+
+    comp = fam.get("comparison") or {}
+    best = (comp.get("differences") or {}).get(comp.get("best_baseline"))
+    tests = [(f"family − {comp.get('best_baseline')}", best["p_value"] if best else None),
+             ("family − random θ family", r.p_value)]
+    parts = split(fam, std)
+    if parts is not None:
+        tests += [("architecture", parts[0].p_value), ("distillation setting", parts[1].p_value)]
+    tests = [(name, p) for name, p in tests if p is not None]
+    if not tests:
+        return "- No test has two samples a side; nothing to correct."
+    adjusted = holm([p for _, p in tests])
+    return (f"- Holm over the {len(tests)} tests (adjusted p): "
+            + "; ".join(f"{name} {p:.3g}" for (name, _), p in zip(tests, adjusted)) + ".")
 
 
 def table_lines(fam: dict[str, Any], table: Path) -> list[str]:
@@ -164,7 +191,8 @@ def write_report(results: Path, table: Path | None = None) -> None:
              f"- {fam['comparison']['verdict']}" if fam.get("comparison") else "- no baseline was trained",
              f"- Searched family against a random θ of the same space: {d.diff:+.2f} points{_interval(d)}, "
              f"{d.n_a} vs {d.n_b} samples.",
-             *split_lines(fam, std), *(table_lines(fam, table) if table else []), target_line(fam, d), "",
+             *split_lines(fam, std), holm_line(fam, d, std), *(table_lines(fam, table) if table else []),
+             target_line(fam, d), "",
              "| student | samples | test top-1 | mean params | seconds / sample |", "|---|---|---|---|---|"]
 
     def row(name: str, s: dict[str, Any]) -> str:

@@ -91,3 +91,22 @@ def test_the_comparison_splits_the_lead_into_architecture_and_distillation_setti
     # paired on samples 0-2 only: +0.20, +0.20, +0.15 → +0.18; sample 3 (no twin) is left out
     assert "+0.18 points" in kd and "3 pairs" in kd and "τ 2.00, α 0.50" in kd
     assert split_lines(fam, None) == []
+
+
+def test_the_comparisons_tests_are_holm_corrected_together():
+    from autokd.compare import against_baselines, difference
+    from does_search_pay import holm_line, split
+    from rank_report import holm
+
+    fam = _summary([0.930, 0.931, 0.929, 0.935], baseline=[0.925, 0.926, 0.924])
+    fam["comparison"] = against_baselines([0.930, 0.931, 0.929, 0.935], {"resnet": [0.925, 0.926, 0.924]})
+    std = _summary([0.928, 0.929, 0.9275], tau=4.0, alpha=0.9)
+    r = difference("family", [0.930, 0.931, 0.929, 0.935], "random", [0.929, 0.931, 0.928])
+    arch, kd, _ = split(fam, std)
+    raw = [fam["comparison"]["differences"]["resnet"]["p_value"], r.p_value, arch.p_value, kd.p_value]
+    line = holm_line(fam, r, std)
+    assert line.startswith("- Holm over the 4 tests")
+    for p in holm(raw):  # every adjusted p is printed, each ≥ its raw p (so a raw p < 0.05 can fail after Holm)
+        assert f"{p:.3g}" in line
+    assert min(holm(raw)) >= min(raw)
+    assert "Holm over the 2 tests" in holm_line(fam, r, None)  # without the standard-KD retrain: no split
