@@ -6,8 +6,9 @@ these sizes, so enumerated rather than resampled), Holm-corrected within each cl
 
 Claim 2: BOHB against random search, the cpu preset, paired by seed (docs/scheduling/bohb-vs-random.json): the best
 validation accuracy reached within the shorter of the pair's two searches (equal wall time) and after all
-evaluations (equal evaluations). Claim 3: families after the 7-epoch KD retrain (docs/does-search-pay/one-bracket-preset/): the searched
-family against the hand-designed ResNet-8 and against a random θ of the same space.
+evaluations (equal evaluations). Claim 3: families after the 7-epoch KD retrain
+(docs/does-search-pay/one-bracket-preset/): the searched family against the hand-designed ResNet-8 and against a
+random θ of the same space.
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ def claim3() -> None:
     summary = json.loads((ROOT / "docs/does-search-pay/one-bracket-preset/retrain-summary.json").read_text())
     one_bracket = [100 * r["test_acc"] for r in summary["per_sample"] if r.get("test_acc") is not None]
     resnet = [100 * a for a in summary["baselines"]["resnet"]["test_accs"]]
-    random_theta = [100 * json.loads(p.read_text())["test_acc"]
-                    for p in sorted((ROOT / "docs/does-search-pay/one-bracket-preset/random-samples").glob("sample-*.json"))]
+    samples = ROOT / "docs/does-search-pay/one-bracket-preset/random-samples"
+    random_theta = [100 * json.loads(p.read_text())["test_acc"] for p in sorted(samples.glob("sample-*.json"))]
     # the two-bracket preset's winner and its family (docs/deploy/retrain-cpu/: the same 7-epoch KD retrain)
     two_bracket = [100 * json.loads(p.read_text())["test_acc"]
                    for p in sorted((ROOT / "docs/deploy/retrain-cpu").glob("sample-*.json"))]
