@@ -128,13 +128,18 @@ def split_lines(fam: dict[str, Any], std: dict[str, Any] | None) -> list[str]:
                if kd.ci_low is not None else "") + f", {len(both)} pairs."]
 
 
+def _best_difference(fam: dict[str, Any]) -> dict[str, Any] | None:
+    """The family − best hand-designed student difference of the retrain's summary (None without a baseline)."""
+    comp = fam.get("comparison") or {}
+    return (comp.get("differences") or {}).get(comp.get("best_baseline"))
+
+
 def holm_line(fam: dict[str, Any], r: Any, std: dict[str, Any] | None) -> str:
     """The report's tests, Holm-corrected together (each p above is uncorrected)."""
     from rank_report import holm  # Holm's step-down, shared with the other studies' reports
 
-    comp = fam.get("comparison") or {}
-    best = (comp.get("differences") or {}).get(comp.get("best_baseline"))
-    tests = [(f"family − {comp.get('best_baseline')}", best["p_value"] if best else None),
+    best = _best_difference(fam)
+    tests = [(f"family − {best['name_b']}" if best else "family − baseline", best["p_value"] if best else None),
              ("family − random θ family", r.p_value)]
     parts = split(fam, std)
     if parts is not None:
@@ -167,8 +172,7 @@ def table_lines(fam: dict[str, Any], table: Path) -> list[str]:
 
 def target_line(fam: dict[str, Any], r: Any) -> str:
     """Issue 37's target, met or not, in one line (`r`: the family − random θ family difference)."""
-    comp = fam.get("comparison") or {}
-    best = (comp.get("differences") or {}).get(comp.get("best_baseline"))
+    best = _best_difference(fam)
     met_b = best is not None and best["diff"] >= TARGET_POINTS and (best["ci_low"] if best["ci_low"] is not None
                                                                     else -1) > 0
     met_r = r.diff >= TARGET_POINTS and (r.ci_low if r.ci_low is not None else -1) > 0
